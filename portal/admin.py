@@ -1,0 +1,72 @@
+"""Admin for the audit trail (read-only) and users (deactivate, never delete)."""
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+
+from portal import audit
+from portal.models import AuditEvent
+
+admin.site.site_header = "Pier platform administration"
+admin.site.site_title = "Pier admin"
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """Edits made through the admin's own forms are audited like any other change."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit.record(
+            action=f"admin.{'change' if change else 'add'}.{obj._meta.label_lower}", actor=request.user,
+            tenant=getattr(getattr(obj, "tenant", None), "slug", "") or "", target_type=obj._meta.model_name,
+            target=str(obj), details={"fields": sorted(form.changed_data)},
+        )
+
+    def delete_model(self, request, obj):
+        target = str(obj)
+        tenant = getattr(getattr(obj, "tenant", None), "slug", "") or ""
+        super().delete_model(request, obj)
+        audit.record(action=f"admin.delete.{obj._meta.label_lower}", actor=request.user, tenant=tenant,
+                     target_type=obj._meta.model_name, target=target)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "actor", "tenant", "action", "target", "outcome", "source", "request_id"]
+    list_filter = ["outcome", "source", "action", "tenant"]
+    search_fields = ["actor", "tenant", "action", "target", "request_id"]
+    date_hierarchy = "at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PierUserAdmin(AuditedModelAdmin, UserAdmin):
+    actions = ["deactivate"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # users are deactivated, never deleted (tenant tables reference them)
+
+    @admin.action(description="Deactivate selected users")
+    def deactivate(self, request, queryset):
+        from tenants.services import user_deactivate
+
+        for user in queryset.filter(is_active=True):
+            user_deactivate(user=user, acting_user=request.user)
+        messages.success(request, "Deactivated.")

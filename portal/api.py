@@ -1,0 +1,38 @@
+"""Base classes for the API: pagination, the tenant-scoped view with its access check."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, permissions
+from rest_framework.pagination import PageNumberPagination
+
+from portal.access import NotSignedIn, check_tenant_access
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class IsStaff(permissions.BasePermission):
+    message = "Platform staff only."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class TenantScopedMixin:
+    """Every view under /api/v1/tenants/<slug>/ inherits this: the caller's tenant role is
+    checked once, before the handler runs. `min_role` (per view) or `min_role_for_write`
+    (for POST/PUT/PATCH/DELETE) set the role required."""
+
+    min_role = "member"
+    min_role_for_write = "admin"
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        needed = self.min_role if request.method in permissions.SAFE_METHODS else self.min_role_for_write
+        try:
+            check_tenant_access(request, min_role=needed)
+        except NotSignedIn:
+            raise exceptions.NotAuthenticated()
+

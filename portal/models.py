@@ -1,0 +1,43 @@
+from django.db import models
+from django.utils import timezone
+
+
+class AuditEvent(models.Model):
+    """One row per mutating action, successful or refused. Append-only (a database trigger
+    refuses UPDATE and DELETE). The tenant is a plain value, not a foreign key, so the history
+    outlives the tenant."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "success"
+        DENIED = "denied", "denied"
+        INVALID = "invalid", "invalid input"
+        NOT_FOUND = "not_found", "not found"
+        CONFLICT = "conflict", "conflict"
+        FAILED = "failed", "failed"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, blank=True, help_text="Username, or 'system' / 'anonymous'.")
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    tenant = models.CharField(max_length=64, blank=True, db_index=True)
+    action = models.CharField(max_length=120, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, db_index=True)
+    source = models.CharField(max_length=16, blank=True, help_text="html, api, admin, task or cli")
+    request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-at"], name="audit_tenant_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} {self.outcome}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only.")

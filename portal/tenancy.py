@@ -1,0 +1,114 @@
+"""Tenant routing by path, on one host.
+
+`/t/<slug>/…` (HTML) and `/api/v1/tenants/<slug>/…` (API) select a tenant; everything else runs in
+the public schema. The tenant comes from an in-process cache with a short TTL; when the TTL runs
+out, a version key in the shared cache says whether the cached row is still current, so a routed
+request costs no lookup query (only the `SET search_path` django-tenants issues at the first
+cursor) and a change such as a suspension reaches every web and worker process within
+PIER_TENANT_CACHE_TTL seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from portal.errors import error_response
+
+TENANT_PATH = re.compile(r"^/(?:t|api/v1/tenants)/(?P<slug>[^/]+)(?:/|$)")
+
+
+@dataclass
+class _Entry:
+    tenant: object | None  # a Tenant, or None for "no such tenant" (cached too)
+    version: str
+    checked_at: float
+
+
+_entries: dict[str, _Entry] = {}
+_lock = threading.Lock()
+
+
+def _version_key(slug: str) -> str:
+    return f"tenant-version:{slug}"
+
+
+def resolve(slug: str):
+    """The Tenant with this slug, or None. Usually answered from memory."""
+    now = time.monotonic()
+    entry = _entries.get(slug)
+    if entry is not None and now - entry.checked_at < settings.PIER_TENANT_CACHE_TTL:
+        return entry.tenant
+    version = cache.get(_version_key(slug))
+    if entry is not None and version is not None and version == entry.version:
+        entry.checked_at = now
+        return entry.tenant
+    if version is None:
+        version = uuid.uuid4().hex
+        cache.add(_version_key(slug), version, timeout=None)
+        version = cache.get(_version_key(slug)) or version
+    Tenant = apps.get_model("tenants", "Tenant")
+    tenant = Tenant.objects.filter(slug=slug).first()
+    with _lock:
+        _entries[slug] = _Entry(tenant=tenant, version=version, checked_at=now)
+    return tenant
+
+
+def invalidate(slug: str) -> None:
+    """Tell every process that this tenant changed (call after the change committed)."""
+    cache.set(_version_key(slug), uuid.uuid4().hex, timeout=None)
+    with _lock:
+        _entries.pop(slug, None)
+
+
+def clear_local_cache() -> None:
+    with _lock:
+        _entries.clear()
+
+
+@lru_cache(maxsize=1)
+def code_schema_version() -> str:
+    """A digest of the tenant apps' migrations on disk: the schema version the code expects."""
+    from django.db.migrations.loader import MigrationLoader
+
+    labels = {cfg.label for cfg in apps.get_app_configs() if cfg.name in settings.TENANT_APPS}
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    names = sorted(f"{app}.{name}" for app, name in loader.disk_migrations if app in labels)
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+class TenantPathMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        # Persistent connections keep the previous request's schema: start from public.
+        connection.set_schema_to_public()
+        request.tenant = None
+        match = TENANT_PATH.match(request.path_info)
+        if match is None:
+            return self.get_response(request)
+        tenant = resolve(match.group("slug"))
+        if tenant is None:
+            return error_response(
+                request, status=404, code="not_found", message="No such organization.", title="Not found"
+            )
+        request.tenant = tenant
+        # Whether this caller may use the tenant is decided by portal.access, after authentication;
+        # a schema only exists (and is only current) for these statuses.
+        if tenant.status in ("active", "suspended") and tenant.schema_version == code_schema_version():
+            connection.set_tenant(tenant)
+        try:
+            return self.get_response(request)
+        finally:
+            connection.set_schema_to_public()

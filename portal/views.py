@@ -1,0 +1,43 @@
+"""Base classes for server-rendered pages."""
+
+from __future__ import annotations
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ValidationError
+from django.shortcuts import render
+from django.views import View
+
+from portal.access import NotSignedIn, check_tenant_access
+from portal.errors import PierError, error_response, from_django_validation_error
+
+
+class TenantView(View):
+    """Every page under /t/<slug>/ inherits this: the caller's tenant role is checked once,
+    before the handler runs; `min_role` for reading, `min_role_for_write` for POST.
+
+    A service refusal (PierError) on POST re-renders the page with the message and the right
+    HTTP status, so nothing typed is lost."""
+
+    min_role = "member"
+    min_role_for_write = "admin"
+
+    def dispatch(self, request, *args, **kwargs):
+        needed = self.min_role_for_write if request.method == "POST" else self.min_role
+        try:
+            check_tenant_access(request, min_role=needed)
+        except NotSignedIn:
+            return redirect_to_login(request.get_full_path())
+        except PierError as exc:
+            return error_response(request, status=exc.status, code=exc.code, message=exc.message)
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except ValidationError as exc:
+            return self.refused(request, from_django_validation_error(exc))
+        except PierError as exc:
+            return self.refused(request, exc)
+
+    def refused(self, request, exc: PierError):
+        """Show a refused action on the page it came from; subclasses may re-render their form."""
+        request.pier_refusal = {"code": exc.code, "message": exc.message}
+        context = self.get_context_data(error=exc.message) if hasattr(self, "get_context_data") else {}
+        return render(request, self.template_name, context, status=exc.status)

@@ -1,0 +1,117 @@
+"""Admin for platform staff. Lifecycle actions go through the same services as the API, so they
+are validated and audited the same way."""
+
+from django.contrib import admin, messages
+
+from portal.admin import AuditedModelAdmin
+from portal.errors import PierError
+from tenants import services
+from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Tenant
+
+
+def _run_for_each(modeladmin, request, queryset, service, verb):
+    done = 0
+    for tenant in queryset:
+        try:
+            service(tenant=tenant, acting_user=request.user)
+            done += 1
+        except PierError as exc:
+            modeladmin.message_user(request, f"{tenant.slug}: {exc.message}", level=messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} tenant(s).", level=messages.SUCCESS)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+class JobInline(admin.TabularInline):
+    model = ProvisioningJob
+    extra = 0
+    fields = ["id", "kind", "status", "attempts", "error", "created_at", "finished_at"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Tenant)
+class TenantAdmin(AuditedModelAdmin):
+    list_display = ["slug", "name", "status", "status_message", "max_projects", "max_members", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["slug", "name"]
+    readonly_fields = ["slug", "schema_name", "status", "status_message", "schema_version", "created_at",
+                       "updated_at", "suspended_at"]
+    fields = ["slug", "name", "status", "status_message", "max_projects", "max_members", "schema_name",
+              "schema_version", "created_at", "updated_at", "suspended_at"]
+    inlines = [MembershipInline, JobInline]
+    actions = ["suspend", "resume", "retry", "delete_tenants"]
+
+    def has_add_permission(self, request):
+        return False  # tenants are created through the API (a provisioning job), not a bare row
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # deletion is a job: the "Delete tenants" action
+
+    @admin.action(description="Suspend selected tenants")
+    def suspend(self, request, queryset):
+        _run_for_each(self, request, queryset, services.tenant_suspend, "Suspended")
+
+    @admin.action(description="Resume selected tenants")
+    def resume(self, request, queryset):
+        _run_for_each(self, request, queryset, services.tenant_resume, "Resumed")
+
+    @admin.action(description="Retry failed provisioning or deletion")
+    def retry(self, request, queryset):
+        _run_for_each(self, request, queryset, services.tenant_retry, "Retried")
+
+    @admin.action(description="Delete tenants (drops their schema)")
+    def delete_tenants(self, request, queryset):
+        _run_for_each(self, request, queryset, services.tenant_delete, "Deleting")
+
+
+@admin.register(Membership)
+class MembershipAdmin(AuditedModelAdmin):
+    list_display = ["tenant", "user", "role", "created_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["tenant__slug", "user__username", "user__email"]
+    autocomplete_fields = ["user", "tenant"]
+
+
+@admin.register(PendingMembership)
+class PendingMembershipAdmin(AuditedModelAdmin):
+    list_display = ["tenant", "username", "email", "role", "created_at"]
+    search_fields = ["tenant__slug", "username", "email"]
+
+
+class JobStepInline(admin.TabularInline):
+    model = JobStep
+    extra = 0
+    fields = ["position", "name", "status", "attempts", "error", "started_at", "finished_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ProvisioningJob)
+class ProvisioningJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "tenant_slug", "status", "attempts", "error", "created_at", "finished_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["tenant_slug", "request_id"]
+    readonly_fields = [f.name for f in ProvisioningJob._meta.fields]
+    inlines = [JobStepInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

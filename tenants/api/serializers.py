@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from portal.models import AuditEvent
+from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Role, Tenant
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, naming them, instead of silently ignoring them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class JobStepSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobStep
+        fields = ["name", "status", "attempts", "error", "started_at", "finished_at"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    steps = JobStepSerializer(many=True, read_only=True)
+    tenant = serializers.CharField(source="tenant_slug")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProvisioningJob
+        fields = [
+            "id", "url", "kind", "tenant", "status", "attempts", "error", "requested_by", "request_id",
+            "created_at", "started_at", "finished_at", "steps",
+        ]
+
+    def get_url(self, job) -> str:
+        return reverse("api:job-detail", kwargs={"pk": job.pk})
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    effective_max_projects = serializers.IntegerField(read_only=True)
+    effective_max_members = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Tenant
+        fields = [
+            "slug", "url", "name", "status", "status_message", "max_projects", "effective_max_projects",
+            "max_members", "effective_max_members", "created_at", "updated_at", "suspended_at",
+        ]
+
+    def get_url(self, tenant) -> str:
+        return reverse("api:admin-tenant-detail", kwargs={"slug": tenant.slug})
+
+
+class TenantCreateSerializer(StrictSerializer):
+    slug = serializers.CharField(max_length=100, help_text="Lowercase letters, digits, hyphens; 2–41 characters.")
+    name = serializers.CharField(max_length=200)
+    owner = serializers.CharField(max_length=254, help_text="A username or an email address.")
+    max_projects = serializers.IntegerField(min_value=0, max_value=100000, required=False, allow_null=True)
+    max_members = serializers.IntegerField(min_value=1, max_value=100000, required=False, allow_null=True)
+
+
+class TenantUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    max_projects = serializers.IntegerField(min_value=0, max_value=100000, required=False, allow_null=True)
+    max_members = serializers.IntegerField(min_value=1, max_value=100000, required=False, allow_null=True)
+
+
+class MyTenantSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(read_only=True)
+    html_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "status", "role", "html_url"]
+
+    def get_html_url(self, tenant) -> str:
+        return reverse("tenants:home", kwargs={"tenant_slug": tenant.slug})
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+    email = serializers.EmailField(source="user.email")
+    full_name = serializers.CharField(source="user.get_full_name")
+
+    class Meta:
+        model = Membership
+        fields = ["username", "email", "full_name", "role", "created_at"]
+
+
+class MemberAddSerializer(StrictSerializer):
+    username = serializers.CharField(max_length=254, help_text="A username or an email address.")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class MemberUpdateSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PendingMembership
+        fields = ["id", "username", "email", "role", "created_at"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id", "at", "actor", "tenant", "action", "target_type", "target", "outcome", "source",
+            "request_id", "details",
+        ]

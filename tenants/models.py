@@ -1,0 +1,175 @@
+"""Public-schema models: tenants, who belongs to them, and the jobs that provision them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_tenants.models import TenantMixin
+
+from tenants.validators import validate_tenant_slug
+
+
+class Tenant(TenantMixin):
+    class Status(models.TextChoices):
+        PROVISIONING = "provisioning", "provisioning"
+        ACTIVE = "active", "active"
+        SUSPENDED = "suspended", "suspended"
+        DELETING = "deleting", "deleting"
+        FAILED = "failed", "failed"
+
+    slug = models.CharField(max_length=41, unique=True, validators=[validate_tenant_slug])
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONING, db_index=True)
+    status_message = models.TextField(blank=True)
+    max_projects = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the platform default (PIER_DEFAULT_MAX_PROJECTS)."
+    )
+    max_members = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the platform default (PIER_DEFAULT_MAX_MEMBERS)."
+    )
+    # Which tenant-app migrations the schema has; compared with the code's at each request.
+    schema_version = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Schemas are created and dropped by the provisioning tasks, never by save()/delete().
+    auto_create_schema = False
+    auto_drop_schema = False
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def effective_max_projects(self) -> int:
+        return self.max_projects if self.max_projects is not None else settings.PIER_DEFAULT_MAX_PROJECTS
+
+    @property
+    def effective_max_members(self) -> int:
+        return self.max_members if self.max_members is not None else settings.PIER_DEFAULT_MAX_MEMBERS
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "owner"
+    ADMIN = "admin", "admin"
+    MEMBER = "member", "member"
+
+
+MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+class Membership(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    # PROTECT: users are deactivated, never deleted.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["tenant__slug", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+
+class PendingMembership(models.Model):
+    """A membership for someone who has not signed in yet, by username or verified email.
+    Claimed at their first sign-in."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="pending_memberships")
+    username = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(blank=True)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(username="") | ~Q(email=""), name="pending_membership_has_identity"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username or self.email} (pending) in {self.tenant}"
+
+
+class ProvisioningJob(models.Model):
+    """A tenant's provisioning or deletion, with its steps: what the admin, the API and the
+    tenant's page show while the worker does the work."""
+
+    class Kind(models.TextChoices):
+        PROVISION = "provision", "provision"
+        DELETE = "delete", "delete"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        RETRYING = "retrying", "retrying"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    tenant_slug = models.CharField(max_length=41, db_index=True, help_text="Kept after the tenant is gone.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.tenant_slug} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class JobStep(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [models.UniqueConstraint(fields=["job", "name"], name="jobstep_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class SchemaTemplate(models.Model):
+    """The SQL that migrating an empty tenant schema runs, captured once per migration state and
+    replayed in one transaction for each new tenant (see tenants/schema.py)."""
+
+    migration_state = models.CharField(max_length=64, primary_key=True)
+    statements = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"template {self.migration_state[:12]} ({len(self.statements)} statements)"

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ProjectsConfig(AppConfig):
+    """The tenant-schema app: every model here exists once per tenant schema."""
+
+    name = "tenants.projects"
+    label = "projects"
+    verbose_name = "Projects (tenant schema)"

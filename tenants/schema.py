@@ -1,0 +1,131 @@
+"""Tenant schemas from a captured template.
+
+Running Django's migrations for every new tenant is slow (seconds), and django-tenants' clone
+function re-creates its SQL function on each call. Pier instead migrates a scratch schema once per
+migration state, records every statement the migration ran (DDL, and the django_migrations rows
+with literal values), and replays that SQL for each new tenant in one transaction: all or nothing,
+so a failed attempt leaves no half-made schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+
+from django.db.migrations.executor import MigrationExecutor
+from django.db import connection, transaction
+from django_tenants.utils import schema_exists
+
+from portal.tenancy import code_schema_version
+from tenants.models import SchemaTemplate, Tenant
+
+log = logging.getLogger(__name__)
+_SKIP = re.compile(r"^\s*(SELECT|SHOW|SET\s+search_path)\b", re.IGNORECASE)
+_local_templates: dict[str, list[str]] = {}
+_local_lock = threading.Lock()
+
+
+def _lock_key(*parts: object) -> int:
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def advisory_xact_lock(*parts: object) -> None:
+    """Block until this transaction holds the advisory lock named by `parts`."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(*parts)])
+
+
+def try_advisory_lock(*parts: object) -> bool:
+    """A session-level advisory lock (spans several transactions); release with advisory_unlock."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_lock_key(*parts)])
+        return bool(cursor.fetchone()[0])
+
+
+def advisory_unlock(*parts: object) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(*parts)])
+
+
+def quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def capture_template_sql() -> list[str]:
+    """Migrate a scratch schema and return the statements that did it (inlined parameters)."""
+    state = code_schema_version()
+    scratch = f"pier_template_{state[:12]}"
+    statements: list[str] = []
+
+    def capture(execute, sql, params, many, context):
+        if not _SKIP.match(sql):
+            statements.append(connection.ops.compose_sql(sql, params) if params else sql)
+        return execute(sql, params, many, context)
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA IF EXISTS {quote(scratch)} CASCADE")
+        cursor.execute(f"CREATE SCHEMA {quote(scratch)}")
+    # The executor, not the migrate command: no post_migrate handlers (contenttypes and
+    # permissions live in public and must not end up in the template). django-tenants' router
+    # keeps shared apps' operations out of a tenant schema, as migrate_schemas would.
+    connection.set_schema(scratch)
+    try:
+        with connection.execute_wrapper(capture):
+            executor = MigrationExecutor(connection)
+            executor.migrate(executor.loader.graph.leaf_nodes())
+    finally:
+        connection.set_schema_to_public()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {quote(scratch)} CASCADE")
+    return statements
+
+
+def template_sql() -> list[str]:
+    """The template for the code's migration state: from memory, the database, or captured now."""
+    state = code_schema_version()
+    cached = _local_templates.get(state)
+    if cached is not None:
+        return cached
+    with _local_lock:
+        template = SchemaTemplate.objects.filter(migration_state=state).first()
+        if template is None:
+            with transaction.atomic():
+                advisory_xact_lock("schema-template", state)
+                template = SchemaTemplate.objects.filter(migration_state=state).first()
+                if template is None:
+                    log.info("capturing the tenant schema template for migration state %s", state[:12])
+                    template = SchemaTemplate.objects.create(migration_state=state, statements=capture_template_sql())
+        _local_templates[state] = template.statements
+        return template.statements
+
+
+def replay(schema_name: str, statements: list[str]) -> None:
+    """Create `schema_name` and run the template in it (caller provides the transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {quote(schema_name)}")
+        cursor.execute(f"SET LOCAL search_path TO {quote(schema_name)}, public")
+        cursor.execute(";\n".join(statements))
+        cursor.execute("SET LOCAL search_path TO public")
+
+
+def create_tenant_schema(tenant: Tenant) -> bool:
+    """Create the tenant's schema, complete, in one transaction. False if it already existed."""
+    statements = template_sql()
+    with transaction.atomic():
+        advisory_xact_lock("tenant-schema", tenant.schema_name)
+        if schema_exists(tenant.schema_name):
+            return False
+        replay(tenant.schema_name, statements)
+        Tenant.objects.filter(pk=tenant.pk).update(schema_version=code_schema_version())
+    tenant.schema_version = code_schema_version()
+    return True
+
+
+def drop_tenant_schema(schema_name: str) -> None:
+    if not schema_name.startswith("t_"):
+        raise ValueError(f"refusing to drop {schema_name!r}: not a tenant schema")
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA IF EXISTS {quote(schema_name)} CASCADE")

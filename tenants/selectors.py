@@ -1,0 +1,27 @@
+"""Reads for tenants and memberships, scoped to what the caller may see."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from portal.models import AuditEvent
+from tenants.models import Membership, Tenant
+
+
+def tenants_for_user(user) -> QuerySet[Tenant]:
+    """The tenants `user` is a member of, each with the user's `role`, deleted ones excluded."""
+    role = Membership.objects.filter(tenant=OuterRef("pk"), user=user).values("role")[:1]
+    return (
+        Tenant.objects.filter(memberships__user=user)
+        .exclude(status=Tenant.Status.DELETING)
+        .annotate(role=Subquery(role))
+        .order_by("name", "slug")
+    )
+
+
+def members_of(tenant: Tenant) -> QuerySet[Membership]:
+    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username")
+
+
+def recent_audit(tenant: Tenant, *, limit: int = 10) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(tenant=tenant.slug).order_by("-at", "-id")[:limit]

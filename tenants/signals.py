@@ -1,0 +1,11 @@
+"""Signals other apps listen to, so that tenants/ never imports them (sessions, projects)."""
+
+from django.dispatch import Signal
+
+# Sent after a tenant was suspended (committed). Argument: tenant.
+tenant_suspended = Signal()
+# Sent after a tenant was resumed (committed). Argument: tenant.
+tenant_resumed = Signal()
+# Sent by the deletion task before the schema is dropped; receivers remove what they made
+# outside the database (Kubernetes objects) and raise to make the step retry. Argument: tenant.
+tenant_deleting = Signal()

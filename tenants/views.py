@@ -1,0 +1,137 @@
+"""Pages: the tenant picker, a tenant's home, its members and its audit trail."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+
+from portal.errors import PierError
+from portal.filtersets import AuditEventFilterSet
+from portal.models import AuditEvent
+from portal.views import TenantView
+from tenants import selectors, services
+from tenants.forms import MemberAddForm, MemberRoleForm
+from tenants.models import MANAGER_ROLES, Membership, PendingMembership
+
+
+@login_required
+def picker(request):
+    """The tenants the signed-in user belongs to."""
+    tenants = list(selectors.tenants_for_user(request.user))
+    return render(request, "tenants/picker.html", {"tenants": tenants})
+
+
+class TenantHomeView(TenantView):
+    template_name = "tenants/home.html"
+
+    def get_context_data(self, **extra):
+        tenant = self.request.tenant
+        can_manage = self.request.tenant_role in (*MANAGER_ROLES, "staff")
+        return {
+            "tenant": tenant,
+            "members": selectors.members_of(tenant),
+            "recent_audit": selectors.recent_audit(tenant) if can_manage else None,
+            "can_manage": can_manage,
+            **extra,
+        }
+
+    def get(self, request, tenant_slug):
+        return render(request, self.template_name, self.get_context_data())
+
+
+class MembersView(TenantView):
+    template_name = "tenants/members.html"
+
+    def get_context_data(self, form=None, **extra):
+        tenant = self.request.tenant
+        return {
+            "tenant": tenant,
+            "members": selectors.members_of(tenant),
+            "invitations": PendingMembership.objects.filter(tenant=tenant).order_by("created_at"),
+            "form": form or MemberAddForm(),
+            "roles": MemberRoleForm.base_fields["role"].choices,
+            "can_manage": self.request.tenant_role in (*MANAGER_ROLES, "staff"),
+            **extra,
+        }
+
+    def get(self, request, tenant_slug):
+        return render(request, self.template_name, self.get_context_data())
+
+    def post(self, request, tenant_slug):
+        form = MemberAddForm(request.POST)
+        if not form.is_valid():
+            return render(request, self.template_name, self.get_context_data(form=form), status=400)
+        try:
+            created = services.member_add(
+                tenant=request.tenant, person=form.cleaned_data["username"], role=form.cleaned_data["role"],
+                acting_user=request.user, acting_role=request.tenant_role,
+            )
+        except PierError as exc:
+            request.pier_refusal = {"code": exc.code, "message": exc.message}
+            return render(request, self.template_name, self.get_context_data(form=form, error=exc.message),
+                          status=exc.status)
+        if isinstance(created, Membership):
+            messages.success(request, f"{created.user.get_username()} is now a {created.role}.")
+        else:
+            messages.success(request, f"{form.cleaned_data['username']} will join as {created.role} at their first sign-in.")
+        return redirect("tenants:members", tenant_slug=request.tenant.slug)
+
+
+class MemberRoleView(TenantView):
+    template_name = "tenants/members.html"
+    get_context_data = MembersView.get_context_data
+
+    def post(self, request, tenant_slug, pk):
+        membership = get_object_or_404(selectors.members_of(request.tenant), pk=pk)
+        form = MemberRoleForm(request.POST)
+        if not form.is_valid():
+            return self.refused(request, PierError("role: choose owner, admin or member."))
+        services.member_change_role(
+            tenant=request.tenant, membership=membership, role=form.cleaned_data["role"],
+            acting_user=request.user, acting_role=request.tenant_role,
+        )
+        messages.success(request, f"{membership.user.get_username()} is now {form.cleaned_data['role']}.")
+        return redirect("tenants:members", tenant_slug=request.tenant.slug)
+
+
+class MemberRemoveView(TenantView):
+    template_name = "tenants/members.html"
+    get_context_data = MembersView.get_context_data
+
+    def post(self, request, tenant_slug, pk):
+        membership = get_object_or_404(selectors.members_of(request.tenant), pk=pk)
+        services.member_remove(
+            tenant=request.tenant, membership=membership, acting_user=request.user, acting_role=request.tenant_role
+        )
+        messages.success(request, f"{membership.user.get_username()} was removed.")
+        return redirect("tenants:members", tenant_slug=request.tenant.slug)
+
+
+class InvitationRemoveView(TenantView):
+    template_name = "tenants/members.html"
+    get_context_data = MembersView.get_context_data
+
+    def post(self, request, tenant_slug, pk):
+        pending = get_object_or_404(PendingMembership, tenant=request.tenant, pk=pk)
+        services.pending_member_remove(
+            tenant=request.tenant, pending=pending, acting_user=request.user, acting_role=request.tenant_role
+        )
+        messages.success(request, f"The invitation for {pending.username or pending.email} was withdrawn.")
+        return redirect("tenants:members", tenant_slug=request.tenant.slug)
+
+
+class AuditView(TenantView):
+    template_name = "tenants/audit.html"
+    min_role = "admin"
+
+    def get(self, request, tenant_slug):
+        events = AuditEvent.objects.filter(tenant=request.tenant.slug).order_by("-at", "-id")
+        filterset = AuditEventFilterSet(request.GET, queryset=events)
+        page = Paginator(filterset.qs, 50).get_page(request.GET.get("page"))
+        query = request.GET.copy()
+        query.pop("page", None)
+        return render(request, self.template_name, {
+            "tenant": request.tenant, "filter": filterset, "page": page, "query": query.urlencode(),
+        })

@@ -1,0 +1,209 @@
+"""Shared fixtures.
+
+django-tenants traps, and how this suite avoids them:
+- A few tenants ("alpha", "beta") are provisioned once per session, through the real provisioning
+  code, right after pytest-django created the test database. Tests use them inside the usual
+  per-test transaction, which is rolled back; the schemas stay.
+- No `transaction=True` tests: Django's flush only empties the public schema (tenant rows would
+  be lost while their schemas stay). Tests that need committed data (a real worker process) use
+  the `committed` fixture, create their own tenants with unique slugs and delete them at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from rest_framework.test import APIClient
+
+from portal import tenancy
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery"
+
+
+def make_user(username: str, *, staff: bool = False, email: str | None = None):
+    User = get_user_model()
+    user, _ = User.objects.get_or_create(
+        username=username, defaults={"email": email or f"{username}@example.com", "is_staff": staff}
+    )
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+def provision_now(slug: str, owner: str, *, name: str | None = None, acting_user=None):
+    """Create a tenant and run its provisioning job in this process (no queue)."""
+    from django.db import transaction
+
+    from tenants import provisioning, services
+
+    with transaction.atomic():
+        tenant, job = services.tenant_create(slug=slug, name=name or slug.title(), owner=owner, acting_user=acting_user)
+    provisioning.run_job(job.pk)
+    tenant.refresh_from_db()
+    return tenant
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    from celery import current_app
+
+    current_app.conf.task_always_eager = False
+    with django_db_blocker.unblock():
+        staff = make_user("staff", staff=True)
+        make_user("alice")
+        make_user("bob")
+        make_user("carol")
+        make_user("dave")
+        from tenants.models import Membership
+
+        alpha = provision_now("alpha", "alice", name="Alpha Org", acting_user=staff)
+        beta = provision_now("beta", "carol", name="Beta Org", acting_user=staff)
+        Membership.objects.create(tenant=alpha, user=get_user_model().objects.get(username="bob"), role="member")
+        Membership.objects.create(tenant=alpha, user=get_user_model().objects.get(username="dave"), role="admin")
+        assert alpha.status == "active" and beta.status == "active"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tenant_cache():
+    from django.core.cache import cache
+
+    tenancy.clear_local_cache()
+    cache.clear()
+    yield
+    tenancy.clear_local_cache()
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def users(db):
+    User = get_user_model()
+    return {u.username: u for u in User.objects.filter(username__in=["staff", "alice", "bob", "carol", "dave"])}
+
+
+@pytest.fixture
+def alpha(db):
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(slug="alpha")
+
+
+@pytest.fixture
+def beta(db):
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(slug="beta")
+
+
+@pytest.fixture
+def api():
+    """An API client factory: api(user) authenticates as user (Basic auth, as automation does)."""
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=_basic(user.username))
+        return client
+
+    return make
+
+
+def _basic(username: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{username}:{PASSWORD}".encode()).decode()
+
+
+@pytest.fixture
+def browser_client(client):
+    """Django's test client, signed in through the real login form (CSRF enforced)."""
+    from django.test import Client
+
+    def make(user) -> Client:
+        c = Client(enforce_csrf_checks=False)
+        response = c.post("/login", {"username": user.username, "password": PASSWORD})
+        assert response.status_code == 302, response.content
+        return c
+
+    return make
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def unique_slug():
+    def make(prefix: str = "x") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}{next(_counter)}"
+
+    return make
+
+
+@pytest.fixture
+def committed(django_db_setup, django_db_blocker):
+    """Database access without the per-test transaction: what the test writes is committed and
+    visible to other processes. Clean up what you create."""
+    with django_db_blocker.unblock():
+        yield
+    connection.set_schema_to_public()
+
+
+def _database_url() -> str:
+    settings = connection.settings_dict
+    import urllib.parse
+
+    host = urllib.parse.quote(settings["HOST"] or "", safe="")
+    port = f":{settings['PORT']}" if settings.get("PORT") else ""
+    user = settings.get("USER") or "postgres"
+    password = f":{urllib.parse.quote(settings['PASSWORD'], safe='')}" if settings.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{host}{port}/{settings['NAME']}"
+
+
+@pytest.fixture
+def worker_env(committed, tmp_path):
+    env = dict(os.environ)
+    env["DATABASE_URL"] = _database_url()
+    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    return env
+
+
+@pytest.fixture
+def celery_worker_process(worker_env):
+    """A real Celery worker process against the test database and the test broker."""
+    log_path = Path(os.environ.get("PIER_STATE_DIR", ROOT / ".pier" / "test")) / f"worker-{uuid.uuid4().hex[:6]}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO", "--concurrency", "1",
+             "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=worker_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    process.log_path = log_path
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
