@@ -166,12 +166,29 @@ def test(pytest_args: list[str]) -> int:
     return code
 
 
+def bench(args: list[str]) -> int:
+    """Run the benchmarks in bench/ against the embedded PostgreSQL (or DATABASE_URL)."""
+    env = dict(os.environ)
+    env["PIER_TESTING"] = "1"  # local settings; the benchmarks make their own database objects
+    state = Path(env.setdefault("PIER_STATE_DIR", str(STATE / "bench")))
+    for folder in ("broker/queue", "broker/control", "broker/processed", "cache"):
+        (state / folder).mkdir(parents=True, exist_ok=True)
+    pg = _database(env, STATE / "pgdata-bench", "pier_bench")
+    try:
+        return subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), *args], env=env, cwd=ROOT).returncode
+    finally:
+        if pg:
+            pg.stop()
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test"):
-        print("usage: python -m portal.launcher run | test [pytest arguments]", file=sys.stderr)
+    if not argv or argv[0] not in ("run", "test", "bench"):
+        print("usage: python -m portal.launcher run | test [pytest arguments] | bench [names]", file=sys.stderr)
         return 2
     if argv[0] == "run":
         return run()
+    if argv[0] == "bench":
+        return bench(argv[1:])
     return test(argv[1:])
 
 
