@@ -79,6 +79,10 @@ def _database(env: dict[str, str], datadir: Path, database: str) -> EmbeddedPost
     if env.get("DATABASE_URL"):
         log("using DATABASE_URL")
         return None
+    # pgserver keeps a lock file in the user's runtime directory; give it one of ours.
+    runtime = STATE / "run"
+    runtime.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     pg = EmbeddedPostgres(datadir, database)
     log(f"starting embedded PostgreSQL in {datadir}")
     env["DATABASE_URL"] = pg.start()

@@ -55,11 +55,13 @@ def provision_now(slug: str, owner: str, *, name: str | None = None, acting_user
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    from celery import current_app
+def django_db_setup(django_test_environment, django_db_blocker):
+    """The test database, always (pytest-django would skip it when no collected test carries
+    the django_db mark, e.g. when only worker tests run), plus the session's tenants."""
+    from django.test.utils import setup_databases, teardown_databases
 
-    current_app.conf.task_always_eager = False
     with django_db_blocker.unblock():
+        db_cfg = setup_databases(verbosity=0, interactive=False, aliases={"default"})
         staff = make_user("staff", staff=True)
         make_user("alice")
         make_user("bob")
@@ -72,6 +74,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
         Membership.objects.create(tenant=alpha, user=get_user_model().objects.get(username="bob"), role="member")
         Membership.objects.create(tenant=alpha, user=get_user_model().objects.get(username="dave"), role="admin")
         assert alpha.status == "active" and beta.status == "active"
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(db_cfg, verbosity=0)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,162 @@
+"""The tenant lifecycle driven by a real Celery worker process (not eager mode), and a suspension
+seen by a separate web server process."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import base64
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django_tenants.utils import schema_exists
+
+from conftest import PASSWORD, ROOT, wait_for
+from portal import faults
+from tenants import services
+from tenants.models import Membership, ProvisioningJob, Tenant
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture
+def worker_env(worker_env):
+    worker_env["PIER_PROVISIONING_MAX_RETRIES"] = "2"
+    worker_env["PIER_PROVISIONING_BACKOFF"] = "0.2"
+    return worker_env
+
+
+def _staff():
+    return get_user_model().objects.get(username="staff")
+
+
+def _create(slug: str, owner: str = "bob") -> Tenant:
+    with transaction.atomic():
+        tenant, _job = services.tenant_create(slug=slug, name=f"Org {slug}", owner=owner, acting_user=_staff())
+    return tenant
+
+
+def _status(slug: str) -> str | None:
+    return Tenant.objects.filter(slug=slug).values_list("status", flat=True).first()
+
+
+def _delete_and_wait(slug: str) -> None:
+    tenant = Tenant.objects.get(slug=slug)
+    with transaction.atomic():
+        services.tenant_delete(tenant=tenant, acting_user=_staff())
+    wait_for(lambda: not Tenant.objects.filter(slug=slug).exists(), timeout=60, message=f"{slug} to be deleted")
+    assert not schema_exists(tenant.schema_name)
+
+
+def test_create_delete_and_reuse_slug_through_the_worker(celery_worker_process, unique_slug):
+    slug = unique_slug("wrk")
+    tenant = _create(slug)
+    wait_for(lambda: _status(slug) == "active", timeout=60, message=f"{slug} to become active")
+    job = ProvisioningJob.objects.filter(tenant_slug=slug, kind="provision").get()
+    assert job.status == "succeeded" and job.attempts == 1
+    assert [(s.name, s.status) for s in job.steps.all()] == [
+        ("create_schema", "succeeded"), ("seed_defaults", "succeeded"), ("add_owner", "succeeded"), ("activate", "succeeded"),
+    ]
+    assert schema_exists(tenant.schema_name)
+    assert Membership.objects.get(tenant__slug=slug, user__username="bob").role == "owner"
+
+    _delete_and_wait(slug)
+    deletion = ProvisioningJob.objects.filter(tenant_slug=slug, kind="delete").get()
+    assert deletion.status == "succeeded" and deletion.tenant_id is None
+
+    # The slug is free again.
+    _create(slug, owner="alice")
+    wait_for(lambda: _status(slug) == "active", timeout=60, message=f"{slug} to be active again")
+    assert Membership.objects.get(tenant__slug=slug, user__username="alice").role == "owner"
+    _delete_and_wait(slug)
+
+
+def test_failing_step_retries_then_fails_with_reason_and_no_schema(celery_worker_process, unique_slug):
+    slug = unique_slug("flt")
+    faults.arm("provisioning.seed_defaults", message="quota service unreachable")
+    try:
+        tenant = _create(slug)
+        wait_for(lambda: _status(slug) == "failed", timeout=60, message=f"{slug} to fail")
+    finally:
+        faults.disarm("provisioning.seed_defaults")
+    tenant.refresh_from_db()
+    job = ProvisioningJob.objects.get(tenant_slug=slug, kind="provision")
+    assert job.status == "failed"
+    assert job.attempts == 3  # the first try and PIER_PROVISIONING_MAX_RETRIES=2 retries
+    assert "seed_defaults" in tenant.status_message and "quota service unreachable" in tenant.status_message
+    assert job.steps.get(name="seed_defaults").status == "failed"
+    assert not schema_exists(tenant.schema_name), "a failed provisioning must not leave a half-made schema"
+
+    # Once the cause is gone, a retry succeeds.
+    with transaction.atomic():
+        services.tenant_retry(tenant=tenant, acting_user=_staff())
+    wait_for(lambda: _status(slug) == "active", timeout=60, message=f"{slug} to become active after retry")
+    assert schema_exists(tenant.schema_name)
+    _delete_and_wait(slug)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def web_process(worker_env):
+    port = _free_port()
+    env = dict(worker_env, PIER_TENANT_CACHE_TTL="1.0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _get(f"{base}/healthz")[0] == 200, timeout=30, message="the web process")
+    yield base
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+def _get(url: str, user: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if user:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def test_suspension_is_seen_by_another_process_within_seconds(committed, web_process, unique_slug):
+    from conftest import provision_now
+
+    slug = unique_slug("sus")
+    tenant = provision_now(slug, "bob", acting_user=_staff())
+    url = f"{web_process}/api/v1/tenants/{slug}/members"
+    try:
+        assert _get(url, "bob")[0] == 200
+        assert _get(url, "carol")[0] == 404  # not a member
+        with transaction.atomic():
+            services.tenant_suspend(tenant=tenant, acting_user=_staff())
+        started = time.monotonic()
+        wait_for(lambda: _get(url, "bob")[0] == 403, timeout=10, message="the web process to see the suspension")
+        assert time.monotonic() - started < 5
+        status, body = _get(url, "bob")
+        assert b"tenant_suspended" in body and b"suspended" in body
+        assert _get(url, "carol")[0] == 404  # non-members still learn nothing
+        assert _get(url, "staff")[0] == 200  # staff still see it
+        with transaction.atomic():
+            services.tenant_resume(tenant=Tenant.objects.get(slug=slug), acting_user=_staff())
+        wait_for(lambda: _get(url, "bob")[0] == 200, timeout=10, message="the web process to see the resume")
+    finally:
+        from tenants import provisioning
+
+        with transaction.atomic():
+            _t, job = services.tenant_delete(tenant=Tenant.objects.get(slug=slug), acting_user=_staff())
+        provisioning.run_job(job.pk)
