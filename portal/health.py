@@ -6,8 +6,10 @@ import time
 
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.http import require_safe
 
 
+@require_safe
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
@@ -33,6 +35,7 @@ def _check_broker() -> str | None:
     return None
 
 
+@require_safe
 def readyz(request):
     checks = {}
     ok = True

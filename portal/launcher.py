@@ -82,6 +82,7 @@ def _database(env: dict[str, str], datadir: Path, database: str) -> EmbeddedPost
     # pgserver keeps a lock file in the user's runtime directory; give it one of ours.
     runtime = STATE / "run"
     runtime.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     pg = EmbeddedPostgres(datadir, database)
     log(f"starting embedded PostgreSQL in {datadir}")

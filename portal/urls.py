@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import health
+from portal import health, views
 from tenants import views as tenant_views
 from tenants.api import urls as tenant_api_urls
 from tenants.api import views as tenant_api_views
@@ -21,7 +21,7 @@ api_patterns = [
 
 urlpatterns = [
     path("", tenant_views.picker, name="home"),
-    path("login", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login", views.LoginView.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

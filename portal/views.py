@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
@@ -9,6 +10,13 @@ from django.views import View
 
 from portal.access import NotSignedIn, check_tenant_access
 from portal.errors import PierError, error_response, from_django_validation_error
+
+
+class LoginView(auth_views.LoginView):
+    """Username and password sign-in (platform staff, local runs)."""
+
+    redirect_authenticated_user = True
+    http_method_names = ["get", "post", "head", "options"]
 
 
 class TenantView(View):

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_safe
 
 from portal.errors import PierError
 from portal.filtersets import AuditEventFilterSet
@@ -16,6 +17,7 @@ from tenants.forms import MemberAddForm, MemberRoleForm
 from tenants.models import MANAGER_ROLES, Membership, PendingMembership
 
 
+@require_safe
 @login_required
 def picker(request):
     """The tenants the signed-in user belongs to."""

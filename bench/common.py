@@ -1,0 +1,263 @@
+"""Helpers shared by the benchmarks: statistics, plain-text tables, and making and removing the
+tenants, schemas and users a benchmark needs.
+
+Everything a benchmark creates carries the `bench` prefix so that `cleanup_leftovers()` can remove
+what an interrupted run left behind:
+- Pier tenants: slug `bench-…`, so schema `t_bench_…` (tenants.validators.schema_name_for);
+- schemas made without Pier (stock django-tenants, bare replay): `t_bench__…`. A double underscore
+  cannot come from a slug (slugs have no `--`), so these never collide with a Pier tenant's schema;
+- users: username `bench-…`.
+
+Audit rows (portal.AuditEvent) written by the services are left: the table is append-only (a
+trigger refuses DELETE), and `make bench` uses its own database (pier_bench).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from typing import Iterable, Sequence
+from unittest import mock
+
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+
+PREFIX = "bench-"
+RAW_SCHEMA_PREFIX = "t_bench__"
+
+
+# --- Figures ---------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0–100), interpolated between the two nearest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = (len(ordered) - 1) * p / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def p50(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: Sequence[float]) -> float:
+    return percentile(values, 95)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(cells)
+        ).rstrip()
+
+    out = [line([str(h) for h in headers]), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out)
+
+
+def heading(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 76 - len(title)), flush=True)
+
+
+class Timer:
+    """`with Timer() as t: …` then t.seconds."""
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def warm_connection() -> None:
+    """Make sure the connection is open before timing something.
+
+    django-tenants' migrate_schemas closes the connection after each schema; without this, whatever
+    runs next in a round-robin would pay for the reconnection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+# --- Tenants, schemas, users -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def no_enqueue():
+    """Keep tenant services from publishing their Celery task.
+
+    tenants.services enqueues `run_tenant_job` on commit. The benchmarks run the job in-process
+    (tenants.provisioning.run_job), and nothing consumes the bench broker, so the messages would
+    only pile up in the broker folder (and run against deleted rows if a worker ever did)."""
+    with mock.patch("tenants.tasks.run_tenant_job.delay"):
+        yield
+
+
+def make_user(username: str, **fields):
+    User = get_user_model()
+    user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com", **fields})
+    return user
+
+
+def make_users(prefix: str, count: int) -> list:
+    """`count` users named `<prefix>-000…`, created in one statement (no password hashing)."""
+    User = get_user_model()
+    names = [f"{prefix}-{i:03d}" for i in range(count)]
+    existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+    User.objects.bulk_create(
+        [User(username=name, email=f"{name}@example.com", first_name="Bench", last_name=name[-3:])
+         for name in names if name not in existing]
+    )
+    return list(User.objects.filter(username__in=names).order_by("username"))
+
+
+def create_tenant(slug: str, owner) -> tuple:
+    """Pier's own path, minus the queue: tenants.services.tenant_create, then the provisioning job
+    run in this process. Returns (tenant, job, seconds spent in run_job)."""
+    from tenants import provisioning, services
+
+    with no_enqueue():
+        tenant, job = services.tenant_create(slug=slug, name=slug.title(), owner=owner.username, acting_user=None)
+    warm_connection()
+    with Timer() as timer:
+        provisioning.run_job(job.pk)
+    tenant.refresh_from_db()
+    return tenant, job, timer.seconds
+
+
+def create_tenant_with_members(slug: str, owner, members: Sequence) -> object:
+    """A provisioned tenant whose members are `owner` (owner) and `members` (role member)."""
+    from tenants.models import Membership
+
+    tenant, _, _ = create_tenant(slug, owner)
+    assert tenant.status == "active", f"{slug}: provisioning ended {tenant.status}: {tenant.status_message}"
+    Membership.objects.bulk_create([Membership(tenant=tenant, user=user, role="member") for user in members])
+    return tenant
+
+
+def remove_tenants(slugs: Iterable[str]) -> None:
+    """Drop the tenants' schemas and delete their rows (what the deletion job's steps do, without
+    the job and its audit rows)."""
+    from portal import tenancy
+    from tenants import schema
+    from tenants.models import Membership, PendingMembership, ProvisioningJob, Tenant
+
+    slugs = list(slugs)
+    for tenant in Tenant.objects.filter(slug__in=slugs):
+        schema.drop_tenant_schema(tenant.schema_name)
+    with transaction.atomic():
+        Membership.objects.filter(tenant__slug__in=slugs).delete()
+        PendingMembership.objects.filter(tenant__slug__in=slugs).delete()
+        ProvisioningJob.objects.filter(tenant_slug__in=slugs).delete()  # its JobSteps cascade
+        Tenant.objects.filter(slug__in=slugs).delete()
+    for slug in slugs:
+        tenancy.invalidate(slug)
+
+
+def drop_raw_schemas(names: Iterable[str]) -> None:
+    for name in names:
+        if not name.startswith(RAW_SCHEMA_PREFIX):
+            raise ValueError(f"refusing to drop {name!r}: not a benchmark schema")
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {connection.ops.quote_name(name)} CASCADE")
+
+
+def remove_users(usernames: Iterable[str]) -> None:
+    get_user_model().objects.filter(username__in=list(usernames), username__startswith=PREFIX).delete()
+
+
+def cleanup_leftovers() -> int:
+    """Remove what an interrupted earlier run left: bench tenants, bench schemas, bench users.
+    Returns how many tenants and schemas were removed."""
+    from tenants.models import Membership, Tenant
+
+    slugs = list(Tenant.objects.filter(slug__startswith=PREFIX).values_list("slug", flat=True))
+    remove_tenants(slugs)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname LIKE %s",
+            [RAW_SCHEMA_PREFIX.replace("_", r"\_") + "%"],
+        )
+        schemas = [row[0] for row in cursor.fetchall()]
+    drop_raw_schemas(schemas)
+    # Memberships PROTECT their user; a bench user can only be a member of a bench tenant.
+    Membership.objects.filter(user__username__startswith=PREFIX).delete()
+    get_user_model().objects.filter(username__startswith=PREFIX).delete()
+    return len(slugs) + len(schemas)
+
+
+def server_version() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        return cursor.fetchone()[0].split()[0]
+
+
+# --- Requests through the whole Django stack --------------------------------------------------
+
+
+class WsgiClient:
+    """Calls Django's WSGI handler directly, as a WSGI server would: the request_started and
+    request_finished signals (and so the connection age and health checks) run as in production,
+    and none of django.test.Client's bookkeeping (template signals, response decoration) is timed.
+
+    Signed in by a session cookie made with django.test.Client.force_login: the session row and the
+    user are looked up on every request, as for a browser; Basic auth would hash the password
+    (PBKDF2) at every request and drown everything else."""
+
+    HOST = "localhost"  # in ALLOWED_HOSTS of the local settings (PIER_TESTING)
+
+    def __init__(self, user):
+        from django.conf import settings
+        from django.core.handlers.wsgi import WSGIHandler
+        from django.test import Client
+
+        login = Client()
+        login.force_login(user)
+        self._login = login
+        self.cookie = f"{settings.SESSION_COOKIE_NAME}={login.cookies[settings.SESSION_COOKIE_NAME].value}"
+        self.handler = WSGIHandler()
+
+    def get(self, path: str, query: str = "") -> tuple[int, bytes]:
+        import io
+        import sys
+
+        environ = {
+            "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SCRIPT_NAME": "",
+            "SERVER_NAME": self.HOST, "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": self.HOST, "HTTP_COOKIE": self.cookie, "HTTP_ACCEPT": "application/json",
+            "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+            "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.multithread": False,
+            "wsgi.multiprocess": True, "wsgi.run_once": False,
+        }
+        status: list[str] = []
+        response = self.handler(environ, lambda s, headers, exc_info=None: status.append(s))
+        try:
+            body = b"".join(response)
+        finally:
+            response.close()  # fires request_finished, as a WSGI server does
+        return int(status[0].split()[0]), body
+
+    def logout(self) -> None:
+        self._login.logout()  # deletes the session row
+
+
+def capture_statements(call) -> list[str]:
+    """The SQL statements `call()` ran on the default connection."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def is_set_search_path(sql: str) -> bool:
+    return sql.lstrip().upper().startswith("SET SEARCH_PATH")
