@@ -22,9 +22,9 @@ class NotSignedIn(PierError):
 
 def member_role(tenant, user) -> str | None:
     Membership = apps.get_model("tenants", "Membership")
-    return (
-        Membership.objects.filter(tenant_id=tenant.pk, user_id=user.pk).values_list("role", flat=True).first()
-    )
+    # order_by(): Membership's default ordering would join tenants and users into this lookup.
+    roles = Membership.objects.filter(tenant_id=tenant.pk, user_id=user.pk).order_by().values_list("role", flat=True)[:1]
+    return roles[0] if roles else None
 
 
 def check_tenant_access(request, *, min_role: str = "member") -> str:

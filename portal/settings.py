@@ -80,6 +80,9 @@ INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_
 TENANT_MODEL = "tenants.Tenant"
 PUBLIC_SCHEMA_NAME = "public"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# One `SET search_path` per schema switch instead of one per cursor (the middleware switches,
+# at most once, per request).
+TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "portal.request_id.RequestIdMiddleware",

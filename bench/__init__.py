@@ -1,0 +1,1 @@
+"""Benchmarks of Pier (run by `make bench`; see bench/run.py)."""

@@ -1,0 +1,118 @@
+"""Pier's benchmarks: `make bench` (all), or `make bench ARGS="routing"` for some of them.
+
+The launcher (`python -m portal.launcher bench [names]`) starts an embedded PostgreSQL, points
+DATABASE_URL at its `pier_bench` database, sets PIER_TESTING=1 and runs this file. It migrates the
+public schema, runs the chosen benchmarks in this process and prints their figures as plain-text
+tables, then a Markdown block for the README's "Performance" section.
+
+Benchmarks (each removes the tenants, schemas and users it made, so runs can be repeated):
+  provisioning  p50/p95 per tenant: Pier's run_job vs stock django-tenants migrations vs the bare
+                replay of the template SQL (bench/provisioning.py)
+  routing       requests/s and SQL statements per request of a tenant-routed API list vs the same
+                list without tenancy (bench/routing.py, bench/baseline_urls.py)
+  list_queries  statements per request of the members list by page size (bench/list_queries.py)
+
+Figures, not tests: nothing fails on a missed goal; only sanity checks (the paths did what they
+should) stop a run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ first on sys.path; the project root is what we want there.
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+BENCHMARKS = ("provisioning", "routing", "list_queries")
+
+
+def _setup() -> None:
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    django.setup()
+    name = settings.DATABASES["default"]["NAME"]
+    # The benchmarks create and drop schemas and rows (all prefixed `bench`): only in a database
+    # meant for it, unless told otherwise.
+    if "bench" not in name and os.environ.get("PIER_BENCH_ANY_DATABASE") != "1":
+        sys.exit(f"refusing to run against database {name!r}: its name has no 'bench' "
+                 "(set PIER_BENCH_ANY_DATABASE=1 to override)")
+    call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+
+
+def _summary(results: dict, elapsed: float) -> str:
+    from bench.common import server_version
+
+    lines = [
+        "## Performance",
+        "",
+        f"Measured by `make bench` ({date.today().isoformat()}; one process, embedded PostgreSQL "
+        f"{server_version()}, Python {platform.python_version()}, {os.cpu_count()} CPUs). "
+        "Figures from one run; rerun to compare on your machine.",
+        "",
+        "| Benchmark | Figure | Goal |",
+        "|---|---|---|",
+    ]
+    if "provisioning" in results:
+        r = results["provisioning"]
+        ms = r["ms"]
+        n = r["count"]
+        lines += [
+            f"| New tenant, Pier (`provisioning.run_job`, template replay), {n} tenants | "
+            f"p50 {ms['pier'][0]:.1f} ms, p95 {ms['pier'][1]:.1f} ms | |",
+            f"| New tenant, stock django-tenants (`migrate_schemas` per schema), {n} tenants | "
+            f"p50 {ms['stock'][0]:.1f} ms, p95 {ms['stock'][1]:.1f} ms | |",
+            f"| New tenant, bare replay of the template SQL ({r['statements']} statements), {n} tenants | "
+            f"p50 {ms['bare'][0]:.1f} ms, p95 {ms['bare'][1]:.1f} ms | |",
+            f"| Pier p50 / bare replay p50 | {r['ratio']:.2f} | ≤ 1.5 |",
+            f"| Template capture, once per migration state | {r['capture_ms']:.0f} ms | |",
+        ]
+    if "routing" in results:
+        r = results["routing"]
+        lines += [
+            f"| Members list, tenant-routed (`/api/v1/tenants/<slug>/members`) | {r['rps']['routed']:.0f} req/s, "
+            f"{r['statements']['routed']:g} SQL statements/request | |",
+            f"| Same list, no tenancy (baseline) | {r['rps']['baseline']:.0f} req/s, "
+            f"{r['statements']['baseline']:g} SQL statements/request | |",
+            f"| Routed / baseline throughput (median of {r['rounds']} interleaved rounds × {r['requests']}) | "
+            f"{r['ratio']:.3f} | ≥ 0.95 |",
+            f"| Extra SQL statements per routed request | "
+            f"{r['statements']['routed'] - r['statements']['baseline']:+g} | ≤ +1 |",
+        ]
+    if "list_queries" in results:
+        counts = results["list_queries"]["counts"]
+        figure = ", ".join(f"{n} at page_size {size}" for size, n in counts.items())
+        lines.append(f"| Members list SQL statements by page size | {figure} | constant |")
+    lines += ["", f"Run: `make bench` (all, {elapsed:.0f} s here) or `make bench ARGS=\"routing\"`."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    _setup()
+    import importlib
+
+    results = {}
+    for name in names:
+        results[name] = importlib.import_module(f"bench.{name}").run()
+    elapsed = time.perf_counter() - started
+    print("\n== summary (for the README) " + "=" * 52)
+    print(_summary(results, elapsed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
