@@ -120,25 +120,30 @@ def make_users(prefix: str, count: int) -> list:
     return list(User.objects.filter(username__in=names).order_by("username"))
 
 
-def create_tenant(slug: str, owner) -> tuple:
+def create_tenant(slug: str, owner, *, capture: bool = False) -> tuple:
     """Pier's own path, minus the queue: tenants.services.tenant_create, then the provisioning job
-    run in this process. Returns (tenant, job, seconds spent in run_job)."""
+    run in this process. Returns (tenant, job, seconds spent in run_job, run_job's SQL statements
+    if `capture`, else None). Capturing slows the cursor: don't time a captured run."""
     from tenants import provisioning, services
 
     with no_enqueue():
         tenant, job = services.tenant_create(slug=slug, name=slug.title(), owner=owner.username, acting_user=None)
     warm_connection()
+    statements = None
     with Timer() as timer:
-        provisioning.run_job(job.pk)
+        if capture:
+            statements = capture_statements(lambda: provisioning.run_job(job.pk))
+        else:
+            provisioning.run_job(job.pk)
     tenant.refresh_from_db()
-    return tenant, job, timer.seconds
+    return tenant, job, timer.seconds, statements
 
 
 def create_tenant_with_members(slug: str, owner, members: Sequence) -> object:
     """A provisioned tenant whose members are `owner` (owner) and `members` (role member)."""
     from tenants.models import Membership
 
-    tenant, _, _ = create_tenant(slug, owner)
+    tenant = create_tenant(slug, owner)[0]
     assert tenant.status == "active", f"{slug}: provisioning ended {tenant.status}: {tenant.status_message}"
     Membership.objects.bulk_create([Membership(tenant=tenant, user=user, role="member") for user in members])
     return tenant
@@ -261,3 +266,28 @@ def capture_statements(call) -> list[str]:
 
 def is_set_search_path(sql: str) -> bool:
     return sql.lstrip().upper().startswith("SET SEARCH_PATH")
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER")
+
+
+def writing_transactions(statements: Sequence[str]) -> int:
+    """How many committed transactions in captured statements wrote something, i.e. waited for
+    their WAL to reach the disk: each BEGIN…COMMIT block with a write in it, and each write run
+    outside one (autocommit)."""
+    count, inside, wrote = 0, False, False
+    for sql in statements:
+        word = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+        if word == "BEGIN":
+            inside, wrote = True, False
+        elif word == "COMMIT":
+            count += wrote
+            inside = False
+        elif word == "ROLLBACK":
+            inside = False
+        elif word in _WRITES:
+            if inside:
+                wrote = True
+            else:
+                count += 1
+    return count

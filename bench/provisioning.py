@@ -12,23 +12,26 @@ c. Bare DDL replay: one transaction with `CREATE SCHEMA`, `SET LOCAL search_path
 
 The three paths run round-robin (a, b, c; then b, c, a; …) so that drift in the machine's load,
 caches or the database's size is spread evenly over them. The template is captured (or loaded)
-before timing; its one-off cost is reported on its own.
+before timing; its one-off cost is reported on its own. To explain the figures, one untimed tenant
+per path has its SQL recorded (statements, and commits that wrote: each waits for the WAL to be
+flushed to disk), and Pier's jobs give their per-step times from their JobStep rows.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from django.core.management import call_command
 from django.db import connection, transaction
 
 from bench.common import (
-    PREFIX, RAW_SCHEMA_PREFIX, Timer, cleanup_leftovers, create_tenant, drop_raw_schemas, heading, make_user,
-    p50, p95, remove_tenants, remove_users, table, warm_connection,
+    PREFIX, RAW_SCHEMA_PREFIX, Timer, capture_statements, cleanup_leftovers, create_tenant, drop_raw_schemas,
+    heading, make_user, p50, p95, remove_tenants, remove_users, table, warm_connection, writing_transactions,
 )
 
-TENANTS_PER_PATH = 20
+TENANTS_PER_PATH = 30
 
 
 _SAVEPOINT = re.compile(r"^\s*(RELEASE\s+)?SAVEPOINT\b", re.IGNORECASE)
@@ -81,8 +84,37 @@ def _sanity(tenant_slugs: list[str], raw_schemas: list[str]) -> None:
     assert len(tables) == len(set(schemas)) and len(set(tables.values())) == 1, f"schemas differ: {tables}"
 
 
+def _commit_latency(name: str, samples: int = 30) -> float:
+    """Median seconds of a one-row UPDATE committed on its own (autocommit) in a scratch table:
+    about the fixed cost (round trip, WAL flush with synchronous_commit on) that every separate
+    writing transaction pays."""
+    quoted = connection.ops.quote_name(name)
+    durations = []
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {quoted}")
+        cursor.execute(f"CREATE TABLE {quoted}.counter (n integer NOT NULL)")
+        cursor.execute(f"INSERT INTO {quoted}.counter VALUES (0)")
+        for _ in range(samples):
+            start = time.perf_counter()
+            cursor.execute(f"UPDATE {quoted}.counter SET n = n + 1")
+            durations.append(time.perf_counter() - start)
+    return p50(durations)
+
+
+def _step_durations(tenant_slugs: list[str]) -> dict[str, list[float]]:
+    """Seconds each provisioning step took, from the JobStep rows' own timestamps."""
+    from tenants.models import JobStep
+
+    durations: dict[str, list[float]] = {}
+    steps = JobStep.objects.filter(job__tenant_slug__in=tenant_slugs, status=JobStep.Status.SUCCEEDED)
+    for name, started, finished in steps.values_list("name", "started_at", "finished_at"):
+        durations.setdefault(name, []).append((finished - started).total_seconds())
+    return durations
+
+
 def run(count: int = TENANTS_PER_PATH) -> dict:
     from tenants import schema
+    from tenants.services import PROVISION_STEPS
 
     heading(f"provisioning: {count} tenants per path, interleaved")
     cleanup_leftovers()
@@ -91,6 +123,7 @@ def run(count: int = TENANTS_PER_PATH) -> dict:
     tenant_slugs: list[str] = []
     raw_schemas: list[str] = []
     times: dict[str, list[float]] = {"pier": [], "stock": [], "bare": []}
+    sql_of: dict[str, list[str]] = {}  # one warm-up tenant's statements, per path
     try:
         # One-off costs, reported apart: capturing the template (migrating a scratch schema while
         # recording its SQL), and the first template_sql() of this process (loaded from the
@@ -118,15 +151,20 @@ def run(count: int = TENANTS_PER_PATH) -> dict:
             return _bare(name, sql)
 
         paths = [("pier", pier), ("stock", stock), ("bare", bare)]
-        # One untimed tenant per path first: imports, statement caches, the first migration
-        # loader; what a long-running worker has already paid.
+        # Untimed tenants per path first: imports, statement caches, the first migration loader
+        # (what a long-running worker has already paid); the second one's SQL is recorded.
         for _, make in paths:
             make("w")
+        for key, make in paths:
+            sql_of[key] = capture_statements(lambda: make("v"))
         for i in range(count):
             shift = i % len(paths)
             for key, make in paths[shift:] + paths[:shift]:
                 times[key].append(make(str(i)))
         _sanity(tenant_slugs, raw_schemas)
+        raw_schemas.append(f"{RAW_SCHEMA_PREFIX}commit_{run_id}")
+        commit = _commit_latency(raw_schemas[-1])
+        steps = _step_durations(tenant_slugs[2:])  # the timed tenants only
     finally:
         remove_tenants(tenant_slugs)
         drop_raw_schemas(raw_schemas)
@@ -134,22 +172,33 @@ def run(count: int = TENANTS_PER_PATH) -> dict:
 
     ms = {key: (p50(v) * 1000, p95(v) * 1000) for key, v in times.items()}
     ratio = ms["pier"][0] / ms["bare"][0]
+    labels = {
+        "pier": "a. Pier: services.tenant_create, then provisioning.run_job (timed)",
+        "stock": "b. stock django-tenants: CREATE SCHEMA + migrate_schemas",
+        "bare": "c. bare replay of the template SQL, one transaction",
+    }
     print(table(
-        ["path", "tenants", "p50 ms", "p95 ms", "p50 vs bare"],
-        [
-            ["a. Pier: services.tenant_create + provisioning.run_job (run_job timed)", count,
-             f"{ms['pier'][0]:.1f}", f"{ms['pier'][1]:.1f}", f"{ratio:.2f}x"],
-            ["b. stock django-tenants: CREATE SCHEMA + migrate_schemas", count,
-             f"{ms['stock'][0]:.1f}", f"{ms['stock'][1]:.1f}", f"{ms['stock'][0] / ms['bare'][0]:.2f}x"],
-            ["c. bare DDL replay of the template (one transaction)", count,
-             f"{ms['bare'][0]:.1f}", f"{ms['bare'][1]:.1f}", "1.00x"],
-        ],
+        ["path", "tenants", "p50 ms", "p95 ms", "p50 vs c", "statements", "writing commits"],
+        [[labels[key], count, f"{ms[key][0]:.1f}", f"{ms[key][1]:.1f}", f"{ms[key][0] / ms['bare'][0]:.2f}x",
+          len(sql_of[key]), writing_transactions(sql_of[key])] for key in labels],
+    ))
+    print("(statements: SQL one tenant took, as the connection sent it, BEGIN/COMMIT included; "
+          "writing commits: transactions that wrote, each waiting for a WAL flush)")
+    extra = writing_transactions(sql_of["pier"]) - writing_transactions(sql_of["bare"])
+    print(f"one writing commit costs {commit * 1000:.2f} ms here (p50 of a one-row UPDATE in autocommit); "
+          f"Pier's {extra} extra writing commits ≈ {extra * commit * 1000:.1f} ms "
+          f"of its {ms['pier'][0] - ms['bare'][0]:.1f} ms over the bare replay")
+    print("\nPier's run_job by step (JobStep started_at..finished_at; the rest is job bookkeeping):")
+    print(table(
+        ["step", "p50 ms", "p95 ms"],
+        [[name, f"{p50(steps[name]) * 1000:.1f}", f"{p95(steps[name]) * 1000:.1f}"]
+         for name in PROVISION_STEPS if name in steps],
     ))
     savepoints = sum(bool(_SAVEPOINT.match(q)) for q in statements)
     print(f"\ntemplate: {len(statements)} statements ({savepoints} of them SAVEPOINT/RELEASE SAVEPOINT), "
           f"{len(sql)} characters of SQL")
     print(f"one-off template capture (capture_template_sql): {capture.seconds * 1000:.1f} ms")
-    print(f"first template_sql() of this process (DB row or capture): {first.seconds * 1000:.1f} ms")
+    print(f"first template_sql() of this process (DB row, or capture if none): {first.seconds * 1000:.1f} ms")
     verdict = "met" if ratio <= 1.5 else "NOT met"
     print(f"Pier p50 / bare replay p50 = {ratio:.2f} (goal <= 1.5: {verdict})")
     print(f"stock migrations p50 / Pier p50 = {ms['stock'][0] / ms['pier'][0]:.1f}")
@@ -158,5 +207,7 @@ def run(count: int = TENANTS_PER_PATH) -> dict:
         "ms": ms,
         "ratio": ratio,
         "capture_ms": capture.seconds * 1000,
+        "commit_ms": commit * 1000,
+        "commits": {key: writing_transactions(v) for key, v in sql_of.items()},
         "statements": len(statements),
     }

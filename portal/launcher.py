@@ -150,8 +150,22 @@ def _stop_children(children: list[subprocess.Popen]) -> None:
             child.wait()
 
 
+def ensure_chromium(env: dict[str, str]) -> None:
+    """The browser tests drive Debian's chromium (Playwright cannot download browsers here)."""
+    if env.get("PIER_CHROMIUM") or shutil.which("chromium"):
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("[pier] the browser tests need chromium: sudo apt-get install chromium")
+    log("installing chromium from Debian's packages (once)")
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    if subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], **quiet).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], check=True, **quiet)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, **quiet)
+
+
 def test(pytest_args: list[str]) -> int:
     env = dict(os.environ)
+    ensure_chromium(env)
     env["PIER_TESTING"] = "1"
     state = Path(env.setdefault("PIER_STATE_DIR", str(STATE / "test")))
     # Messages and cache entries of an earlier run name rows of a database that no longer exists.

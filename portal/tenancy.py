@@ -94,7 +94,8 @@ class TenantPathMiddleware:
     def __call__(self, request):
         # Persistent connections keep the previous request's schema: start from public.
         connection.set_schema_to_public()
-        request.tenant = None
+        # request.tenant is only set on tenant routes: django-tenants' admin templates read
+        # "no tenant attribute" as the public schema.
         match = TENANT_PATH.match(request.path_info)
         if match is None:
             return self.get_response(request)

@@ -75,7 +75,7 @@ class MembersView(TenantView):
             return render(request, self.template_name, self.get_context_data(form=form, error=exc.message),
                           status=exc.status)
         if isinstance(created, Membership):
-            messages.success(request, f"{created.user.get_username()} is now a {created.role}.")
+            messages.success(request, f"{created.user.get_username()} was added as {created.role}.")
         else:
             messages.success(request, f"{form.cleaned_data['username']} will join as {created.role} at their first sign-in.")
         return redirect("tenants:members", tenant_slug=request.tenant.slug)

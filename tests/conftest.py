@@ -11,7 +11,11 @@ django-tenants traps, and how this suite avoids them:
 
 from __future__ import annotations
 
+import base64
 import itertools
+import socket
+import urllib.error
+import urllib.request
 import os
 import signal
 import subprocess
@@ -34,7 +38,8 @@ PASSWORD = "correct-horse-battery"
 def make_user(username: str, *, staff: bool = False, email: str | None = None):
     User = get_user_model()
     user, _ = User.objects.get_or_create(
-        username=username, defaults={"email": email or f"{username}@example.com", "is_staff": staff}
+        username=username,
+        defaults={"email": email or f"{username}@example.com", "is_staff": staff, "is_superuser": staff},
     )
     user.set_password(PASSWORD)
     user.save()
@@ -76,6 +81,12 @@ def django_db_setup(django_test_environment, django_db_blocker):
         assert alpha.status == "active" and beta.status == "active"
     yield
     with django_db_blocker.unblock():
+        # Worker and web processes have exited, but their server backends may linger a moment.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         teardown_databases(db_cfg, verbosity=0)
 
 
@@ -212,3 +223,38 @@ def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.1, message
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def web_process(worker_env):
+    """A real web server process (gunicorn) on the test database; yields its base URL."""
+    port = _free_port()
+    env = dict(worker_env, PIER_TENANT_CACHE_TTL="1.0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: get(f"{base}/healthz")[0] == 200, timeout=30, message="the web process")
+    yield base
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+def get(url: str, user: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if user:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""

@@ -78,7 +78,7 @@ def test_members_page_add_change_remove(client, users, alpha):
     page = client.get("/t/alpha/members")
     assert page.status_code == 200 and "Add a member" in page.content.decode()
     response = client.post("/t/alpha/members", {"username": "carol", "role": "member"}, follow=True)
-    assert "carol is now a member" in response.content.decode()
+    assert "carol was added as member" in response.content.decode()
     carol = Membership.objects.get(tenant=alpha, user=users["carol"])
     response = client.post(f"/t/alpha/members/{carol.pk}/role", {"role": "admin"}, follow=True)
     assert "carol is now admin" in response.content.decode()

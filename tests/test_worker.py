@@ -1,21 +1,15 @@
 """The tenant lifecycle driven by a real Celery worker process (not eager mode), and a suspension
 seen by a separate web server process."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-import base64
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django_tenants.utils import schema_exists
 
-from conftest import PASSWORD, ROOT, wait_for
+from conftest import get as _get
+from conftest import wait_for
 from portal import faults
 from tenants import services
 from tenants.models import Membership, ProvisioningJob, Tenant
@@ -97,40 +91,6 @@ def test_failing_step_retries_then_fails_with_reason_and_no_schema(celery_worker
     wait_for(lambda: _status(slug) == "active", timeout=60, message=f"{slug} to become active after retry")
     assert schema_exists(tenant.schema_name)
     _delete_and_wait(slug)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def web_process(worker_env):
-    port = _free_port()
-    env = dict(worker_env, PIER_TENANT_CACHE_TTL="1.0")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _get(f"{base}/healthz")[0] == 200, timeout=30, message="the web process")
-    yield base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=20)
-
-
-def _get(url: str, user: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url)
-    if user:
-        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
 
 
 def test_suspension_is_seen_by_another_process_within_seconds(committed, web_process, unique_slug):

@@ -1,0 +1,77 @@
+"""The Django admin for platform staff: lifecycle actions through the services (audited),
+read-only jobs and audit, users deactivated and never deleted."""
+
+import pytest
+
+from portal.models import AuditEvent
+from tenants.models import ProvisioningJob, Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client, users):
+    client.force_login(users["staff"])
+    return client
+
+
+def _action(client, action, *pks, url="/admin/tenants/tenant/"):
+    return client.post(url, {"action": action, "_selected_action": [str(pk) for pk in pks]}, follow=True)
+
+
+def test_admin_pages_render(staff_client, alpha):
+    for url in ["/admin/", "/admin/tenants/tenant/", f"/admin/tenants/tenant/{alpha.pk}/change/",
+                "/admin/tenants/provisioningjob/", "/admin/portal/auditevent/", "/admin/auth/user/",
+                "/admin/tenants/membership/"]:
+        assert staff_client.get(url).status_code == 200, url
+
+
+def test_suspend_resume_and_retry_actions_go_through_the_services(staff_client, alpha, beta, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _action(staff_client, "suspend", alpha.pk, beta.pk)
+    assert "Suspended 2 tenant(s)." in response.content.decode()
+    assert set(Tenant.objects.filter(slug__in=["alpha", "beta"]).values_list("status", flat=True)) == {"suspended"}
+    assert AuditEvent.objects.filter(action="tenant.suspend", source="admin", actor="staff").count() == 2
+    response = _action(staff_client, "retry", alpha.pk)
+    assert "only a failed provisioning or deletion can be retried" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        _action(staff_client, "resume", alpha.pk)
+    assert Tenant.objects.get(pk=alpha.pk).status == "active"
+
+
+def test_delete_action_starts_a_deletion_job(staff_client, beta, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _action(staff_client, "delete_tenants", beta.pk)
+    assert "Deleting 1 tenant(s)." in response.content.decode()
+    assert Tenant.objects.get(pk=beta.pk).status == "deleting"
+    assert ProvisioningJob.objects.filter(tenant=beta, kind="delete", status="queued").exists()
+    assert callbacks  # the job is enqueued on commit
+
+
+def test_jobs_and_audit_are_read_only(staff_client):
+    job = ProvisioningJob.objects.first()
+    page = staff_client.get(f"/admin/tenants/provisioningjob/{job.pk}/change/").content.decode()
+    assert "create_schema" in page and 'name="_save"' not in page
+    event = AuditEvent.objects.first()
+    assert staff_client.post(f"/admin/portal/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_audit_rows_cannot_be_changed_even_in_sql(alpha):
+    from django.db import connection, transaction
+    from django.db.utils import DatabaseError
+
+    event = AuditEvent.objects.first()
+    with pytest.raises(DatabaseError, match="append-only"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE portal_auditevent SET outcome = 'success' WHERE id = %s", [event.pk])
+
+
+def test_users_are_deactivated_not_deleted(staff_client, users):
+    bob = users["bob"]
+    assert staff_client.get(f"/admin/auth/user/{bob.pk}/delete/").status_code == 403
+    response = _action(staff_client, "deactivate", bob.pk, url="/admin/auth/user/")
+    assert response.status_code == 200
+    bob.refresh_from_db()
+    assert bob.is_active is False
+    assert AuditEvent.objects.filter(action="user.deactivate", target="bob", actor="staff").exists()

@@ -1,0 +1,115 @@
+"""The main journeys in a real browser (Debian chromium driven by Playwright) against a real web
+server process: a member signs in, sees only their organizations, and manages members; staff
+suspend a tenant from the Django admin."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from conftest import PASSWORD, provision_now
+from portal.models import AuditEvent
+from tenants import provisioning, services
+from tenants.models import Membership, Tenant
+
+CHROMIUM = os.environ.get("PIER_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+SCREENSHOTS = Path(os.environ.get("PIER_STATE_DIR", ".pier/test")) / "screenshots"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; Django then refuses ORM calls
+    # "from an async context". The test's ORM calls never overlap the loop's work.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def org(committed, unique_slug):
+    staff = get_user_model().objects.get(username="staff")
+    tenant = provision_now(unique_slug("web"), "alice", name="Harbour Works", acting_user=staff)
+    yield tenant
+    tenant = Tenant.objects.filter(pk=tenant.pk).first()
+    if tenant is not None:
+        if tenant.status == "suspended":
+            Tenant.objects.filter(pk=tenant.pk).update(status="active")
+            tenant.refresh_from_db()
+        with transaction.atomic():
+            _t, job = services.tenant_delete(tenant=tenant, acting_user=staff)
+        provisioning.run_job(job.pk)
+
+
+def _sign_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+
+
+def test_member_signs_in_sees_only_their_tenants_and_manages_members(browser, web_process, org):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page()
+    _sign_in(page, web_process, "alice")
+    page.wait_for_selector("text=Your organizations")
+    assert page.is_visible("text=Harbour Works") and page.is_visible("text=Alpha Org")
+    assert not page.is_visible("text=Beta Org")
+    page.screenshot(path=str(SCREENSHOTS / "picker.png"), full_page=True)
+
+    page.click("text=Harbour Works")
+    page.wait_for_selector("h1:has-text('Harbour Works')")
+    page.click("nav >> text=Members")
+    page.fill("#id_username", "carol")
+    page.select_option("#id_role", "admin")
+    page.click("button:has-text('Add')")
+    page.wait_for_selector("text=carol was added as admin")
+    assert Membership.objects.get(tenant=org, user__username="carol").role == "admin"
+
+    row = page.locator("tr[data-username=carol]")
+    row.locator("select").select_option("member")
+    row.locator("button:has-text('Change')").click()
+    page.wait_for_selector("text=carol is now member")
+    page.screenshot(path=str(SCREENSHOTS / "members.png"), full_page=True)
+
+    # The last owner is protected; the refusal is shown on the page.
+    page.locator("tr[data-username=alice] button:has-text('Remove')").click()
+    page.wait_for_selector("text=at least one owner")
+    assert Membership.objects.get(tenant=org, user__username="alice").role == "owner"
+
+    page.goto(f"{web_process}/t/{org.slug}/audit")
+    page.wait_for_selector("text=member.add")
+    assert page.is_visible("td.outcome-conflict")
+    page.close()
+
+
+def test_staff_suspend_a_tenant_from_the_admin_and_members_are_told(browser, web_process, org):
+    page = browser.new_page()
+    _sign_in(page, web_process, "staff")
+    page.goto(f"{web_process}/admin/tenants/tenant/")
+    page.check(f"tr:has-text('{org.slug}') input[name=_selected_action]")
+    page.select_option("select[name=action]", "suspend")
+    page.click("button[name=index]")
+    page.wait_for_selector("text=Suspended 1 tenant(s).")
+    assert Tenant.objects.get(pk=org.pk).status == "suspended"
+    assert AuditEvent.objects.filter(action="tenant.suspend", tenant=org.slug, actor="staff", source="admin").exists()
+    page.close()
+
+    member = browser.new_page()
+    _sign_in(member, web_process, "alice")
+    member.goto(f"{web_process}/t/{org.slug}/")
+    member.wait_for_selector("text=is suspended")
+    assert member.is_visible(f"text=The organization '{org.slug}' is suspended")
+    member.close()
