@@ -185,15 +185,16 @@ def cleanup_leftovers() -> int:
     Returns how many tenants and schemas were removed."""
     from tenants.models import Membership, Tenant
 
+    from tenants import schema
+
     slugs = list(Tenant.objects.filter(slug__startswith=PREFIX).values_list("slug", flat=True))
     remove_tenants(slugs)
+    # What is left: schemas made without Pier, and any bench tenant schema whose row is gone.
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname LIKE %s",
-            [RAW_SCHEMA_PREFIX.replace("_", r"\_") + "%"],
-        )
+        cursor.execute(r"SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname LIKE 't\_bench\_%'")
         schemas = [row[0] for row in cursor.fetchall()]
-    drop_raw_schemas(schemas)
+    for name in schemas:
+        schema.drop_tenant_schema(name)
     # Memberships PROTECT their user; a bench user can only be a member of a bench tenant.
     Membership.objects.filter(user__username__startswith=PREFIX).delete()
     get_user_model().objects.filter(username__startswith=PREFIX).delete()

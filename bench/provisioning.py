@@ -135,20 +135,23 @@ def run(count: int = TENANTS_PER_PATH) -> dict:
         assert _normalised(statements) == _normalised(captured), "the stored template differs from a capture"
         sql = ";\n".join(statements)
 
-        def pier(tag: str) -> float:
+        # Each path makes one tenant (or schema) and returns the seconds it took; with
+        # record=True, the timed part's SQL statements too (then the time is not representative).
+        def pier(tag: str, record: bool = False):
             slug = f"{PREFIX}p-{run_id}-{tag}"
             tenant_slugs.append(slug)
-            return create_tenant(slug, owner)[2]
+            _, _, seconds, sql_run = create_tenant(slug, owner, capture=record)
+            return (seconds, sql_run) if record else seconds
 
-        def stock(tag: str) -> float:
+        def stock(tag: str, record: bool = False):
             name = f"{RAW_SCHEMA_PREFIX}stock_{run_id}_{tag}"
             raw_schemas.append(name)
-            return _stock(name)
+            return (None, capture_statements(lambda: _stock(name))) if record else _stock(name)
 
-        def bare(tag: str) -> float:
+        def bare(tag: str, record: bool = False):
             name = f"{RAW_SCHEMA_PREFIX}bare_{run_id}_{tag}"
             raw_schemas.append(name)
-            return _bare(name, sql)
+            return (None, capture_statements(lambda: _bare(name, sql))) if record else _bare(name, sql)
 
         paths = [("pier", pier), ("stock", stock), ("bare", bare)]
         # Untimed tenants per path first: imports, statement caches, the first migration loader
@@ -156,7 +159,7 @@ def run(count: int = TENANTS_PER_PATH) -> dict:
         for _, make in paths:
             make("w")
         for key, make in paths:
-            sql_of[key] = capture_statements(lambda: make("v"))
+            sql_of[key] = make("v", record=True)[1]
         for i in range(count):
             shift = i % len(paths)
             for key, make in paths[shift:] + paths[:shift]:
@@ -182,13 +185,14 @@ def run(count: int = TENANTS_PER_PATH) -> dict:
         [[labels[key], count, f"{ms[key][0]:.1f}", f"{ms[key][1]:.1f}", f"{ms[key][0] / ms['bare'][0]:.2f}x",
           len(sql_of[key]), writing_transactions(sql_of[key])] for key in labels],
     ))
-    print("(statements: SQL one tenant took, as the connection sent it, BEGIN/COMMIT included; "
+    print("(statements: SQL of the timed part for one tenant, as sent, BEGIN/COMMIT included; "
           "writing commits: transactions that wrote, each waiting for a WAL flush)")
     extra = writing_transactions(sql_of["pier"]) - writing_transactions(sql_of["bare"])
     print(f"one writing commit costs {commit * 1000:.2f} ms here (p50 of a one-row UPDATE in autocommit); "
           f"Pier's {extra} extra writing commits ≈ {extra * commit * 1000:.1f} ms "
           f"of its {ms['pier'][0] - ms['bare'][0]:.1f} ms over the bare replay")
-    print("\nPier's run_job by step (JobStep started_at..finished_at; the rest is job bookkeeping):")
+    print("\nPier's run_job by step (JobStep started_at..finished_at: the step, and the update marking it "
+          "running; the rest of run_job is job bookkeeping):")
     print(table(
         ["step", "p50 ms", "p95 ms"],
         [[name, f"{p50(steps[name]) * 1000:.1f}", f"{p95(steps[name]) * 1000:.1f}"]

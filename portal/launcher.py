@@ -138,9 +138,10 @@ def run() -> int:
 
 
 def _stop_children(children: list[subprocess.Popen]) -> None:
+    # Each child's main process shuts its own workers down gracefully (gunicorn, celery's pool).
     for child in children:
         if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
+            child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 20
     for child in children:
         try:
