@@ -273,6 +273,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "tenants.tasks.resume_stuck_jobs",
         "schedule": PIER_RECONCILE_INTERVAL,
     },
+    "tenant-defaults": {
+        "task": "tenants.tasks.fan_out_to_active_tenants",
+        "args": ["tenants.tasks.ensure_tenant_defaults"],
+        "schedule": PIER_RECONCILE_INTERVAL,
+    },
 }
 
 # --- Logging ------------------------------------------------------------------------------

@@ -36,12 +36,17 @@ def _create_schema(tenant: Tenant) -> None:
     schema.create_tenant_schema(tenant)
 
 
-def _seed_defaults(tenant: Tenant) -> None:
+def seed_defaults_here() -> bool:
+    """Create the tenant's settings row in the current schema if it is missing. True if created."""
     from django.apps import apps
 
     TenantSettings = apps.get_model("projects", "TenantSettings")
+    return TenantSettings.objects.get_or_create(singleton=True)[1]
+
+
+def _seed_defaults(tenant: Tenant) -> None:
     with schema_context(tenant.schema_name):
-        TenantSettings.objects.get_or_create(singleton=True)
+        seed_defaults_here()
 
 
 def _add_owner(tenant: Tenant) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.conf import settings
+from django.db import connection
 
 from portal import audit
 from tenants import provisioning
@@ -42,3 +43,33 @@ def resume_stuck_jobs() -> int:
         log.info("job %s looks stuck; enqueueing it again", job_id)
         run_tenant_job.delay(job_id)
     return len(stuck)
+
+
+@shared_task
+def fan_out_to_active_tenants(task_name: str) -> int:
+    """Beat: enqueue `task_name` once per active tenant whose schema is current; each copy runs in
+    that tenant's schema (tenant-schemas-celery's header). Suspended, failed and half-made tenants
+    are skipped."""
+    from portal.tenancy import code_schema_version
+    from tenants.models import Tenant
+
+    task = current_app.tasks[task_name]
+    schemas = list(
+        Tenant.objects.filter(status=Tenant.Status.ACTIVE, schema_version=code_schema_version())
+        .values_list("schema_name", flat=True)
+    )
+    for schema_name in schemas:
+        task.apply_async(headers={"_schema_name": schema_name})
+    return len(schemas)
+
+
+@shared_task
+def ensure_tenant_defaults() -> bool:
+    """Per tenant (runs in its schema): repair a missing settings row. Writes nothing when
+    nothing is missing."""
+    if connection.schema_name == "public":
+        raise RuntimeError("ensure_tenant_defaults runs in a tenant schema (enqueue it per tenant)")
+    created = provisioning.seed_defaults_here()
+    if created:
+        log.warning("tenant schema %s had lost its settings row; recreated", connection.schema_name)
+    return created

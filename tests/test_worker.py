@@ -47,9 +47,19 @@ def _delete_and_wait(slug: str) -> None:
 
 
 def test_create_delete_and_reuse_slug_through_the_worker(celery_worker_process, unique_slug):
+    from portal import request_id
+    from portal.models import AuditEvent
+
     slug = unique_slug("wrk")
-    tenant = _create(slug)
+    token = request_id.set_current("req-0123456789abcdef")  # as the web request that created it would
+    try:
+        tenant = _create(slug)
+    finally:
+        request_id._current.reset(token)
     wait_for(lambda: _status(slug) == "active", timeout=60, message=f"{slug} to become active")
+    # The worker's audit row names the request that caused the work.
+    done = AuditEvent.objects.get(action="tenant.provision", tenant=slug)
+    assert done.request_id == "req-0123456789abcdef" and done.source == "task" and done.outcome == "success"
     job = ProvisioningJob.objects.filter(tenant_slug=slug, kind="provision").get()
     assert job.status == "succeeded" and job.attempts == 1
     assert [(s.name, s.status) for s in job.steps.all()] == [
@@ -120,3 +130,33 @@ def test_suspension_is_seen_by_another_process_within_seconds(committed, web_pro
         with transaction.atomic():
             _t, job = services.tenant_delete(tenant=Tenant.objects.get(slug=slug), acting_user=_staff())
         provisioning.run_job(job.pk)
+
+
+def test_periodic_per_tenant_work_runs_in_each_active_tenants_schema_only(celery_worker_process, unique_slug):
+    from django_tenants.utils import schema_context
+
+    from conftest import provision_now
+    from tenants.projects.models import TenantSettings
+    from tenants.tasks import fan_out_to_active_tenants
+
+    active = provision_now(unique_slug("act"), "bob", acting_user=_staff())
+    suspended = provision_now(unique_slug("sus"), "bob", acting_user=_staff())
+    with transaction.atomic():
+        services.tenant_suspend(tenant=suspended, acting_user=_staff())
+    for tenant in (active, suspended):
+        with schema_context(tenant.schema_name):
+            TenantSettings.objects.all().delete()  # drift: someone removed the row by hand
+
+    fan_out_to_active_tenants.delay("tenants.tasks.ensure_tenant_defaults")
+
+    def repaired():
+        with schema_context(active.schema_name):
+            return TenantSettings.objects.exists()
+
+    wait_for(repaired, timeout=30, message="the active tenant's settings row to be repaired")
+    time.sleep(1.0)  # give a wrongly-sent copy time to arrive
+    with schema_context(suspended.schema_name):
+        assert not TenantSettings.objects.exists(), "a suspended tenant must not get periodic work"
+    for tenant in (active, suspended):
+        Tenant.objects.filter(pk=tenant.pk).update(status="active")
+        _delete_and_wait(tenant.slug)
