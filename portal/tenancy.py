@@ -22,6 +22,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django_tenants.utils import get_public_schema_name
 
 from portal.errors import error_response
 
@@ -87,13 +88,19 @@ def code_schema_version() -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
+def _to_public() -> None:
+    if connection.schema_name != get_public_schema_name():
+        connection.set_schema_to_public()
+
+
 class TenantPathMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        # Persistent connections keep the previous request's schema: start from public.
-        connection.set_schema_to_public()
+        # Persistent connections keep the previous request's schema: start from public. (Only when
+        # needed: switching clears django-tenants' record of the search_path, costing a SET.)
+        _to_public()
         # request.tenant is only set on tenant routes: django-tenants' admin templates read
         # "no tenant attribute" as the public schema.
         match = TENANT_PATH.match(request.path_info)
@@ -112,4 +119,4 @@ class TenantPathMiddleware:
         try:
             return self.get_response(request)
         finally:
-            connection.set_schema_to_public()
+            _to_public()

@@ -1,9 +1,10 @@
 """The worker side of a tenant's lifecycle: provisioning and deletion jobs, step by step.
 
-Each step is idempotent, so a job can run again after a crash or a failed attempt and pick up
-where it stopped. One job per tenant runs at a time (a session-level advisory lock). Steps and
-their errors are recorded on the job as they happen (each in its own transaction), so the admin,
-the API and the tenant's page show progress and reasons.
+An attempt runs all of a job's steps in one transaction (see run_job): it completes or leaves
+nothing, and running it again after a crash or a failure is safe. Each step is idempotent as well,
+for the work that is not transactional (e.g. Kubernetes clean-up on deletion). One job per tenant
+runs at a time (a transaction-level advisory lock). Steps, attempts and errors are recorded on the
+job, so the admin, the API and the tenant's page show what happened and why.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from typing import Callable
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -37,11 +38,13 @@ def _create_schema(tenant: Tenant) -> None:
 
 
 def seed_defaults_here() -> bool:
-    """Create the tenant's settings row in the current schema if it is missing. True if created."""
+    """Create the tenant's settings row in the current schema if it is missing (one INSERT … ON
+    CONFLICT DO NOTHING: no savepoint, nothing written when it exists). True if created."""
     from django.apps import apps
 
     TenantSettings = apps.get_model("projects", "TenantSettings")
-    return TenantSettings.objects.get_or_create(singleton=True)[1]
+    created = TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
+    return created[0].pk is not None if created else False
 
 
 def _seed_defaults(tenant: Tenant) -> None:
@@ -50,20 +53,32 @@ def _seed_defaults(tenant: Tenant) -> None:
 
 
 def _add_owner(tenant: Tenant) -> None:
-    """Pending memberships of people who already have an account become memberships now."""
-    User = get_user_model()
-    with transaction.atomic():
-        for pending in PendingMembership.objects.select_for_update().filter(tenant=tenant):
-            match = Q(username=pending.username) if pending.username else Q(email__iexact=pending.email)
-            user = User.objects.filter(match, is_active=True).order_by("pk").first()
-            if user is None:
-                continue  # becomes a member at first sign-in
-            Membership.objects.get_or_create(tenant=tenant, user=user, defaults={"role": pending.role})
-            pending.delete()
+    """Pending memberships of people who already have an account become memberships now; the
+    others wait for their first sign-in. (Runs inside the job's transaction.)"""
+    pending = list(PendingMembership.objects.filter(tenant=tenant).order_by("pk"))
+    if not pending:
+        return
+    match = Q(pk__in=[])
+    for p in pending:
+        match |= Q(username=p.username) if p.username else Q(email__iexact=p.email)
+    users = list(get_user_model().objects.filter(match, is_active=True).order_by("pk"))
+    claimed, members = [], []
+    for p in pending:
+        user = next((u for u in users if (u.username == p.username if p.username else u.email.lower() == p.email)), None)
+        if user is not None:
+            claimed.append(p.pk)
+            members.append(Membership(tenant=tenant, user=user, role=p.role))
+    if members:
+        Membership.objects.bulk_create(members, ignore_conflicts=True)
+        PendingMembership.objects.filter(pk__in=claimed).delete()
 
 
 def _activate(tenant: Tenant) -> None:
-    Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.ACTIVE, status_message="", updated_at=timezone.now())
+    """The tenant is served from now on, at the schema version its schema was created with."""
+    Tenant.objects.filter(pk=tenant.pk).update(
+        status=Tenant.Status.ACTIVE, status_message="", schema_version=tenancy.code_schema_version(),
+        updated_at=timezone.now(),
+    )
 
 
 # --- Deletion steps ------------------------------------------------------------------------
@@ -101,8 +116,11 @@ STEPS: dict[str, Callable[[Tenant], None]] = {
 
 
 def run_job(job_id: int) -> ProvisioningJob:
-    """Run the job's remaining steps. Raises the step's error (the caller retries); raises JobBusy
-    if another worker holds the tenant."""
+    """Run the job's steps in one transaction, so an attempt either completes or leaves nothing
+    behind (PostgreSQL DDL is transactional: a failed provisioning leaves no half-made schema).
+    The steps' statuses and times are written with the work; a failed attempt records the failing
+    step and its error in a transaction of its own, then raises (the task retries).
+    Raises JobBusy if another worker holds the tenant."""
     job = ProvisioningJob.objects.select_related("tenant").get(pk=job_id)
     if job.is_finished:
         return job
@@ -110,45 +128,68 @@ def run_job(job_id: int) -> ProvisioningJob:
     if tenant is None:
         _finish(job, status=ProvisioningJob.Status.FAILED, error="The tenant no longer exists.")
         return job
-    if not schema.try_advisory_lock("tenant-job", tenant.pk):
-        raise JobBusy(tenant.slug)
+    attempt, started = job.attempts + 1, job.started_at or timezone.now()
+    current: JobStep | None = None
     try:
-        ProvisioningJob.objects.filter(pk=job.pk).update(
-            status=ProvisioningJob.Status.RUNNING, attempts=job.attempts + 1,
-            started_at=job.started_at or timezone.now(), updated_at=timezone.now(),
-        )
-        for step in job.steps.order_by("position"):
-            if step.status == JobStep.Status.SUCCEEDED:
-                continue
-            _run_step(job, step, tenant)
-        _finish(job, status=ProvisioningJob.Status.SUCCEEDED)
         with transaction.atomic():
+            # One job per tenant at a time; a second worker leaves at once instead of queueing.
+            if not schema.try_advisory_xact_lock("tenant-job", tenant.pk):
+                raise JobBusy(tenant.slug)
+            steps = list(JobStep.objects.filter(job_id=job.pk).order_by("position"))
+            for step in steps:
+                if step.status == JobStep.Status.SUCCEEDED:
+                    continue
+                current = step
+                step.started_at, step.attempts = timezone.now(), step.attempts + 1
+                faults.check(f"provisioning.{step.name}")
+                STEPS[step.name](tenant)
+                step.status, step.error, step.finished_at = JobStep.Status.SUCCEEDED, "", timezone.now()
+            current = None
+            _save_steps(steps)
+            now = timezone.now()
+            ProvisioningJob.objects.filter(pk=job.pk).update(
+                status=ProvisioningJob.Status.SUCCEEDED, attempts=attempt, started_at=started, finished_at=now,
+                updated_at=now, error="",
+            )
             audit.record(
                 action=f"tenant.{job.kind}", actor=None, tenant=job.tenant_slug, target_type="tenant",
-                target=job.tenant_slug, source="task", details={"job": job.pk, "attempts": job.attempts + 1},
+                target=job.tenant_slug, source="task", details={"job": job.pk, "attempts": attempt},
             )
+    except JobBusy:
+        raise
+    except Exception as exc:
+        _record_failure(job, tenant, current, attempt=attempt, started=started, message=f"{type(exc).__name__}: {exc}")
+        raise
     finally:
-        schema.advisory_unlock("tenant-job", tenant.pk)
         tenancy.invalidate(job.tenant_slug)
     return job
 
 
-def _run_step(job: ProvisioningJob, step: JobStep, tenant: Tenant) -> None:
+def _save_steps(steps: list[JobStep]) -> None:
+    """Write the steps' outcomes in one round trip (psycopg pipelines executemany). Django's
+    bulk_update builds a CASE expression per field and costs more than the provisioning itself."""
+    table = connection.ops.quote_name(JobStep._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET status = %s, attempts = %s, error = %s, started_at = %s, finished_at = %s WHERE id = %s",
+            [(s.status, s.attempts, s.error, s.started_at, s.finished_at, s.pk) for s in steps],
+        )
+
+
+def _record_failure(job: ProvisioningJob, tenant: Tenant, step: JobStep | None, *, attempt: int, started, message: str) -> None:
+    name = step.name if step else "finish"
     now = timezone.now()
-    JobStep.objects.filter(pk=step.pk).update(
-        status=JobStep.Status.RUNNING, attempts=step.attempts + 1, started_at=now, error=""
-    )
-    try:
-        faults.check(f"provisioning.{step.name}")
-        STEPS[step.name](tenant)
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.FAILED, error=message, finished_at=timezone.now())
-        ProvisioningJob.objects.filter(pk=job.pk).update(error=f"{step.name}: {message}", updated_at=timezone.now())
-        Tenant.objects.filter(pk=tenant.pk).update(status_message=f"{step.name} failed: {message}")
-        log.warning("tenant %s: step %s failed: %s", tenant.slug, step.name, message)
-        raise
-    JobStep.objects.filter(pk=step.pk).update(status=JobStep.Status.SUCCEEDED, finished_at=timezone.now())
+    with transaction.atomic():
+        if step is not None:
+            JobStep.objects.filter(pk=step.pk).update(
+                status=JobStep.Status.FAILED, error=message, attempts=step.attempts, started_at=step.started_at,
+                finished_at=now,
+            )
+        ProvisioningJob.objects.filter(pk=job.pk).update(
+            attempts=attempt, started_at=started, error=f"{name}: {message}", updated_at=now,
+        )
+        Tenant.objects.filter(pk=tenant.pk).update(status_message=f"{name} failed: {message}")
+    log.warning("tenant %s: step %s failed: %s", tenant.slug, name, message)
 
 
 def _finish(job: ProvisioningJob, *, status: str, error: str | None = None) -> None:

@@ -22,7 +22,8 @@ from portal.tenancy import code_schema_version
 from tenants.models import SchemaTemplate, Tenant
 
 log = logging.getLogger(__name__)
-_SKIP = re.compile(r"^\s*(SELECT|SHOW|SET\s+search_path)\b", re.IGNORECASE)
+# Reads, the search_path and savepoints (the replay is one transaction) are not part of a template.
+_SKIP = re.compile(r"^\s*(SELECT|SHOW|SET\s+search_path|SAVEPOINT|RELEASE\s+SAVEPOINT)\b", re.IGNORECASE)
 _local_templates: dict[str, list[str]] = {}
 _local_lock = threading.Lock()
 
@@ -38,16 +39,11 @@ def advisory_xact_lock(*parts: object) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(*parts)])
 
 
-def try_advisory_lock(*parts: object) -> bool:
-    """A session-level advisory lock (spans several transactions); release with advisory_unlock."""
+def try_advisory_xact_lock(*parts: object) -> bool:
+    """Take the advisory lock named by `parts` for this transaction, if nobody holds it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_lock_key(*parts)])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_key(*parts)])
         return bool(cursor.fetchone()[0])
-
-
-def advisory_unlock(*parts: object) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(*parts)])
 
 
 def quote(name: str) -> str:
@@ -83,9 +79,18 @@ def capture_template_sql() -> list[str]:
     return statements
 
 
+# Part of a stored template's key: bump it when the capture changes what it records, so that
+# templates captured by older code are not replayed.
+TEMPLATE_FORMAT = 2
+
+
+def template_key() -> str:
+    return hashlib.sha256(f"{code_schema_version()}:{TEMPLATE_FORMAT}".encode()).hexdigest()
+
+
 def template_sql() -> list[str]:
     """The template for the code's migration state: from memory, the database, or captured now."""
-    state = code_schema_version()
+    state = template_key()
     cached = _local_templates.get(state)
     if cached is not None:
         return cached
@@ -103,24 +108,28 @@ def template_sql() -> list[str]:
 
 
 def replay(schema_name: str, statements: list[str]) -> None:
-    """Create `schema_name` and run the template in it (caller provides the transaction)."""
+    """Create `schema_name` and run the template in it, in one round trip (the caller provides the
+    transaction; SET LOCAL keeps the search_path change inside it)."""
+    if connection.schema_name != "public":
+        raise RuntimeError("tenant schemas are created from the public schema")
+    batch = [
+        f"CREATE SCHEMA {quote(schema_name)}",
+        f"SET LOCAL search_path TO {quote(schema_name)}, public",
+        *statements,
+        "SET LOCAL search_path TO public",
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE SCHEMA {quote(schema_name)}")
-        cursor.execute(f"SET LOCAL search_path TO {quote(schema_name)}, public")
-        cursor.execute(";\n".join(statements))
-        cursor.execute("SET LOCAL search_path TO public")
+        cursor.execute(";\n".join(batch))
 
 
 def create_tenant_schema(tenant: Tenant) -> bool:
-    """Create the tenant's schema, complete, in one transaction. False if it already existed."""
+    """Create the tenant's schema, complete, in one transaction. False if it already existed.
+    The caller serialises work on the tenant (provisioning holds the tenant's job lock)."""
     statements = template_sql()
-    with transaction.atomic():
-        advisory_xact_lock("tenant-schema", tenant.schema_name)
+    with transaction.atomic(savepoint=False):
         if schema_exists(tenant.schema_name):
             return False
         replay(tenant.schema_name, statements)
-        Tenant.objects.filter(pk=tenant.pk).update(schema_version=code_schema_version())
-    tenant.schema_version = code_schema_version()
     return True
 
 
