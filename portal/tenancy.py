@@ -88,35 +88,44 @@ def code_schema_version() -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
-def _to_public() -> None:
+def _use_public() -> None:
     if connection.schema_name != get_public_schema_name():
         connection.set_schema_to_public()
 
 
+def _use_tenant(tenant) -> None:
+    if connection.schema_name == tenant.schema_name:
+        # Same schema as this connection's previous request: django-tenants' set_tenant() would
+        # forget that the search_path is already right and send another SET.
+        connection.tenant = tenant
+    else:
+        connection.set_tenant(tenant)
+
+
 class TenantPathMiddleware:
+    """Selects the schema for each request. A persistent connection keeps the schema of its
+    previous request, so every request sets the one it needs (usually without any SQL: the
+    search_path is only sent when it changes)."""
+
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        # Persistent connections keep the previous request's schema: start from public. (Only when
-        # needed: switching clears django-tenants' record of the search_path, costing a SET.)
-        _to_public()
-        # request.tenant is only set on tenant routes: django-tenants' admin templates read
-        # "no tenant attribute" as the public schema.
         match = TENANT_PATH.match(request.path_info)
+        tenant = resolve(match.group("slug")) if match else None
+        # Whether this caller may use the tenant is decided by portal.access, after authentication;
+        # a schema only exists (and is only current) for these statuses.
+        if tenant is not None and tenant.status in ("active", "suspended") and tenant.schema_version == code_schema_version():
+            _use_tenant(tenant)
+        else:
+            _use_public()
         if match is None:
+            # request.tenant is only set on tenant routes: django-tenants' admin templates read
+            # "no tenant attribute" as the public schema.
             return self.get_response(request)
-        tenant = resolve(match.group("slug"))
         if tenant is None:
             return error_response(
                 request, status=404, code="not_found", message="No such organization.", title="Not found"
             )
         request.tenant = tenant
-        # Whether this caller may use the tenant is decided by portal.access, after authentication;
-        # a schema only exists (and is only current) for these statuses.
-        if tenant.status in ("active", "suspended") and tenant.schema_version == code_schema_version():
-            connection.set_tenant(tenant)
-        try:
-            return self.get_response(request)
-        finally:
-            _to_public()
+        return self.get_response(request)
