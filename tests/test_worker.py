@@ -21,6 +21,7 @@ pytestmark = pytest.mark.worker
 def worker_env(worker_env):
     worker_env["PIER_PROVISIONING_MAX_RETRIES"] = "2"
     worker_env["PIER_PROVISIONING_BACKOFF"] = "0.2"
+    worker_env["PIER_PROVISIONING_STUCK_AFTER"] = "1"
     return worker_env
 
 
@@ -160,3 +161,22 @@ def test_periodic_per_tenant_work_runs_in_each_active_tenants_schema_only(celery
     for tenant in (active, suspended):
         Tenant.objects.filter(pk=tenant.pk).update(status="active")
         _delete_and_wait(tenant.slug)
+
+
+def test_a_job_lost_in_a_crash_is_picked_up_by_the_periodic_pass(celery_worker_process, unique_slug):
+    """The message for a job was lost (a crash before it was sent, a broker wiped): the beat
+    task finds the job stuck and runs it again."""
+    from unittest import mock
+
+    from tenants.tasks import resume_stuck_jobs
+
+    slug = unique_slug("lost")
+    with mock.patch("tenants.tasks.run_tenant_job.delay"):  # the message never reaches the broker
+        _create(slug)
+    ProvisioningJob.objects.filter(tenant_slug=slug).update(status="running")  # as if a worker died mid-way
+    time.sleep(1.5)  # older than PIER_PROVISIONING_STUCK_AFTER (1 s in this worker)
+    assert _status(slug) == "provisioning"
+    with mock.patch("django.conf.settings.PIER_PROVISIONING_STUCK_AFTER", 1):
+        assert resume_stuck_jobs() >= 1  # what beat runs
+    wait_for(lambda: _status(slug) == "active", timeout=60, message=f"{slug} to be picked up and become active")
+    _delete_and_wait(slug)
