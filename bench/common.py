@@ -98,7 +98,7 @@ def no_enqueue():
     tenants.services enqueues `run_tenant_job` on commit. The benchmarks run the job in-process
     (tenants.provisioning.run_job), and nothing consumes the bench broker, so the messages would
     only pile up in the broker folder (and run against deleted rows if a worker ever did)."""
-    with mock.patch("tenants.tasks.run_tenant_job.delay"):
+    with mock.patch("tenants.tasks.enqueue_job"):
         yield
 
 

@@ -29,13 +29,14 @@ def member_role(tenant, user) -> str | None:
 
 def check_tenant_access(request, *, min_role: str = "member") -> str:
     """Raise unless request.user may act in request.tenant with at least `min_role`.
-    Returns the caller's role ("staff" for platform staff who are not members)."""
-    tenant = request.tenant
+    Returns the caller's role, or "staff" for platform staff (who may do everything)."""
+    tenant = getattr(request, "tenant", None)
     user = request.user
-    if tenant is None:
-        raise NotFound("No such organization.")
+    # Authentication first, so that anonymous callers cannot tell which organizations exist.
     if not user.is_authenticated:
         raise NotSignedIn("Sign in to continue.")
+    if tenant is None:
+        raise NotFound("No such organization.")
     role = member_role(tenant, user)
     if role is None and not user.is_staff:
         raise NotFound("No such organization.")
@@ -50,9 +51,9 @@ def check_tenant_access(request, *, min_role: str = "member") -> str:
     if tenant.status == "provisioning":
         raise Unavailable("This organization is still being set up. Try again in a moment.", code="tenant_not_ready")
     if tenant.status == "failed":
+        detail = f": {tenant.status_message}" if user.is_staff else ""  # errors may name internals
         raise Unavailable(
-            f"Setting up this organization failed: {tenant.status_message or 'unknown error'}. "
-            "The platform team has been told.",
+            f"Setting up this organization failed{detail}. The platform team has been told.",
             code="tenant_failed",
         )
     if tenant.schema_version != code_schema_version():
@@ -60,7 +61,7 @@ def check_tenant_access(request, *, min_role: str = "member") -> str:
             "This organization's data is being upgraded to a new version of Pier. Try again in a few minutes.",
             code="tenant_migrating",
         )
-    effective = role or "staff"
+    effective = "staff" if user.is_staff else role
     if not user.is_staff and ROLE_RANK[role] < ROLE_RANK[min_role]:
         raise Forbidden(f"This needs the {min_role} role in '{tenant.slug}'; you are {role}.")
     request.tenant_role = effective

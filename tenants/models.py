@@ -110,7 +110,6 @@ class ProvisioningJob(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
-        RUNNING = "running", "running"
         RETRYING = "retrying", "retrying"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
@@ -142,7 +141,6 @@ class ProvisioningJob(models.Model):
 class JobStep(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
-        RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
 
@@ -173,3 +171,22 @@ class SchemaTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"template {self.migration_state[:12]} ({len(self.statements)} statements)"
+
+
+class NamespaceRegistry(models.Model):
+    """Every Kubernetes namespace Pier manages, across all tenants: the unique name keeps two
+    tenants' projects from sharing a namespace (`a-b` + `c` and `a` + `b-c` both make `a-b-c`).
+    Projects live in tenant schemas, so the project is referenced by id, not by foreign key."""
+
+    name = models.CharField(max_length=63, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="namespaces")
+    project_id = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "namespace registry"
+        constraints = [models.UniqueConstraint(fields=["tenant", "project_id"], name="namespace_one_per_project")]
+
+    def __str__(self) -> str:
+        return self.name

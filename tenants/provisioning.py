@@ -18,12 +18,15 @@ from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from portal import audit, faults, tenancy
+from portal import audit, faults, locks, tenancy
 from portal.models import AuditEvent
 from tenants import schema, signals
 from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Tenant
 
 log = logging.getLogger(__name__)
+
+
+FINISHED = (ProvisioningJob.Status.SUCCEEDED, ProvisioningJob.Status.FAILED)
 
 
 class JobBusy(Exception):
@@ -37,19 +40,27 @@ def _create_schema(tenant: Tenant) -> None:
     schema.create_tenant_schema(tenant)
 
 
-def seed_defaults_here() -> bool:
-    """Create the tenant's settings row in the current schema if it is missing (one INSERT … ON
-    CONFLICT DO NOTHING: no savepoint, nothing written when it exists). True if created."""
+def _tenant_settings_model():
     from django.apps import apps
 
-    TenantSettings = apps.get_model("projects", "TenantSettings")
-    created = TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
-    return created[0].pk is not None if created else False
+    return apps.get_model("projects", "TenantSettings")
+
+
+def seed_defaults_here() -> bool:
+    """Create the tenant's settings row in the current schema if it is missing; True if it was
+    (the periodic repair reports that). Nothing is written when it exists."""
+    TenantSettings = _tenant_settings_model()
+    if TenantSettings.objects.filter(singleton=True).exists():
+        return False
+    TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
+    return True
 
 
 def _seed_defaults(tenant: Tenant) -> None:
+    # A new schema (this attempt created it in the same transaction): one INSERT, no read first.
+    TenantSettings = _tenant_settings_model()
     with schema_context(tenant.schema_name):
-        seed_defaults_here()
+        TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
 
 
 def _add_owner(tenant: Tenant) -> None:
@@ -133,8 +144,11 @@ def run_job(job_id: int) -> ProvisioningJob:
     try:
         with transaction.atomic():
             # One job per tenant at a time; a second worker leaves at once instead of queueing.
-            if not schema.try_advisory_xact_lock("tenant-job", tenant.pk):
+            if not locks.try_xact_lock("tenant-job", tenant.pk):
                 raise JobBusy(tenant.slug)
+            # A duplicate message may arrive just after another worker finished this job.
+            if ProvisioningJob.objects.filter(pk=job.pk, status__in=FINISHED).exists():
+                return job
             steps = list(JobStep.objects.filter(job_id=job.pk).order_by("position"))
             for step in steps:
                 if step.status == JobStep.Status.SUCCEEDED:
@@ -152,7 +166,7 @@ def run_job(job_id: int) -> ProvisioningJob:
                 updated_at=now, error="",
             )
             audit.record(
-                action=f"tenant.{job.kind}", actor=None, tenant=job.tenant_slug, target_type="tenant",
+                action=f"tenant.{job.kind}", actor=None, tenant=tenant, target_type="tenant",
                 target=job.tenant_slug, source="task", details={"job": job.pk, "attempts": attempt},
             )
     except JobBusy:
@@ -208,8 +222,19 @@ def mark_retrying(job_id: int) -> None:
 def give_up(job_id: int, error: str) -> None:
     """Retries are exhausted. A provisioning leaves no half-made schema and the tenant `failed`
     with the reason; a deletion leaves the tenant `deleting` with the reason (staff retry it)."""
-    job = ProvisioningJob.objects.select_related("tenant").get(pk=job_id)
-    tenant = job.tenant
+    with transaction.atomic():
+        job = ProvisioningJob.objects.select_related("tenant").get(pk=job_id)
+        tenant = job.tenant
+        if tenant is not None:
+            locks.xact_lock("tenant-job", tenant.pk)  # not while an attempt runs
+        job.refresh_from_db()
+        if job.is_finished:
+            return
+        _give_up(job, tenant, error)
+    tenancy.invalidate(job.tenant_slug)
+
+
+def _give_up(job: ProvisioningJob, tenant: Tenant | None, error: str) -> None:
     if tenant is not None and job.kind == ProvisioningJob.Kind.PROVISION:
         schema.drop_tenant_schema(tenant.schema_name)
         Tenant.objects.filter(pk=tenant.pk).update(
@@ -220,16 +245,15 @@ def give_up(job_id: int, error: str) -> None:
         Tenant.objects.filter(pk=tenant.pk).update(status_message=job.error or error, updated_at=timezone.now())
     _finish(job, status=ProvisioningJob.Status.FAILED, error=job.error or error)
     audit.record(
-        action=f"tenant.{job.kind}", actor=None, tenant=job.tenant_slug, target_type="tenant", target=job.tenant_slug,
+        action=f"tenant.{job.kind}", actor=None, tenant=tenant or job.tenant_slug, target_type="tenant", target=job.tenant_slug,
         outcome=AuditEvent.Outcome.FAILED, source="task",
         details={"job": job.pk, "error": job.error or error, "attempts": job.attempts},
     )
-    tenancy.invalidate(job.tenant_slug)
 
 
 def stuck_jobs(*, older_than_seconds: int):
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
     return ProvisioningJob.objects.filter(
-        status__in=[ProvisioningJob.Status.QUEUED, ProvisioningJob.Status.RUNNING, ProvisioningJob.Status.RETRYING],
+        status__in=[ProvisioningJob.Status.QUEUED, ProvisioningJob.Status.RETRYING],
         updated_at__lt=cutoff,
     )

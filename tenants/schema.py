@@ -18,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db import connection, transaction
 from django_tenants.utils import schema_exists
 
+from portal import locks
 from portal.tenancy import code_schema_version
 from tenants.models import SchemaTemplate, Tenant
 
@@ -28,26 +29,17 @@ _local_templates: dict[str, list[str]] = {}
 _local_lock = threading.Lock()
 
 
-def _lock_key(*parts: object) -> int:
-    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def advisory_xact_lock(*parts: object) -> None:
-    """Block until this transaction holds the advisory lock named by `parts`."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(*parts)])
-
-
-def try_advisory_xact_lock(*parts: object) -> bool:
-    """Take the advisory lock named by `parts` for this transaction, if nobody holds it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_lock_key(*parts)])
-        return bool(cursor.fetchone()[0])
+_TENANT_SCHEMA = re.compile(r"^t_[a-z][a-z0-9_]{1,40}$")
 
 
 def quote(name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+def _check_tenant_schema(name: str) -> None:
+    # Names come from validated slugs; checked again here because they are put into SQL.
+    if not _TENANT_SCHEMA.match(name):
+        raise ValueError(f"{name!r} is not a tenant schema name")
 
 
 def capture_template_sql() -> list[str]:
@@ -98,7 +90,7 @@ def template_sql() -> list[str]:
         template = SchemaTemplate.objects.filter(migration_state=state).first()
         if template is None:
             with transaction.atomic():
-                advisory_xact_lock("schema-template", state)
+                locks.xact_lock("schema-template", state)
                 template = SchemaTemplate.objects.filter(migration_state=state).first()
                 if template is None:
                     log.info("capturing the tenant schema template for migration state %s", state[:12])
@@ -110,6 +102,7 @@ def template_sql() -> list[str]:
 def replay(schema_name: str, statements: list[str]) -> None:
     """Create `schema_name` and run the template in it, in one round trip (the caller provides the
     transaction; SET LOCAL keeps the search_path change inside it)."""
+    _check_tenant_schema(schema_name)
     if connection.schema_name != "public":
         raise RuntimeError("tenant schemas are created from the public schema")
     batch = [
@@ -134,7 +127,6 @@ def create_tenant_schema(tenant: Tenant) -> bool:
 
 
 def drop_tenant_schema(schema_name: str) -> None:
-    if not schema_name.startswith("t_"):
-        raise ValueError(f"refusing to drop {schema_name!r}: not a tenant schema")
+    _check_tenant_schema(schema_name)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP SCHEMA IF EXISTS {quote(schema_name)} CASCADE")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from portal.models import AuditEvent
-from tenants.models import Membership, Tenant
+from tenants.models import Membership, PendingMembership, Tenant
 
 
 def tenants_for_user(user) -> QuerySet[Tenant]:
@@ -23,5 +23,10 @@ def members_of(tenant: Tenant) -> QuerySet[Membership]:
     return Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username")
 
 
-def recent_audit(tenant: Tenant, *, limit: int = 10) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(tenant=tenant.slug).order_by("-at", "-id")[:limit]
+def tenant_audit(tenant: Tenant) -> QuerySet[AuditEvent]:
+    """This tenant's audit rows: by id, since a deleted tenant's slug can be taken again."""
+    return AuditEvent.objects.filter(tenant_id=tenant.pk).order_by("-at", "-id")
+
+
+def invitations_of(tenant: Tenant) -> QuerySet[PendingMembership]:
+    return PendingMembership.objects.filter(tenant=tenant).order_by("created_at", "id")

@@ -9,11 +9,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from portal import audit, request_id, tenancy
-from portal.errors import Conflict, InvalidInput, QuotaExceeded
+from portal import audit, locks, request_id, tenancy
+from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, from_django_validation_error
 from tenants import signals
 from tenants.models import MANAGER_ROLES, Membership, PendingMembership, ProvisioningJob, Role, Tenant
 from tenants.validators import schema_name_for, validate_tenant_slug
@@ -32,16 +34,14 @@ def _validate(instance, *, exclude: list[str] | None = None) -> None:
     try:
         instance.full_clean(exclude=exclude, validate_unique=False)
     except ValidationError as exc:
-        from portal.errors import from_django_validation_error
-
         raise from_django_validation_error(exc) from exc
 
 
 def _enqueue_job(job: ProvisioningJob) -> None:
-    from tenants.tasks import run_tenant_job
+    from tenants.tasks import enqueue_job
 
     job_id = job.pk
-    transaction.on_commit(lambda: run_tenant_job.delay(job_id))
+    transaction.on_commit(lambda: enqueue_job(job_id))
 
 
 def _new_job(*, tenant: Tenant, kind: str, acting_user) -> ProvisioningJob:
@@ -68,8 +68,6 @@ def _resolve_person(identifier: str, *, field: str):
         raise _invalid(field, "This field is required.")
     if "@" in identifier:
         try:
-            from django.core.validators import validate_email
-
             validate_email(identifier)
         except ValidationError:
             raise _invalid(field, f"'{identifier}' is neither a username nor a valid email address.")
@@ -110,7 +108,9 @@ def tenant_create(
     owner_user, owner_username, owner_email = _resolve_person(owner, field="owner")
     try:
         with transaction.atomic():
-            if Tenant.objects.select_for_update().filter(slug=slug).exists():
+            # Two requests for the same new slug: the second waits here, then sees the first.
+            locks.xact_lock("tenant-slug", slug)
+            if Tenant.objects.filter(slug=slug).exists():
                 raise Conflict(f"slug: a tenant with the slug '{slug}' already exists.", code="slug_taken",
                                details={"slug": ["A tenant with this slug already exists."]})
             tenant.save()
@@ -122,7 +122,7 @@ def tenant_create(
             )
             job = _new_job(tenant=tenant, kind=ProvisioningJob.Kind.PROVISION, acting_user=acting_user)
             audit.record(
-                action="tenant.create", actor=acting_user, tenant=slug, target_type="tenant", target=slug,
+                action="tenant.create", actor=acting_user, tenant=tenant, target_type="tenant", target=slug,
                 details={"name": tenant.name, "owner": owner, "job": job.pk},
             )
             _enqueue_job(job)
@@ -147,7 +147,7 @@ def tenant_update(*, tenant: Tenant, acting_user, **changes: Any) -> Tenant:
         _validate(tenant)
         tenant.save(update_fields=[*changes, "updated_at"])
         audit.record(
-            action="tenant.update", actor=acting_user, tenant=tenant.slug, target_type="tenant", target=tenant.slug,
+            action="tenant.update", actor=acting_user, tenant=tenant, target_type="tenant", target=tenant.slug,
             details={"before": before, "after": {field: getattr(tenant, field) for field in changes}},
         )
         _after_commit_invalidate(tenant.slug)
@@ -173,7 +173,7 @@ def _transition(*, tenant: Tenant, allowed_from: tuple[str, ...], to: str, actio
             fields.append(field)
         tenant.save(update_fields=fields)
         audit.record(
-            action=action, actor=acting_user, tenant=tenant.slug, target_type="tenant", target=tenant.slug,
+            action=action, actor=acting_user, tenant=tenant, target_type="tenant", target=tenant.slug,
             details={"from": previous, "to": to},
         )
         _after_commit_invalidate(tenant.slug)
@@ -229,7 +229,7 @@ def tenant_retry(*, tenant: Tenant, acting_user) -> ProvisioningJob:
         tenant.save(update_fields=["status", "status_message", "updated_at"])
         job = _new_job(tenant=tenant, kind=kind, acting_user=acting_user)
         audit.record(
-            action="tenant.retry", actor=acting_user, tenant=tenant.slug, target_type="tenant", target=tenant.slug,
+            action="tenant.retry", actor=acting_user, tenant=tenant, target_type="tenant", target=tenant.slug,
             details={"kind": kind, "job": job.pk},
         )
         _enqueue_job(job)
@@ -246,8 +246,6 @@ def _owner_count(tenant: Tenant) -> int:
 
 def _require_owner_for(role: str, acting_role: str, *, action: str) -> None:
     if role == Role.OWNER and acting_role not in (Role.OWNER, "staff"):
-        from portal.errors import Forbidden
-
         raise Forbidden(f"Only an owner can {action} the owner role.")
 
 
@@ -259,13 +257,12 @@ def member_add(*, tenant: Tenant, person: str, role: str, acting_user, acting_ro
     _require_owner_for(role, acting_role, action="grant")
     user, username, email = _resolve_person(person, field="username")
     with transaction.atomic():
-        Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises quota checks
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises quota checks
+        limit = locked.effective_max_members
         count = Membership.objects.filter(tenant=tenant).count() + PendingMembership.objects.filter(tenant=tenant).count()
-        if count >= tenant.effective_max_members:
-            raise QuotaExceeded(
-                f"This organization has reached its limit of {tenant.effective_max_members} members.",
-                details={"limit": tenant.effective_max_members},
-            )
+        if count >= limit:
+            raise QuotaExceeded(f"This organization has reached its limit of {limit} members.",
+                                details={"limit": limit})
         if user is not None:
             if Membership.objects.filter(tenant=tenant, user=user).exists():
                 raise Conflict(f"username: '{user.get_username()}' is already a member.", code="already_member",
@@ -280,7 +277,7 @@ def member_add(*, tenant: Tenant, person: str, role: str, acting_user, acting_ro
             created = PendingMembership.objects.create(tenant=tenant, role=role, **lookup)
             target = username or email
         audit.record(
-            action="member.add", actor=acting_user, tenant=tenant.slug, target_type="member", target=target,
+            action="member.add", actor=acting_user, tenant=tenant, target_type="member", target=target,
             details={"role": role, "pending": user is None},
         )
     return created
@@ -294,6 +291,7 @@ def member_change_role(*, tenant: Tenant, membership: Membership, role: str, act
     with transaction.atomic():
         Tenant.objects.select_for_update().get(pk=tenant.pk)
         membership = Membership.objects.select_for_update().get(pk=membership.pk)
+        _require_owner_for(membership.role, acting_role, action="take away")  # it may have changed meanwhile
         previous = membership.role
         if previous == Role.OWNER and role != Role.OWNER and _owner_count(tenant) <= 1:
             raise Conflict("An organization needs at least one owner; make someone else owner first.",
@@ -301,7 +299,7 @@ def member_change_role(*, tenant: Tenant, membership: Membership, role: str, act
         membership.role = role
         membership.save(update_fields=["role"])
         audit.record(
-            action="member.change_role", actor=acting_user, tenant=tenant.slug, target_type="member",
+            action="member.change_role", actor=acting_user, tenant=tenant, target_type="member",
             target=membership.user.get_username(), details={"from": previous, "to": role},
         )
     return membership
@@ -312,13 +310,14 @@ def member_remove(*, tenant: Tenant, membership: Membership, acting_user, acting
     with transaction.atomic():
         Tenant.objects.select_for_update().get(pk=tenant.pk)
         membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+        _require_owner_for(membership.role, acting_role, action="remove")  # it may have changed meanwhile
         if membership.role == Role.OWNER and _owner_count(tenant) <= 1:
             raise Conflict("An organization needs at least one owner; the last owner cannot be removed.",
                            code="last_owner")
         username = membership.user.get_username()
         membership.delete()
         audit.record(
-            action="member.remove", actor=acting_user, tenant=tenant.slug, target_type="member", target=username,
+            action="member.remove", actor=acting_user, tenant=tenant, target_type="member", target=username,
             details={"role": membership.role},
         )
 
@@ -329,15 +328,13 @@ def pending_member_remove(*, tenant: Tenant, pending: PendingMembership, acting_
         target = pending.username or pending.email
         pending.delete()
         audit.record(
-            action="member.remove", actor=acting_user, tenant=tenant.slug, target_type="member", target=target,
+            action="member.remove", actor=acting_user, tenant=tenant, target_type="member", target=target,
             details={"role": pending.role, "pending": True},
         )
 
 
 def claim_pending_memberships(*, user) -> list[Membership]:
     """At sign-in: turn invitations for this username or email into memberships."""
-    from django.db.models import Q
-
     match = Q(username=user.get_username())
     if user.email:
         match |= Q(email__iexact=user.email)
@@ -351,7 +348,7 @@ def claim_pending_memberships(*, user) -> list[Membership]:
             if created:
                 claimed.append(membership)
                 audit.record(
-                    action="member.join", actor=user, tenant=pending.tenant.slug, target_type="member",
+                    action="member.join", actor=user, tenant=pending.tenant, target_type="member",
                     target=user.get_username(), details={"role": pending.role},
                 )
     return claimed

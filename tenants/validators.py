@@ -2,7 +2,8 @@ import re
 
 from django.core.exceptions import ValidationError
 
-SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,40}$"
+from portal.tenancy import SLUG_PATTERN
+
 _SLUG_RE = re.compile(SLUG_PATTERN)
 # Words that are, or may become, path segments, schema names or Kubernetes prefixes.
 RESERVED_SLUGS = frozenset(
@@ -26,6 +27,39 @@ def validate_tenant_slug(value: str) -> None:
         raise ValidationError("Hyphens may not end a slug or follow each other.", code="invalid_slug")
     if value in RESERVED_SLUGS:
         raise ValidationError(f"'{value}' is reserved.", code="reserved_slug")
+    if value.startswith(("openshift", "kube-")):
+        # Its projects' namespaces would start the same way, which the cluster reserves.
+        raise ValidationError("Slugs may not start with 'openshift' or 'kube-'.", code="reserved_slug")
+
+
+PROJECT_SLUG_PATTERN = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
+_PROJECT_SLUG_RE = re.compile(PROJECT_SLUG_PATTERN)
+NAMESPACE_MAX = 63
+
+
+def validate_project_slug(value: str) -> None:
+    if not isinstance(value, str) or not _PROJECT_SLUG_RE.match(value) or "--" in value:
+        raise ValidationError(
+            "Use lowercase letters, digits and single hyphens, starting with a letter and not ending "
+            "with a hyphen.",
+            code="invalid_slug",
+        )
+
+
+def namespace_name_for(tenant_slug: str, project_slug: str) -> str:
+    """`<tenant>-<project>`; validated by validate_namespace_name before use."""
+    return f"{tenant_slug}-{project_slug}"
+
+
+def validate_namespace_name(name: str) -> None:
+    if len(name) > NAMESPACE_MAX:
+        raise ValidationError(
+            f"The namespace '{name}' would be {len(name)} characters; Kubernetes allows {NAMESPACE_MAX}. "
+            "Choose a shorter project slug.",
+            code="namespace_too_long",
+        )
+    if name == "default" or name.startswith(("kube-", "openshift")):
+        raise ValidationError(f"The namespace '{name}' is reserved by the cluster.", code="reserved_namespace")
 
 
 def schema_name_for(slug: str) -> str:

@@ -10,7 +10,6 @@ from django.views.decorators.http import require_safe
 
 from portal.errors import PierError
 from portal.filtersets import AuditEventFilterSet
-from portal.models import AuditEvent
 from portal.views import TenantView
 from tenants import selectors, services
 from tenants.forms import MemberAddForm, MemberRoleForm
@@ -34,7 +33,7 @@ class TenantHomeView(TenantView):
         return {
             "tenant": tenant,
             "members": selectors.members_of(tenant),
-            "recent_audit": selectors.recent_audit(tenant) if can_manage else None,
+            "recent_audit": selectors.tenant_audit(tenant)[:10] if can_manage else None,
             "can_manage": can_manage,
             **extra,
         }
@@ -43,7 +42,9 @@ class TenantHomeView(TenantView):
         return render(request, self.template_name, self.get_context_data())
 
 
-class MembersView(TenantView):
+class MembersPage(TenantView):
+    """The members page; its forms post to the views below, which re-render it on a refusal."""
+
     template_name = "tenants/members.html"
 
     def get_context_data(self, form=None, **extra):
@@ -51,13 +52,15 @@ class MembersView(TenantView):
         return {
             "tenant": tenant,
             "members": selectors.members_of(tenant),
-            "invitations": PendingMembership.objects.filter(tenant=tenant).order_by("created_at"),
+            "invitations": selectors.invitations_of(tenant),
             "form": form or MemberAddForm(),
             "roles": MemberRoleForm.base_fields["role"].choices,
             "can_manage": self.request.tenant_role in (*MANAGER_ROLES, "staff"),
             **extra,
         }
 
+
+class MembersView(MembersPage):
     def get(self, request, tenant_slug):
         return render(request, self.template_name, self.get_context_data())
 
@@ -71,9 +74,7 @@ class MembersView(TenantView):
                 acting_user=request.user, acting_role=request.tenant_role,
             )
         except PierError as exc:
-            request.pier_refusal = {"code": exc.code, "message": exc.message}
-            return render(request, self.template_name, self.get_context_data(form=form, error=exc.message),
-                          status=exc.status)
+            return self.refused(request, exc, form=form)
         if isinstance(created, Membership):
             messages.success(request, f"{created.user.get_username()} was added as {created.role}.")
         else:
@@ -81,10 +82,7 @@ class MembersView(TenantView):
         return redirect("tenants:members", tenant_slug=request.tenant.slug)
 
 
-class MemberRoleView(TenantView):
-    template_name = "tenants/members.html"
-    get_context_data = MembersView.get_context_data
-
+class MemberRoleView(MembersPage):
     def post(self, request, tenant_slug, pk):
         membership = get_object_or_404(selectors.members_of(request.tenant), pk=pk)
         form = MemberRoleForm(request.POST)
@@ -98,10 +96,7 @@ class MemberRoleView(TenantView):
         return redirect("tenants:members", tenant_slug=request.tenant.slug)
 
 
-class MemberRemoveView(TenantView):
-    template_name = "tenants/members.html"
-    get_context_data = MembersView.get_context_data
-
+class MemberRemoveView(MembersPage):
     def post(self, request, tenant_slug, pk):
         membership = get_object_or_404(selectors.members_of(request.tenant), pk=pk)
         services.member_remove(
@@ -111,10 +106,7 @@ class MemberRemoveView(TenantView):
         return redirect("tenants:members", tenant_slug=request.tenant.slug)
 
 
-class InvitationRemoveView(TenantView):
-    template_name = "tenants/members.html"
-    get_context_data = MembersView.get_context_data
-
+class InvitationRemoveView(MembersPage):
     def post(self, request, tenant_slug, pk):
         pending = get_object_or_404(PendingMembership, tenant=request.tenant, pk=pk)
         services.pending_member_remove(
@@ -129,8 +121,7 @@ class AuditView(TenantView):
     min_role = "admin"
 
     def get(self, request, tenant_slug):
-        events = AuditEvent.objects.filter(tenant=request.tenant.slug).order_by("-at", "-id")
-        filterset = AuditEventFilterSet(request.GET, queryset=events)
+        filterset = AuditEventFilterSet(request.GET, queryset=selectors.tenant_audit(request.tenant))
         page = Paginator(filterset.qs, 50).get_page(request.GET.get("page"))
         query = request.GET.copy()
         query.pop("page", None)

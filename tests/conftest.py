@@ -140,20 +140,6 @@ def _basic(username: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{PASSWORD}".encode()).decode()
 
 
-@pytest.fixture
-def browser_client(client):
-    """Django's test client, signed in through the real login form (CSRF enforced)."""
-    from django.test import Client
-
-    def make(user) -> Client:
-        c = Client(enforce_csrf_checks=False)
-        response = c.post("/login", {"username": user.username, "password": PASSWORD})
-        assert response.status_code == 302, response.content
-        return c
-
-    return make
-
-
 _counter = itertools.count()
 
 
@@ -193,19 +179,21 @@ def worker_env(committed, tmp_path):
     return env
 
 
-@pytest.fixture
-def celery_worker_process(worker_env):
-    """A real Celery worker process against the test database and the test broker."""
+def spawn_worker(env: dict[str, str]) -> subprocess.Popen:
+    """A real Celery worker process (its own process group, so a test can SIGKILL all of it)."""
     log_path = Path(os.environ.get("PIER_STATE_DIR", ROOT / ".pier" / "test")) / f"worker-{uuid.uuid4().hex[:6]}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO", "--concurrency", "1",
              "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=worker_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
     process.log_path = log_path
-    yield process
+    return process
+
+
+def stop_worker(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -213,6 +201,14 @@ def celery_worker_process(worker_env):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture
+def celery_worker_process(worker_env):
+    """A real Celery worker process against the test database, broker and cluster."""
+    process = spawn_worker(worker_env)
+    yield process
+    stop_worker(process)
 
 
 def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):

@@ -34,6 +34,17 @@ def _ghost_invited(users):
     return {"pk": PendingMembership.objects.create(tenant=Tenant.objects.get(slug="beta"), username="ghost").pk}
 
 
+def _site_in_beta(users):
+    from django_tenants.utils import tenant_context
+
+    from tenants.projects import services as project_services
+
+    beta = Tenant.objects.get(slug="beta")
+    with tenant_context(beta):
+        project_services.project_create(tenant=beta, slug="site", acting_user=users["carol"])
+    return {"project_slug": "site"}
+
+
 def _beta_status(status):
     def prepare(users):
         Tenant.objects.filter(slug="beta").update(status=status)
@@ -58,6 +69,13 @@ CASES: dict[tuple[str, str], Case] = {
     ("tenants:member_role", "POST"): Case("carol", 302, "member.change_role", {"role": "admin"}, _bob_in_beta),
     ("tenants:member_remove", "POST"): Case("carol", 302, "member.remove", prepare=_bob_in_beta),
     ("tenants:invitation_remove", "POST"): Case("carol", 302, "member.remove", prepare=_ghost_invited),
+    ("api:project-list", "POST"): Case("carol", 202, "project.create", {"slug": "shop"}),
+    ("api:project-detail", "PATCH"): Case("carol", 200, "project.update", {"description": "x"}, _site_in_beta),
+    ("api:project-detail", "DELETE"): Case("carol", 202, "project.delete", prepare=_site_in_beta),
+    ("api:project-defaults", "PATCH"): Case("carol", 200, "tenant.project_defaults", {"project_defaults": {"quota.pods": "9"}}),
+    ("projects:list", "POST"): Case("carol", 302, "project.create", {"slug": "shop"}),
+    ("projects:config", "POST"): Case("carol", 302, "project.update", {"quota.pods": "3"}, _site_in_beta),
+    ("projects:delete", "POST"): Case("carol", 302, "project.delete", prepare=_site_in_beta),
 }
 
 MUTATING = [(route, method) for route in pier_routes() for method in route.methods]

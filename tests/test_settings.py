@@ -25,3 +25,12 @@ def test_debug_off_without_a_secret_key_refuses_to_start():
     result = _manage("check")
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_debug_off_without_a_shared_cache_refuses_to_start():
+    env = {k: v for k, v in os.environ.items() if k != "CACHE_URL"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                            env={**{k: v for k, v in env.items() if k not in ("DEBUG", "PIER_TESTING")},
+                                 "SECRET_KEY": "y" * 60})
+    assert result.returncode != 0
+    assert "CACHE_URL must be set when DEBUG is off" in result.stderr

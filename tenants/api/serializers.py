@@ -71,12 +71,16 @@ class TenantUpdateSerializer(StrictSerializer):
 
 
 class MyTenantSerializer(serializers.ModelSerializer):
-    role = serializers.CharField(read_only=True)
+    role = serializers.SerializerMethodField()
     html_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Tenant
         fields = ["slug", "name", "status", "role", "html_url"]
+
+    def get_role(self, tenant) -> str:
+        # From the selector's annotation (lists) or the access check (one tenant).
+        return getattr(tenant, "role", None) or self.context.get("role", "")
 
     def get_html_url(self, tenant) -> str:
         return reverse("tenants:home", kwargs={"tenant_slug": tenant.slug})

@@ -73,18 +73,16 @@ class AdminTenantActionView(APIView):
 
     permission_classes = [IsStaff]
     action_name = ""
+    STATE_CHANGES = {"suspend": services.tenant_suspend, "resume": services.tenant_resume}
 
     @extend_schema(request=None, responses=s.TenantSerializer)
     def post(self, request, slug):
         tenant = get_object_or_404(Tenant, slug=slug)
-        if self.action_name == "suspend":
-            tenant = services.tenant_suspend(tenant=tenant, acting_user=request.user)
-        elif self.action_name == "resume":
-            tenant = services.tenant_resume(tenant=tenant, acting_user=request.user)
-        else:
+        if self.action_name == "retry":  # starts a job: 202, like create and delete
             job = services.tenant_retry(tenant=tenant, acting_user=request.user)
             tenant.refresh_from_db()
             return Response(_tenant_payload(tenant, job), status=status.HTTP_202_ACCEPTED)
+        tenant = self.STATE_CHANGES[self.action_name](tenant=tenant, acting_user=request.user)
         return Response(_tenant_payload(tenant))
 
 
@@ -122,9 +120,7 @@ class MyTenantListView(generics.ListAPIView):
 class TenantDetailView(TenantScopedMixin, APIView):
     @extend_schema(responses=s.MyTenantSerializer)
     def get(self, request, tenant_slug):
-        tenant = request.tenant
-        tenant.role = request.tenant_role
-        return Response(s.MyTenantSerializer(tenant).data)
+        return Response(s.MyTenantSerializer(request.tenant, context={"role": request.tenant_role}).data)
 
 
 class MemberListView(TenantScopedMixin, generics.ListAPIView):
@@ -185,7 +181,7 @@ class InvitationListView(TenantScopedMixin, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return PendingMembership.objects.none()
-        return PendingMembership.objects.filter(tenant=self.request.tenant).order_by("created_at", "id")
+        return selectors.invitations_of(self.request.tenant)
 
 
 class InvitationDetailView(TenantScopedMixin, APIView):
@@ -211,4 +207,4 @@ class TenantAuditListView(TenantScopedMixin, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return AuditEvent.objects.none()
-        return AuditEvent.objects.filter(tenant=self.request.tenant.slug).order_by("-at", "-id")
+        return selectors.tenant_audit(self.request.tenant)

@@ -7,3 +7,6 @@ class ProjectsConfig(AppConfig):
     name = "tenants.projects"
     label = "projects"
     verbose_name = "Projects (tenant schema)"
+
+    def ready(self) -> None:
+        from tenants.projects import receivers  # noqa: F401  (tenant deletion removes namespaces)

@@ -1,8 +1,10 @@
-"""Tenant-schema models. Projects, group access and keys arrive with their issues; the tenant's
-own settings row is seeded by provisioning so that every schema starts complete."""
+"""Tenant-schema models: the tenant's settings and its projects (Kubernetes namespaces)."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from tenants.validators import validate_project_slug
 
 
 class TenantSettings(models.Model):
@@ -19,3 +21,57 @@ class TenantSettings(models.Model):
 
     def __str__(self) -> str:
         return "tenant settings"
+
+
+class Project(models.Model):
+    """A Kubernetes namespace with its quota, limits, network isolation and bindings. The database
+    holds what should be; the reconciler (tenants/projects/reconcile.py) makes the cluster match."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        PROVISIONING = "provisioning", "provisioning"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+        DELETING = "deleting", "deleting"
+
+    slug = models.CharField(max_length=62, unique=True, validators=[validate_project_slug])
+    display_name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    namespace = models.CharField(max_length=63, unique=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status_message = models.TextField(blank=True)
+    # Project level of the effective configuration; keys as in tenants/projects/config.py.
+    config_overrides = models.JSONField(default=dict, blank=True)
+    # PROTECT: users are deactivated, never deleted.
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Bumped by every change that the cluster must follow; the reconciler records what it applied.
+    generation = models.PositiveIntegerField(default=1)
+    reconciled_generation = models.PositiveIntegerField(default=0)
+    reconcile_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.slug
+
+
+class ProjectEvent(models.Model):
+    """The project's history: each status change and each error the reconciler met."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Project.Status.choices)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.project} {self.status} {self.message[:40]}"

@@ -1,0 +1,50 @@
+"""Run the emulator as its own process: `python -m portal.kube_emulator --port 0 --kubeconfig PATH`.
+
+Prints the URL on the first line of stdout, writes the kubeconfig (if asked) and then the
+ready file (if asked, containing the URL), and serves until SIGTERM or SIGINT. Processes
+that need a cluster read the kubeconfig; processes that steer it use the URL's `/_emulator/`
+endpoints. The ready file is written last and atomically, so it is the signal to wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .emulator import KubeEmulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m portal.kube_emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 (the default) picks a free port")
+    parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for the emulator here")
+    parser.add_argument("--ready-file", type=Path, help="write the URL here once serving")
+    parser.add_argument("--namespace-deletion-delay", type=float, default=0.2, metavar="SECONDS")
+    args = parser.parse_args(argv)
+
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+
+    emulator = KubeEmulator(host=args.host, port=args.port, namespace_deletion_delay=args.namespace_deletion_delay)
+    emulator.start()
+    try:
+        print(emulator.url, flush=True)
+        if args.kubeconfig:
+            emulator.write_kubeconfig(args.kubeconfig)
+        if args.ready_file:
+            partial = args.ready_file.with_name(args.ready_file.name + ".partial")
+            partial.write_text(emulator.url + "\n")
+            partial.replace(args.ready_file)
+        stopping.wait()
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

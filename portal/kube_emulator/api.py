@@ -1,0 +1,305 @@
+"""From an HTTP request to a response: routing, discovery, faults, counters, control endpoints.
+
+Kept apart from the socket handling (`server.py`) so that the protocol-independent part reads
+as a plain function of the request. URL shapes are the real API server's:
+
+    /api/v1/<plural>[/<name>]                               cluster-scoped, or a list across namespaces
+    /api/v1/namespaces/<namespace>/<plural>[/<name>]        namespaced
+    /apis/<group>/<version>/...                             the same for named groups
+    /api, /api/v1, /apis, /apis/<group>[/<version>], /version   discovery
+
+Subresources (`/status`, `/scale`, `/token`...), watch, dry run and server-side apply are not
+served; each is refused with a clear 400/404 rather than half-done. They slot in here: a
+subresource is another route shape, watch another list mode.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from . import errors
+from .errors import ApiError
+from .faults import Fault, Faults, RequestStats
+from .patch import PATCH_TYPES
+from .registry import Registry, ResourceType
+from .selectors import SelectorError, parse_field_selector, parse_label_selector
+from .store import ListOptions, Store, decode_continue
+
+KUBERNETES_VERSION = {
+    "major": "1",
+    "minor": "37",
+    "emulationMajor": "1",
+    "emulationMinor": "37",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "36",
+    "gitVersion": "v1.37.0+pier-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+CONTROL_PREFIX = "/_emulator/"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # still percent-encoded: names may contain an encoded ':' or '/'
+    query: dict[str, str]
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int = 200
+    body: Any = None
+    drop: bool = False  # close the connection without answering
+
+    @classmethod
+    def error(cls, error: ApiError) -> Response:
+        return cls(error.code, error.status_body())
+
+
+@dataclass(frozen=True)
+class Route:
+    verb: str  # get, list, create, update, patch, delete, deletecollection
+    resource: ResourceType | None = None  # None for discovery
+    namespace: str | None = None
+    name: str | None = None
+    discovery: Callable[[], Any] | None = None
+
+    @property
+    def fault_namespace(self) -> str | None:
+        """The namespace a fault's `namespace` filter is compared with."""
+        if self.resource is not None and self.resource.plural == "namespaces" and self.resource.group == "":
+            return self.name
+        return self.namespace
+
+    @property
+    def resource_names(self) -> tuple[str, ...]:
+        return (self.resource.plural, self.resource.key) if self.resource else ("",)
+
+
+class KubeApi:
+    def __init__(self, registry: Registry, store: Store, faults: Faults, stats: RequestStats):
+        self.registry = registry
+        self.store = store
+        self.faults = faults
+        self.stats = stats
+        self.server_address = ""  # host:port, once the server is bound (for /api discovery)
+
+    def reset(self) -> None:
+        """A fresh cluster: no objects but the built-ins, no faults, no counts."""
+        self.store.reset()
+        self.faults.clear()
+        self.stats.clear()
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith(CONTROL_PREFIX):
+            return self._control(request)
+        try:
+            route = self._route(request.method, request.path)
+        except ApiError as error:
+            self.stats.record(request.method.lower(), "")
+            return Response.error(error)
+        self.stats.record(route.verb, route.resource.plural if route.resource else "")
+        fault = self.faults.take(route.verb, route.resource_names, route.fault_namespace)
+        if fault is not None:
+            if fault.latency:
+                time.sleep(fault.latency)
+            if fault.drop:
+                return Response(drop=True)
+            if fault.status is not None:
+                return Response.error(errors.injected(fault.status))
+        try:
+            return self._serve(route, request)
+        except ApiError as error:
+            return Response.error(error)
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str) -> Route:
+        parts = [unquote(part) for part in path.split("/") if part]
+        discovery = self._discovery_route(parts)
+        if discovery is not None:
+            if method != "GET":
+                raise errors.method_not_allowed()
+            return Route("get", discovery=discovery)
+        if parts[:1] == ["api"] and len(parts) >= 3:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise errors.path_not_found()
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            scoped = self.registry.get(group, version, rest[2])
+            if scoped is not None and scoped.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        resource = self.registry.get(group, version, rest[0])
+        if resource is None or len(rest) > 2 or (resource.namespaced and namespace is None and len(rest) == 2):
+            raise errors.path_not_found()
+        name = rest[1] if len(rest) == 2 else None
+        verb = self._verb(method, resource, namespace, name)
+        if verb not in resource.verbs:
+            raise errors.method_not_allowed()
+        return Route(verb, resource, namespace, name)
+
+    @staticmethod
+    def _verb(method: str, resource: ResourceType, namespace: str | None, name: str | None) -> str:
+        if name is None:
+            across_namespaces = resource.namespaced and namespace is None
+            verbs = (
+                {"GET": "list"}
+                if across_namespaces
+                else {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
+            )
+        else:
+            verbs = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        if method not in verbs:
+            raise errors.method_not_allowed()
+        return verbs[method]
+
+    def _discovery_route(self, parts: list[str]) -> Callable[[], Any] | None:
+        groups = self.registry.group_versions()
+        if parts == ["version"]:
+            return lambda: KUBERNETES_VERSION
+        if parts == ["api"]:
+            return self._core_versions
+        if parts == ["apis"]:
+            return self._group_list
+        if len(parts) == 2 and parts[0] == "api" and parts[1] in groups.get("", []):
+            return lambda: self._resource_list("", parts[1])
+        if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups and parts[1]:
+            return lambda: {"kind": "APIGroup", "apiVersion": "v1", **self._group(parts[1], groups[parts[1]])}
+        if len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], []) and parts[1]:
+            return lambda: self._resource_list(parts[1], parts[2])
+        return None
+
+    # --- serving -----------------------------------------------------------------------------
+
+    def _serve(self, route: Route, request: Request) -> Response:
+        if route.discovery is not None:
+            return Response(200, route.discovery())
+        resource = route.resource
+        assert resource is not None
+        query = request.query
+        if _truthy(query.get("watch")):
+            raise errors.unsupported_feature("watch")
+        if "dryRun" in query:
+            raise errors.unsupported_feature("dryRun")
+        namespace = route.namespace or ""
+        name = route.name or ""
+        if route.verb == "get":
+            return Response(200, self.store.get(resource, namespace, name))
+        if route.verb == "list":
+            scope = route.namespace if resource.namespaced else None
+            return Response(200, self.store.list(resource, scope, self._list_options(resource, query)))
+        if route.verb == "create":
+            return Response(201, self.store.create(resource, namespace, _json_body(request)))
+        if route.verb == "update":
+            obj, created = self.store.replace(resource, namespace, name, _json_body(request))
+            return Response(201 if created else 200, obj)
+        if route.verb == "patch":
+            content_type = request.content_type.split(";")[0].strip().lower()
+            if content_type == "application/apply-patch+yaml":
+                raise errors.unsupported_feature("server-side apply")
+            if content_type not in PATCH_TYPES:
+                raise errors.unsupported_media_type(content_type)
+            return Response(200, self.store.patch(resource, namespace, name, content_type, _json_body(request)))
+        if route.verb == "delete":
+            options = _json_body(request) if request.body.strip() else {}
+            if not isinstance(options, dict):
+                raise errors.bad_request("DeleteOptions must be a JSON object")
+            return Response(200, self.store.delete(resource, namespace, name, options))
+        scope = route.namespace if resource.namespaced else None
+        return Response(200, self.store.delete_collection(resource, scope, self._list_options(resource, query)))
+
+    @staticmethod
+    def _list_options(resource: ResourceType, query: dict[str, str]) -> ListOptions:
+        try:
+            label_selector = parse_label_selector(query.get("labelSelector", ""))
+            field_selector = parse_field_selector(query.get("fieldSelector", ""), resource.field_selectors)
+        except SelectorError as error:
+            raise errors.bad_request(str(error)) from None
+        limit_text = query.get("limit") or "0"
+        if not limit_text.isdigit():
+            raise errors.bad_request(f"limit: Invalid value: {limit_text!r}: must be a non-negative integer")
+        token = query.get("continue")
+        return ListOptions(label_selector, field_selector, int(limit_text), decode_continue(token) if token else None)
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    def _core_versions(self) -> Any:
+        return {
+            "kind": "APIVersions",
+            "versions": self.registry.group_versions().get("", []),
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.server_address}],
+        }
+
+    @staticmethod
+    def _group(name: str, versions: list[str]) -> dict[str, Any]:
+        entries = [{"groupVersion": f"{name}/{version}", "version": version} for version in versions]
+        return {"name": name, "versions": entries, "preferredVersion": entries[0]}
+
+    def _group_list(self) -> Any:
+        groups = [self._group(name, versions) for name, versions in self.registry.group_versions().items() if name]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+    def _resource_list(self, group: str, version: str) -> Any:
+        resources = [
+            resource.discovery_entry()
+            for resource in self.registry.types()
+            if resource.group == group and resource.version == version
+        ]
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
+
+    # --- test controls -----------------------------------------------------------------------
+
+    def _control(self, request: Request) -> Response:
+        endpoint = (request.method, request.path[len(CONTROL_PREFIX) :].rstrip("/"))
+        if endpoint == ("GET", "faults"):
+            return Response(200, {"faults": [fault.to_dict() for fault in self.faults.active()]})
+        if endpoint == ("POST", "faults"):
+            try:
+                fault = Fault.from_dict(json.loads(request.body or b"null"))
+            except (ValueError, TypeError) as error:
+                return Response(400, {"error": str(error)})
+            self.faults.add(fault)
+            return Response(201, {"fault": fault.to_dict()})
+        if endpoint == ("DELETE", "faults"):
+            self.faults.clear()
+            return Response(200, {"faults": []})
+        if endpoint == ("POST", "reset"):
+            self.reset()
+            return Response(200, {"reset": True})
+        if endpoint == ("GET", "stats"):
+            return Response(200, {"total": self.stats.count(), "requests": self.stats.snapshot()})
+        return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() not in ("", "0", "false")
+
+
+def _json_body(request: Request) -> Any:
+    if not request.body:
+        raise errors.bad_request("the request has no body")
+    try:
+        return json.loads(request.body)
+    except ValueError as error:
+        raise errors.bad_request(f"the body of the request is not valid JSON: {error}") from None

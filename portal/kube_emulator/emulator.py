@@ -1,0 +1,146 @@
+"""`KubeEmulator`: start, stop, point a client at it, and steer it from tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .api import KubeApi
+from .faults import Fault, Faults, RequestStats
+from .registry import Registry, builtin_registry
+from .server import EmulatorHTTPServer
+from .store import Store
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+CONTEXT_NAME = "pier-emulator"
+TOKEN = "pier-emulator-token"  # any bearer token is accepted; clients just need one to send
+
+
+class KubeEmulator:
+    """An in-memory Kubernetes API server on 127.0.0.1 (see the package docstring).
+
+    Usable as a context manager (`with KubeEmulator() as emu:`), which starts and stops it.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, namespace_deletion_delay: float = 0.2):
+        self.registry: Registry = builtin_registry()
+        self._app = KubeApi(
+            self.registry,
+            Store(self.registry, namespace_deletion_delay=namespace_deletion_delay),
+            Faults(),
+            RequestStats(),
+        )
+        self._address = (host, port)
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> KubeEmulator:
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        server = EmulatorHTTPServer(self._address, self._app)
+        host, port = server.server_address[:2]
+        self._app.server_address = f"{host}:{port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="kube-emulator", daemon=True
+        )
+        self._server = server
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close client connections and join every server thread."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> KubeEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # --- clients -----------------------------------------------------------------------------
+
+    def kubeconfig(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": self.url}}],
+            "users": [{"name": CONTEXT_NAME, "user": {"token": TOKEN}}],
+            "contexts": [
+                {
+                    "name": CONTEXT_NAME,
+                    "context": {"cluster": CONTEXT_NAME, "user": CONTEXT_NAME, "namespace": "default"},
+                }
+            ],
+            "current-context": CONTEXT_NAME,
+            "preferences": {},
+        }
+
+    def write_kubeconfig(self, path: str | os.PathLike[str]) -> Path:
+        """Write a kubeconfig for this emulator (context `pier-emulator`); JSON, which is YAML too.
+
+        Written to a temporary name and renamed, so a process polling for it never reads half a file.
+        """
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(json.dumps(self.kubeconfig(), indent=2) + "\n")
+        partial.replace(target)
+        return target
+
+    def api_client(self) -> ApiClient:
+        """An official-client ApiClient configured for this emulator (not the global default)."""
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.url
+        configuration.api_key = {"BearerToken": TOKEN}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        return client.ApiClient(configuration)
+
+    # --- test controls -----------------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        *,
+        verb: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        status: int | None = None,
+        latency: float = 0.0,
+        drop: bool = False,
+        times: int | None = None,
+    ) -> Fault:
+        """Make matching requests fail (see `Fault`); returns the fault, whose `times` counts down."""
+        fault = Fault(verb, resource, namespace, status, latency, drop, times)
+        self._app.faults.add(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self._app.faults.clear()
+
+    def reset(self) -> None:
+        """Back to a fresh cluster: built-in objects only, no faults, request counts at zero."""
+        self._app.reset()
+
+    def request_count(self, verb: str | None = None, resource: str | None = None) -> int:
+        """Requests served since start or the last reset; `resource` is a plural, None counts all."""
+        return self._app.stats.count(verb, resource)

@@ -1,0 +1,546 @@
+"""The emulated cluster's state and the semantics of each verb.
+
+One lock guards everything; every verb runs under it from start to finish, so a request sees
+and leaves a consistent state (the real server gets the same from etcd transactions). Stored
+objects are never mutated in place: a write stores a new dict, and callers get deep copies.
+
+Behaviour that a client can observe follows the real API server:
+
+- metadata: `uid`, `creationTimestamp`, `resourceVersion` (one counter for the whole cluster,
+  bumped by every write including deletes), `generation` for the kinds that track it;
+  a write that changes nothing is not a write (same resourceVersion).
+- optimistic concurrency: an update or patch carrying a stale `metadata.resourceVersion` is a
+  409 Conflict; one without a resourceVersion is unconditional.
+- admission: creating in a missing namespace is a 404 for the namespace, in a terminating one a
+  403; `default`, `kube-system` and `kube-public` cannot be deleted.
+- deletion: an object with finalizers is only marked (`deletionTimestamp`) and goes when its
+  last finalizer is removed. Deleting a namespace marks it Terminating; after
+  `namespace_deletion_delay` seconds the namespace controller's work is done: its content is
+  deleted, then the namespace itself (once no content and no finalizer is left).
+- controllers that every cluster runs and that shape what clients read: the ServiceAccount
+  controller (a `default` ServiceAccount in every namespace) and the namespace controller.
+  No others: Jobs do not run, Deployments get no ReplicaSets, quotas get no usage, nothing is
+  garbage-collected through ownerReferences.
+
+Timed work (purging terminating namespaces) is done lazily at the start of every operation:
+no background thread, and every observer of the state goes through an operation anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import errors
+from .errors import ApiError
+from .patch import MalformedPatch, PatchError, apply_patch
+from .registry import Registry, ResourceType
+from .selectors import FieldSelector, LabelSelector
+from .strategies import BadObject, NamespaceStrategy
+from .validation import FieldError, immutable, invalid, required, validate_annotations, validate_labels
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+UNDELETABLE_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+
+_BOOTSTRAP_META = {
+    "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+    "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+}
+
+
+def _aggregated_role(name: str) -> Obj:
+    # The real admin/edit/view roles are aggregated: their rules are filled in by the
+    # clusterrole-aggregation controller, which the emulator does not run.
+    selector = {"matchLabels": {f"rbac.authorization.k8s.io/aggregate-to-{name}": "true"}}
+    return {
+        "metadata": {"name": name, **copy.deepcopy(_BOOTSTRAP_META)},
+        "aggregationRule": {"clusterRoleSelectors": [selector]},
+        "rules": [],
+    }
+
+
+BUILTIN_CLUSTER_ROLES: tuple[Obj, ...] = (
+    {
+        "metadata": {"name": "cluster-admin", **copy.deepcopy(_BOOTSTRAP_META)},
+        "rules": [
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            {"nonResourceURLs": ["*"], "verbs": ["*"]},
+        ],
+    },
+    _aggregated_role("admin"),
+    _aggregated_role("edit"),
+    _aggregated_role("view"),
+)
+
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's SimpleNameGenerator
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    label_selector: LabelSelector = field(default_factory=lambda: LabelSelector(()))
+    field_selector: FieldSelector = field(default_factory=lambda: FieldSelector(()))
+    limit: int = 0  # 0: no limit
+    after: Key | None = None  # from a continue token: list items after this key
+
+
+def encode_continue(key: Key) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def decode_continue(token: str) -> Key:
+    try:
+        namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (binascii.Error, ValueError, TypeError):
+        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion") from None
+    return (str(namespace), str(name))
+
+
+class Store:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        namespace_deletion_delay: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._registry = registry
+        self._namespace_deletion_delay = namespace_deletion_delay
+        self._clock = clock
+        self._namespaces = self._builtin(registry, "", "namespaces")
+        self._service_accounts = self._builtin(registry, "", "serviceaccounts")
+        self._cluster_roles = self._builtin(registry, "rbac.authorization.k8s.io", "clusterroles")
+        self._lock = threading.Lock()
+        self._tables: dict[str, dict[Key, Obj]] = {}
+        self._resource_version = 0
+        self._terminating: dict[str, float] = {}  # namespace → when the namespace controller purges it
+        with self._lock:
+            self._seed()
+
+    @staticmethod
+    def _builtin(registry: Registry, group: str, plural: str) -> ResourceType:
+        resource_type = registry.get(group, "v1", plural)
+        if resource_type is None:
+            raise ValueError(f"the registry lacks the built-in resource {plural}")
+        return resource_type
+
+    # --- the verbs ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """An empty cluster again: only the built-in namespaces and roles are left."""
+        with self._lock:
+            self._tables.clear()
+            self._terminating.clear()
+            self._seed()
+
+    def create(self, resource: ResourceType, namespace: str, body: Any) -> Obj:
+        with self._operation():
+            return self._present(resource, self._create(resource, namespace, self._decode(resource, body)))
+
+    def get(self, resource: ResourceType, namespace: str, name: str) -> Obj:
+        with self._operation():
+            return self._present(resource, self._existing(resource, namespace, name))
+
+    def list(self, resource: ResourceType, namespace: str | None, options: ListOptions) -> Obj:
+        """A page of objects ordered by namespace then name; `namespace` None lists all namespaces."""
+        with self._operation():
+            matching = self._select(resource, namespace, options)
+            page = matching[: options.limit] if options.limit else matching
+            metadata: Obj = {"resourceVersion": str(self._resource_version)}
+            if options.limit and len(matching) > options.limit:
+                metadata["continue"] = encode_continue(page[-1][0])
+                # The real server can only count what is left when it does not filter.
+                if options.label_selector.empty and options.field_selector.empty:
+                    metadata["remainingItemCount"] = len(matching) - options.limit
+            items = [copy.deepcopy(obj) for _, obj in page]
+        return {
+            "kind": f"{resource.kind}List",
+            "apiVersion": resource.api_version,
+            "metadata": metadata,
+            "items": items,
+        }
+
+    def replace(self, resource: ResourceType, namespace: str, name: str, body: Any) -> tuple[Obj, bool]:
+        """PUT: the stored object and whether it was created (kinds that allow create-on-update)."""
+        obj = self._decode(resource, body)
+        metadata = obj["metadata"]
+        if metadata.get("name") != name:
+            raise errors.bad_request(
+                f"the name of the object ({metadata.get('name', '')}) does not match the name on the URL ({name})"
+            )
+        if resource.namespaced and metadata.get("namespace") not in (None, namespace):
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        with self._operation():
+            key = self._key(resource, namespace, name)
+            old = self._table(resource).get(key)
+            if old is None:
+                if not resource.create_on_update:
+                    raise errors.not_found(resource.group, resource.plural, name)
+                return self._present(resource, self._create(resource, namespace, obj)), True
+            return self._present(resource, self._update(resource, key, old, obj)), False
+
+    def patch(self, resource: ResourceType, namespace: str, name: str, content_type: str, patch: Any) -> Obj:
+        with self._operation():
+            key = self._key(resource, namespace, name)
+            old = self._existing(resource, namespace, name)
+            try:
+                patched = apply_patch(content_type, self._present(resource, old), patch, resource.patch_schema)
+            except MalformedPatch as error:
+                raise errors.bad_request(str(error)) from None
+            except PatchError as error:
+                raise errors.unprocessable(str(error)) from None
+            return self._present(resource, self._update(resource, key, old, self._decode(resource, patched)))
+
+    def delete(self, resource: ResourceType, namespace: str, name: str, options: Obj) -> Obj:
+        """The object (still there, being finalized) or a Success Status (gone)."""
+        with self._operation():
+            key = self._key(resource, namespace, name)
+            old = self._existing(resource, namespace, name)
+            self._check_preconditions(resource, old, options.get("preconditions") or {})
+            if resource is self._namespaces:
+                return self._delete_namespace(key, old)
+            return self._delete(resource, key, old)
+
+    def delete_collection(self, resource: ResourceType, namespace: str | None, options: ListOptions) -> Obj:
+        """Delete every matching object; answers the list of what was deleted, like the real server."""
+        with self._operation():
+            deleted = []
+            for key, obj in self._select(resource, namespace, options):
+                self._delete(resource, key, obj)
+                deleted.append(self._table(resource).get(key, obj))
+            items = [copy.deepcopy(obj) for obj in deleted]
+            metadata = {"resourceVersion": str(self._resource_version)}
+        return {
+            "kind": f"{resource.kind}List",
+            "apiVersion": resource.api_version,
+            "metadata": metadata,
+            "items": items,
+        }
+
+    # --- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        with self._lock:
+            self._purge_terminated_namespaces()
+            try:
+                yield
+            except BadObject as error:
+                raise errors.bad_request(str(error)) from None
+
+    def _create(self, resource: ResourceType, namespace: str, obj: Obj) -> Obj:
+        metadata = obj["metadata"]
+        if metadata.get("resourceVersion"):
+            # The storage layer refuses this with a bare 500 and no reason.
+            raise ApiError(500, None, "resourceVersion should not be set on objects to be created")
+        if resource.namespaced:
+            if metadata.get("namespace") not in (None, "", namespace):
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            metadata["namespace"] = namespace
+            self._admit_create(resource, namespace, metadata.get("name") or metadata.get("generateName") or "")
+        else:
+            metadata.pop("namespace", None)
+            namespace = ""
+        table = self._table(resource)
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = self._generate_name(table, namespace, metadata["generateName"])
+        for server_owned in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
+            metadata.pop(server_owned, None)
+        resource.strategy.default(obj)
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = _now()
+        if resource.tracks_generation:
+            metadata["generation"] = 1
+        if resource.has_status:
+            obj["status"] = {}
+        resource.strategy.prepare_for_create(obj)
+        problems = self._validate_metadata(resource, obj) + resource.strategy.validate(obj)
+        if problems:
+            raise errors.invalid(resource.group, resource.kind, metadata.get("name", ""), problems)
+        key = (namespace, metadata["name"])
+        if key in table:
+            raise errors.already_exists(resource.group, resource.plural, metadata["name"])
+        self._write(resource, key, obj)
+        if resource is self._namespaces:
+            self._create(self._service_accounts, key[1], {"metadata": {"name": "default"}})
+        return obj
+
+    def _update(self, resource: ResourceType, key: Key, old: Obj, new: Obj) -> Obj:
+        metadata, old_metadata = new["metadata"], old["metadata"]
+        requested_version = metadata.get("resourceVersion")
+        if requested_version and requested_version != old_metadata["resourceVersion"]:
+            raise errors.conflict(resource.group, resource.plural, old_metadata["name"])
+        problems: list[FieldError] = []
+        for identity in ("name", "namespace", "uid"):
+            value = metadata.get(identity)
+            if value and value != old_metadata.get(identity):
+                problems.append(immutable(f"metadata.{identity}", value))
+        # Fields only the server writes keep their stored values.
+        for server_owned in (
+            "name", "namespace", "uid", "creationTimestamp", "resourceVersion", "generation",
+            "deletionTimestamp", "deletionGracePeriodSeconds",
+        ):  # fmt: skip
+            if server_owned in old_metadata:
+                metadata[server_owned] = old_metadata[server_owned]
+            else:
+                metadata.pop(server_owned, None)
+        resource.strategy.default(new)
+        if resource.has_status:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        resource.strategy.prepare_for_update(new, old)
+        if resource.tracks_generation and resource.strategy.generation_changed(new, old):
+            metadata["generation"] = old_metadata.get("generation", 0) + 1
+        problems += (
+            self._validate_metadata(resource, new)
+            + resource.strategy.validate(new)
+            + resource.strategy.validate_update(new, old)
+        )
+        if problems:
+            raise errors.invalid(resource.group, resource.kind, old_metadata["name"], problems)
+        if new == old:
+            return old  # not a write: the resourceVersion stays
+        if metadata.get("deletionTimestamp") and self._finalized(resource, new):
+            self._remove(resource, key)
+            metadata["resourceVersion"] = str(self._resource_version)
+            return new
+        self._write(resource, key, new)
+        return new
+
+    def _delete(self, resource: ResourceType, key: Key, old: Obj) -> Obj:
+        if old["metadata"].get("finalizers"):
+            if old["metadata"].get("deletionTimestamp"):
+                return self._present(resource, old)
+            marked = copy.deepcopy(old)
+            marked["metadata"]["deletionTimestamp"] = _now()
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            self._write(resource, key, marked)
+            return self._present(resource, marked)
+        self._remove(resource, key)
+        if resource.return_deleted_object:
+            return self._present(resource, old)
+        details: Obj = {"name": key[1]}
+        if resource.group:
+            details["group"] = resource.group
+        details |= {"kind": resource.plural, "uid": old["metadata"]["uid"]}
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+    def _delete_namespace(self, key: Key, old: Obj) -> Obj:
+        name = key[1]
+        if name in UNDELETABLE_NAMESPACES:
+            raise errors.forbidden("", "namespaces", name, "this namespace may not be deleted")
+        if not old["metadata"].get("deletionTimestamp"):
+            terminating = copy.deepcopy(old)
+            terminating["metadata"]["deletionTimestamp"] = _now()
+            terminating["status"] = {**terminating.get("status", {}), "phase": "Terminating"}
+            self._write(self._namespaces, key, terminating)
+            self._terminating[name] = self._clock() + self._namespace_deletion_delay
+            return self._present(self._namespaces, terminating)
+        if (old.get("spec") or {}).get("finalizers"):
+            raise errors.conflict(
+                "",
+                "namespaces",
+                name,
+                "The system is ensuring all content is removed from this namespace.  "
+                "Upon completion, this namespace will automatically be purged by the system.",
+            )
+        return self._delete(self._namespaces, key, old)
+
+    def _purge_terminated_namespaces(self) -> None:
+        """The namespace controller: empty each namespace whose deletion delay has passed."""
+        if not self._terminating:
+            return
+        now = self._clock()
+        for name, due in list(self._terminating.items()):
+            if due <= now and self._purge_namespace(name):
+                del self._terminating[name]
+
+    def _purge_namespace(self, name: str) -> bool:
+        """Delete the namespace's content; True once only the namespace's own finalizers remain."""
+        content_left = False
+        for resource in self._registry.types():
+            if not resource.namespaced:
+                continue
+            table = self._table(resource)
+            for key in sorted(key for key in table if key[0] == name):
+                self._delete(resource, key, table[key])
+                content_left = content_left or key in table  # held by a finalizer
+        if content_left:
+            return False
+        key = ("", name)
+        namespace = self._table(self._namespaces).get(key)
+        if namespace is not None:
+            finalized = copy.deepcopy(namespace)
+            finalized["spec"]["finalizers"] = [
+                f for f in finalized["spec"].get("finalizers", []) if f != NamespaceStrategy.FINALIZER
+            ]
+            if self._finalized(self._namespaces, finalized):
+                self._remove(self._namespaces, key)
+            else:
+                self._write(self._namespaces, key, finalized)
+        return True
+
+    def _finalized(self, resource: ResourceType, obj: Obj) -> bool:
+        if obj["metadata"].get("finalizers"):
+            return False
+        return resource is not self._namespaces or not (obj.get("spec") or {}).get("finalizers")
+
+    def _write(self, resource: ResourceType, key: Key, obj: Obj) -> None:
+        self._resource_version += 1
+        obj["metadata"]["resourceVersion"] = str(self._resource_version)
+        self._table(resource)[key] = obj
+
+    def _remove(self, resource: ResourceType, key: Key) -> None:
+        self._resource_version += 1
+        del self._table(resource)[key]
+
+    def _seed(self) -> None:
+        for name in BUILTIN_NAMESPACES:
+            self._create(self._namespaces, "", {"metadata": {"name": name}})
+        for role in BUILTIN_CLUSTER_ROLES:
+            self._create(self._cluster_roles, "", copy.deepcopy(role))
+
+    # --- reading and checking ----------------------------------------------------------------
+
+    def _table(self, resource: ResourceType) -> dict[Key, Obj]:
+        return self._tables.setdefault(resource.key, {})
+
+    @staticmethod
+    def _key(resource: ResourceType, namespace: str, name: str) -> Key:
+        return (namespace if resource.namespaced else "", name)
+
+    def _existing(self, resource: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self._table(resource).get(self._key(resource, namespace, name))
+        if obj is None:
+            raise errors.not_found(resource.group, resource.plural, name)
+        return obj
+
+    def _select(self, resource: ResourceType, namespace: str | None, options: ListOptions) -> list[tuple[Key, Obj]]:
+        table = self._table(resource)
+        keys = sorted(key for key in table if namespace is None or key[0] == namespace)
+        if options.after is not None:
+            keys = [key for key in keys if key > options.after]
+        return [
+            (key, table[key])
+            for key in keys
+            if options.label_selector.matches(table[key]["metadata"].get("labels"))
+            and options.field_selector.matches(table[key])
+        ]
+
+    @staticmethod
+    def _present(resource: ResourceType, obj: Obj) -> Obj:
+        return {"kind": resource.kind, "apiVersion": resource.api_version, **copy.deepcopy(obj)}
+
+    @staticmethod
+    def _decode(resource: ResourceType, body: Any) -> Obj:
+        """A request body as a stored object: type-checked, without kind/apiVersion and the
+        metadata that only the server manages."""
+        if not isinstance(body, dict):
+            raise errors.bad_request(f"the body of the request is not a {resource.kind} object")
+        obj = copy.deepcopy(body)
+        api_version, kind = obj.pop("apiVersion", None), obj.pop("kind", None)
+        if api_version not in (None, "", resource.api_version):
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({resource.api_version})"
+            )
+        if kind not in (None, "", resource.kind):
+            raise errors.bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({resource.kind})"
+            )
+        metadata = obj.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise errors.bad_request("metadata must be an object")
+        for mapping in ("labels", "annotations"):
+            value = metadata.get(mapping)
+            if value is None:
+                metadata.pop(mapping, None)
+            elif not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise errors.bad_request(f"metadata.{mapping} must be a map of strings to strings")
+        metadata.pop("selfLink", None)  # no longer set by any server
+        metadata.pop("managedFields", None)  # server-side apply bookkeeping, not modelled
+        obj["metadata"] = metadata
+        return obj
+
+    def _admit_create(self, resource: ResourceType, namespace: str, name: str) -> None:
+        """The NamespaceLifecycle admission plugin."""
+        owner = self._table(self._namespaces).get(("", namespace))
+        if owner is None:
+            raise errors.not_found("", "namespaces", namespace)
+        if owner["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(
+                resource.group,
+                resource.plural,
+                name,
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                causes=[
+                    {
+                        "reason": "NamespaceTerminating",
+                        "message": f"namespace {namespace} is being terminated",
+                        "field": "metadata.namespace",
+                    }
+                ],
+            )
+
+    @staticmethod
+    def _validate_metadata(resource: ResourceType, obj: Obj) -> list[FieldError]:
+        metadata = obj["metadata"]
+        name = metadata.get("name", "")
+        if not name:
+            problems = [required("metadata.name", "name or generateName is required")]
+        else:
+            problems = [invalid("metadata.name", name, message) for message in resource.validate_name(name)]
+        problems += validate_labels(metadata.get("labels") or {}, "metadata.labels")
+        problems += validate_annotations(metadata.get("annotations") or {}, "metadata.annotations")
+        return problems
+
+    @staticmethod
+    def _check_preconditions(resource: ResourceType, obj: Obj, preconditions: Obj) -> None:
+        metadata = obj["metadata"]
+        for field_name, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            expected = preconditions.get(field_name)
+            if expected and expected != metadata.get(field_name):
+                raise errors.conflict(
+                    resource.group,
+                    resource.plural,
+                    metadata["name"],
+                    f"Precondition failed: {label} in precondition: {expected}, "
+                    f"{label} in object meta: {metadata.get(field_name)}",
+                )
+
+    @staticmethod
+    def _generate_name(table: dict[Key, Obj], namespace: str, prefix: str) -> str:
+        prefix = prefix[:58]
+        while True:
+            name = prefix + "".join(random.choices(_NAME_SUFFIX_ALPHABET, k=5))
+            if (namespace, name) not in table:
+                return name

@@ -1,0 +1,54 @@
+from rest_framework import serializers
+
+from tenants.api.serializers import StrictSerializer
+from tenants.projects.models import Project, ProjectEvent
+
+
+class ProjectEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ProjectEvent
+        fields = ["at", "status", "message"]
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+    config = serializers.SerializerMethodField(help_text="Every effective setting with its value and source.")
+
+    class Meta:
+        model = Project
+        fields = [
+            "slug", "display_name", "description", "namespace", "status", "status_message", "created_by",
+            "created_at", "updated_at", "config_overrides", "config",
+        ]
+
+    def get_config(self, project) -> dict:
+        from tenants.projects.selectors import effective_config
+
+        return effective_config(project, defaults=self.context.get("tenant_defaults"))
+
+
+class ProjectDetailSerializer(ProjectSerializer):
+    events = serializers.SerializerMethodField()
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "events"]
+
+    def get_events(self, project) -> list:
+        return ProjectEventSerializer(project.events.all()[:20], many=True).data
+
+
+class ProjectCreateSerializer(StrictSerializer):
+    slug = serializers.CharField(max_length=62)
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    config_overrides = serializers.DictField(required=False, help_text="Settings keyed like the `config` keys.")
+
+
+class ProjectUpdateSerializer(StrictSerializer):
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    config_overrides = serializers.DictField(required=False)
+
+
+class ProjectDefaultsSerializer(StrictSerializer):
+    project_defaults = serializers.DictField()

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from tenants.projects.api import views
+
+# Under api/v1/tenants/<slug:tenant_slug>/ (portal/urls.py), in the "api" namespace.
+urlpatterns = [
+    path("projects", views.ProjectListView.as_view(), name="project-list"),
+    path("projects/<slug:project_slug>", views.ProjectDetailView.as_view(), name="project-detail"),
+    path("project-defaults", views.ProjectDefaultsView.as_view(), name="project-defaults"),
+]

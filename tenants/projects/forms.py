@@ -1,0 +1,36 @@
+from django import forms
+
+from tenants.projects.config import KEYS
+
+
+class ProjectCreateForm(forms.Form):
+    slug = forms.CharField(max_length=62, help_text="Lowercase letters, digits and hyphens. The namespace is <organization>-<slug>.")
+    display_name = forms.CharField(max_length=200, required=False)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class ConfigOverridesForm(forms.Form):
+    """One field per setting; empty means "inherit"."""
+
+    def __init__(self, *args, effective: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        for key, spec in KEYS.items():
+            entry = effective[key]
+            value = entry["value"]
+            self.fields[key] = forms.CharField(
+                required=False, label=key, help_text=spec.help,
+                widget=forms.TextInput(attrs={
+                    "placeholder": ", ".join(value) if isinstance(value, list) else str(value),
+                }),
+            )
+            if entry["source"] == "project":
+                self.initial[key] = ", ".join(value) if isinstance(value, list) else value
+
+    def overrides(self) -> dict:
+        result = {}
+        for key, spec in KEYS.items():
+            raw = (self.cleaned_data.get(key) or "").strip()
+            if not raw:
+                continue
+            result[key] = [v.strip() for v in raw.split(",") if v.strip()] if spec.kind == "namespaces" else raw
+        return result

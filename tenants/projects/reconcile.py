@@ -1,0 +1,224 @@
+"""The reconciler: makes the cluster match what the database says about a project.
+
+Runs in Celery, in the tenant's schema (tenant-schemas-celery's header). Objects are created in a
+fixed order and removed in the reverse order; every step is safe to run twice, after a crash, or
+against objects someone changed by hand. One reconcile per project at a time (an advisory lock).
+With nothing to change, a pass reads and writes nothing (neither in the cluster nor in the
+database).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from portal import audit, kube, locks
+from tenants.models import NamespaceRegistry, Tenant
+from tenants.projects import config
+from tenants.projects.models import Project, ProjectEvent, TenantSettings
+
+log = logging.getLogger(__name__)
+
+QUOTA_NAME = "pier-quota"
+LIMITS_NAME = "pier-limits"
+POLICY_NAME = "pier-isolation"
+CREATOR_BINDING = "pier-creator-admin"
+RUNNER_ACCOUNT = "pier-runner"
+PROJECT_ROLES = ("admin", "edit", "view")
+
+
+class StillTerminating(Exception):
+    """The namespace is going away; the row goes once it is gone."""
+
+
+def kube_username(user) -> str:
+    return settings.PIER_KUBE_USERNAME_PREFIX + str(getattr(user, settings.PIER_KUBE_USERNAME_FIELD))
+
+
+def desired_objects(project: Project, *, tenant_slug: str, effective: dict) -> list[dict]:
+    """What the cluster should hold for this project, in creation order."""
+    ns = project.namespace
+    labels = kube.labels(tenant=tenant_slug, project=project.slug)
+    creator = project.created_by
+
+    def meta(name: str, **annotations: str) -> dict:
+        m = {"name": name, "namespace": ns, "labels": labels}
+        if annotations:
+            m["annotations"] = annotations
+        return m
+
+    allow_from = [{"podSelector": {}}] + [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+        for name in effective["network.allow_from"]
+    ]
+    return [
+        {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {
+                "name": ns, "labels": labels,
+                # Free text goes in annotations, never labels.
+                "annotations": {"openshift.io/display-name": project.name, "openshift.io/requester": creator.get_username(),
+                                "pier.dev/description": project.description[:1000]},
+            },
+        },
+        {
+            "apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta(QUOTA_NAME),
+            "spec": {"hard": {
+                "requests.cpu": effective["quota.requests.cpu"], "requests.memory": effective["quota.requests.memory"],
+                "limits.cpu": effective["quota.limits.cpu"], "limits.memory": effective["quota.limits.memory"],
+                "pods": effective["quota.pods"],
+            }},
+        },
+        {
+            "apiVersion": "v1", "kind": "LimitRange", "metadata": meta(LIMITS_NAME),
+            "spec": {"limits": [{
+                "type": "Container",
+                "default": {"cpu": effective["limits.default.cpu"], "memory": effective["limits.default.memory"]},
+                "defaultRequest": {"cpu": effective["limits.request.cpu"], "memory": effective["limits.request.memory"]},
+            }]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(POLICY_NAME),
+            # Pods of this namespace and of the allow-listed ones may connect; nobody else.
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": allow_from}]},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta(CREATOR_BINDING, **{"pier.dev/user": creator.get_username()}),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pier-project-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube_username(creator)}],
+        },
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(RUNNER_ACCOUNT)},
+    ]
+
+
+def _effective(project: Project) -> dict:
+    row = TenantSettings.objects.filter(singleton=True).first()
+    return config.values(config.effective(tenant_defaults=row.project_defaults if row else {},
+                                          overrides=project.config_overrides))
+
+
+def _set_status(project: Project, status: str, message: str = "", **fields) -> None:
+    """Write a status change (and its event) only when something changes."""
+    if project.status == status and project.status_message == message and not fields:
+        return
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(status=status, status_message=message, updated_at=timezone.now(), **fields)
+        if project.status != status or project.status_message != message:
+            ProjectEvent.objects.create(project=project, status=status, message=message)
+    project.status, project.status_message = status, message
+    for key, value in fields.items():
+        setattr(project, key, value)
+
+
+def run(project_id: int) -> dict[str, str]:
+    """Reconcile one project (or tear it down if it is being deleted). Returns what happened to
+    each object, e.g. {"Namespace/t-p": "created", …}."""
+    tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
+    if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
+        return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
+    project = Project.objects.select_related("created_by").filter(pk=project_id).first()
+    if project is None:
+        return {}
+    with locks.held("project", connection.schema_name, project.pk):
+        project.refresh_from_db()
+        if project.status == Project.Status.DELETING:
+            return teardown(project)
+        return apply(project)
+
+
+def apply(project: Project) -> dict[str, str]:
+    tenant = connection.tenant
+    generation = project.generation
+    if project.status == Project.Status.PENDING:
+        _set_status(project, Project.Status.PROVISIONING, "creating the namespace and its objects")
+    outcomes = {}
+    for desired in desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project)):
+        outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired)
+    changed = {k: v for k, v in outcomes.items() if v != "unchanged"}
+    if project.status != Project.Status.READY or project.reconciled_generation != generation or project.status_message:
+        _set_status(project, Project.Status.READY, "", reconciled_generation=generation, reconcile_attempts=0)
+    elif changed:
+        ProjectEvent.objects.create(project=project, status=project.status,
+                                    message="repaired drift: " + ", ".join(f"{k} {v}" for k, v in changed.items()))
+    if changed:
+        log.info("project %s/%s: %s", tenant.slug, project.slug, changed)
+    return outcomes
+
+
+def teardown(project: Project) -> dict[str, str]:
+    """Remove Pier's objects in reverse order, then the namespace; the row goes once it is gone."""
+    tenant = connection.tenant
+    outcomes = {}
+    objects = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project))
+    namespace_obj, inside = objects[0], objects[1:]
+    current_ns = kube.get("Namespace", project.namespace)
+    if current_ns is not None and kube.is_managed(current_ns):
+        if current_ns.get("status", {}).get("phase") != "Terminating":
+            for desired in reversed(inside):
+                name = desired["metadata"]["name"]
+                current = kube.get(desired["kind"], name, project.namespace)
+                if current is not None and kube.is_managed(current):
+                    kube.delete(desired["kind"], name, project.namespace)
+                    outcomes[f"{desired['kind']}/{name}"] = "deleted"
+            kube.delete("Namespace", project.namespace)
+            outcomes[f"Namespace/{project.namespace}"] = "deleting"
+        _set_status(project, Project.Status.DELETING, "waiting for the namespace to be gone")
+        raise StillTerminating(project.namespace)
+    with transaction.atomic():
+        NamespaceRegistry.objects.filter(tenant_id=tenant.pk, project_id=project.pk).delete()
+        audit.record(action="project.deleted", actor=None, tenant=tenant, target_type="project",
+                     target=project.slug, source="task", details={"namespace": project.namespace})
+        project.delete()
+    outcomes[f"Namespace/{namespace_obj['metadata']['name']}"] = "gone"
+    return outcomes
+
+
+def record_error(project_id: int, exc: Exception, *, final: bool) -> None:
+    """Show the last error on the project; after the last retry it is `failed` with the reason."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return
+    message = f"{type(exc).__name__}: {exc}"
+    if project.status == Project.Status.DELETING:
+        _set_status(project, Project.Status.DELETING, f"last error: {message}")
+    elif final:
+        _set_status(project, Project.Status.FAILED, message, reconcile_attempts=project.reconcile_attempts + 1)
+    else:
+        status = Project.Status.PROVISIONING if project.status != Project.Status.READY else Project.Status.READY
+        _set_status(project, status, f"last error (retrying): {message}",
+                    reconcile_attempts=project.reconcile_attempts + 1)
+
+
+def reconcile_all() -> dict[str, int]:
+    """The periodic pass over one tenant's projects: repair drift, pick up projects stuck after a
+    crash, retry failed ones, finish deletions."""
+    counts = {"projects": 0, "changed": 0, "errors": 0}
+    for project_id in Project.objects.order_by("pk").values_list("pk", flat=True):
+        counts["projects"] += 1
+        try:
+            outcomes = run(project_id)
+        except (locks.Busy, StillTerminating):
+            continue
+        except Exception as exc:  # one project's failure must not stop the pass
+            counts["errors"] += 1
+            record_error(project_id, exc, final=False)
+            continue
+        counts["changed"] += sum(1 for v in outcomes.values() if v != "unchanged")
+    return counts
+
+
+def tenant_teardown(tenant) -> None:
+    """A tenant is being deleted: remove every namespace of its projects (the schema goes next)."""
+    for entry in NamespaceRegistry.objects.filter(tenant=tenant):
+        current = kube.get("Namespace", entry.name)
+        if current is not None and kube.is_managed(current):
+            kube.delete("Namespace", entry.name)
+    remaining = [e.name for e in NamespaceRegistry.objects.filter(tenant=tenant) if kube.get("Namespace", e.name)]
+    if remaining:
+        raise StillTerminating(", ".join(remaining))
+    NamespaceRegistry.objects.filter(tenant=tenant).delete()
+

@@ -1,0 +1,43 @@
+"""Celery tasks for projects: thin, they take ids and call the reconciler. Enqueued from a tenant's
+request or fan-out, so they run in that tenant's schema."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from portal import audit, locks
+from tenants.projects import reconcile
+
+log = logging.getLogger(__name__)
+
+
+def backoff_seconds(retries: int) -> float:
+    return min(settings.PIER_PROJECT_BACKOFF * (2**retries), 300.0)
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
+def reconcile_project(self, project_id: int) -> None:
+    with audit.source("task"):
+        try:
+            reconcile.run(project_id)
+        except locks.Busy:
+            log.info("project %s: another worker is reconciling it", project_id)
+        except reconcile.StillTerminating:
+            raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS)
+        except Exception as exc:  # a cluster fault, a conflict, …: show it, retry with backoff
+            final = self.request.retries >= settings.PIER_PROJECT_MAX_RETRIES
+            reconcile.record_error(project_id, exc, final=final)
+            if final:
+                log.warning("project %s: giving up after %s retries: %s", project_id, self.request.retries, exc)
+                return
+            raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc)
+
+
+@shared_task
+def reconcile_all_projects() -> dict:
+    """Per tenant (fan-out from beat): repair drift and pick up stuck, failed or deleting projects."""
+    with audit.source("task"):
+        return reconcile.reconcile_all()

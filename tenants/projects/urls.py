@@ -1,0 +1,13 @@
+from django.urls import path
+
+from tenants.projects import views
+
+app_name = "projects"
+
+# Under t/<slug:tenant_slug>/ (portal/urls.py).
+urlpatterns = [
+    path("projects", views.ProjectListView.as_view(), name="list"),
+    path("projects/<slug:project_slug>", views.ProjectDetailView.as_view(), name="detail"),
+    path("projects/<slug:project_slug>/config", views.ProjectConfigView.as_view(), name="config"),
+    path("projects/<slug:project_slug>/delete", views.ProjectDeleteView.as_view(), name="delete"),
+]

@@ -1,0 +1,43 @@
+"""Test helpers for the Kubernetes API emulator the test command started (KUBECONFIG points at
+it): its control endpoints (faults, reset, stats) and reading what the cluster holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from functools import lru_cache
+
+import yaml
+
+
+@lru_cache(maxsize=1)
+def emulator_url() -> str:
+    with open(os.environ["KUBECONFIG"]) as f:
+        return yaml.safe_load(f)["clusters"][0]["cluster"]["server"]
+
+
+def _control(method: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(emulator_url() + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        raw = response.read()
+        return json.loads(raw) if raw else {}
+
+
+def inject_fault(**fault) -> None:
+    """verb=…, resource=<plural>, status=500|503, latency=seconds, drop=True, times=N, namespace=…"""
+    _control("POST", "/_emulator/faults", fault)
+
+
+def clear_faults() -> None:
+    _control("DELETE", "/_emulator/faults")
+
+
+def requests_by_verb() -> dict[str, int]:
+    """How many requests of each verb (create, get, list, patch, update, delete …) were served."""
+    counts: dict[str, int] = {}
+    for row in _control("GET", "/_emulator/stats")["requests"]:
+        counts[row["verb"]] = counts.get(row["verb"], 0) + row["count"]
+    return counts

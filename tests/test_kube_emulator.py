@@ -1,0 +1,900 @@
+"""Contract tests of the Kubernetes API emulator (portal/kube_emulator).
+
+Each test pins one behaviour of the real API server that Pier relies on, observed the way Pier
+observes it: through the official `kubernetes` client's typed APIs, configured from a
+kubeconfig the emulator wrote. If the emulator drifts from these, Pier's tests stop meaning
+anything about a real cluster. No database is used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import urllib3
+from kubernetes import client, config
+from kubernetes.client import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from portal.kube_emulator import KubeEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE_DELETION_DELAY = 0.2
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+SMP = "application/strategic-merge-patch+json"
+MERGE = "application/merge-patch+json"
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    emu = KubeEmulator(namespace_deletion_delay=NAMESPACE_DELETION_DELAY).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(emulator, tmp_path_factory):
+    return emulator.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+
+
+@pytest.fixture(scope="module")
+def api_client(kubeconfig):
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_cluster(emulator):
+    emulator.reset()
+
+
+@pytest.fixture
+def core(api_client):
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def rbac(api_client):
+    return client.RbacAuthorizationV1Api(api_client)
+
+
+@pytest.fixture
+def net(api_client):
+    return client.NetworkingV1Api(api_client)
+
+
+@pytest.fixture
+def apps(api_client):
+    return client.AppsV1Api(api_client)
+
+
+@pytest.fixture
+def batch(api_client):
+    return client.BatchV1Api(api_client)
+
+
+@pytest.fixture
+def ns(core):
+    """A fresh namespace to work in."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    return name
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def failure(call, *args, **kwargs) -> tuple[int, dict]:
+    """The HTTP status and Status body of a call that must fail."""
+    with pytest.raises(ApiException) as raised:
+        call(*args, **kwargs)
+    return raised.value.status, json.loads(raised.value.body)
+
+
+def status_of(call, *args, **kwargs) -> int:
+    """The HTTP status a call gets, success or not."""
+    try:
+        call(*args, **kwargs)
+    except ApiException as error:
+        return error.status
+    return 200
+
+
+def raw(call, *args, **kwargs) -> dict:
+    """The JSON the server sent, before the client's models touch it."""
+    return json.loads(call(*args, _preload_content=False, **kwargs).data)
+
+
+def config_map(name: str, labels: dict | None = None, **extra) -> dict:
+    return {"metadata": {"name": name, "labels": labels or {}}, **extra}
+
+
+def role_binding(name: str, role: str = "edit", subjects: list | None = None) -> dict:
+    return {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": subjects if subjects is not None else [{"kind": "Group", "name": "team-a"}],
+    }
+
+
+def control(emulator, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(emulator.url + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_until(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+# --- connecting --------------------------------------------------------------------------------
+
+
+def test_kubeconfig_points_the_official_client_at_the_emulator(emulator, kubeconfig, api_client):
+    contexts, current = config.list_kube_config_contexts(config_file=str(kubeconfig))
+    assert current["name"] == "pier-emulator"
+    assert [c["name"] for c in contexts] == ["pier-emulator"]
+    assert api_client.configuration.host == emulator.url
+    assert emulator.url.startswith("http://127.0.0.1:")
+    # The convenience client reaches the same server.
+    names = [n.metadata.name for n in client.CoreV1Api(emulator.api_client()).list_namespace().items]
+    assert "default" in names
+
+
+def test_get_round_trip_is_well_under_nagle_delay(core):
+    core.read_namespace("default")  # connection established
+    timings = []
+    for _ in range(50):
+        started = time.perf_counter()
+        core.read_namespace("default")
+        timings.append(time.perf_counter() - started)
+    median_ms = statistics.median(timings) * 1000
+    print(f"\nemulator GET round trip: median {median_ms:.2f} ms over 50 calls")
+    assert median_ms < 20
+
+
+def test_discovery_serves_versions_groups_and_resources(api_client, tmp_path):
+    assert client.CoreApi(api_client).get_api_versions().versions == ["v1"]
+    groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(api_client).get_api_versions().groups}
+    assert groups == {
+        "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1",
+        "networking.k8s.io": "networking.k8s.io/v1",
+        "apps": "apps/v1",
+        "batch": "batch/v1",
+    }
+    core_resources = {r.name: r for r in client.CoreV1Api(api_client).get_api_resources().resources}
+    assert {"namespaces", "serviceaccounts", "secrets", "configmaps", "resourcequotas", "limitranges", "pods"} <= set(
+        core_resources
+    )
+    assert core_resources["namespaces"].namespaced is False and core_resources["secrets"].namespaced is True
+    rbac_kinds = {r.kind for r in client.RbacAuthorizationV1Api(api_client).get_api_resources().resources}
+    assert rbac_kinds == {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    assert client.VersionApi(api_client).get_code().major == "1"
+
+    # The dynamic client needs discovery to find a kind; it works end to end.
+    dynamic = DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
+    config_maps = dynamic.resources.get(api_version="v1", kind="ConfigMap")
+    config_maps.create(body={"metadata": {"name": "via-dynamic"}, "data": {"k": "v"}}, namespace="default")
+    assert config_maps.get(name="via-dynamic", namespace="default").data.k == "v"
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+
+def test_namespace_create_fills_in_what_the_server_owns(core):
+    body = raw(core.create_namespace, {"metadata": {"name": "team-a", "labels": {"pier.dev/tenant": "acme"}}})
+    metadata = body["metadata"]
+    assert (body["kind"], body["apiVersion"]) == ("Namespace", "v1")
+    assert UUID4.match(metadata["uid"])
+    assert RFC3339.match(metadata["creationTimestamp"])
+    assert metadata["resourceVersion"].isdigit()
+    assert "generation" not in metadata  # namespaces do not track generation
+    assert metadata["labels"] == {"pier.dev/tenant": "acme", "kubernetes.io/metadata.name": "team-a"}
+    assert body["spec"] == {"finalizers": ["kubernetes"]}
+    assert body["status"] == {"phase": "Active"}
+    # The ServiceAccount controller gives every namespace its "default" account.
+    assert [sa.metadata.name for sa in core.list_namespaced_service_account("team-a").items] == ["default"]
+
+
+def test_namespace_name_label_cannot_be_removed(core):
+    core.create_namespace({"metadata": {"name": "team-a", "labels": {"x": "1"}}})
+    patched = core.patch_namespace("team-a", {"metadata": {"labels": None}})
+    assert patched.metadata.labels == {"kubernetes.io/metadata.name": "team-a"}
+
+
+def test_resource_version_is_one_counter_bumped_by_every_write(core, ns):
+    first = core.create_namespaced_config_map(ns, config_map("a"))
+    second = core.create_namespaced_secret(ns, {"metadata": {"name": "b"}})
+    third = core.patch_namespaced_config_map("a", ns, {"data": {"k": "v"}})
+    versions = [int(o.metadata.resource_version) for o in (first, second, third)]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+    core.delete_namespaced_secret("b", ns)
+    listed = core.list_namespaced_config_map(ns)
+    assert int(listed.metadata.resource_version) > versions[-1]  # the delete was a write too
+
+
+def test_generation_counts_spec_changes_only(net, core, ns):
+    policy = {"metadata": {"name": "deny"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+    created = net.create_namespaced_network_policy(ns, policy)
+    assert created.metadata.generation == 1
+    assert created.metadata.namespace == ns
+    relabelled = net.patch_namespaced_network_policy("deny", ns, {"metadata": {"labels": {"a": "b"}}})
+    assert relabelled.metadata.generation == 1
+    assert int(relabelled.metadata.resource_version) > int(created.metadata.resource_version)
+    changed = net.patch_namespaced_network_policy("deny", ns, {"spec": {"podSelector": {"matchLabels": {"x": "y"}}}})
+    assert changed.metadata.generation == 2
+    # Kinds without a spec-driven controller have no generation at all.
+    assert core.create_namespaced_config_map(ns, config_map("c")).metadata.generation is None
+
+
+def test_a_write_that_changes_nothing_keeps_the_resource_version(core, ns):
+    created = core.create_namespaced_config_map(ns, config_map("a", {"app": "x"}, data={"k": "v"}))
+    patched = core.patch_namespaced_config_map("a", ns, {"metadata": {"labels": {"app": "x"}}, "data": {"k": "v"}})
+    assert patched.metadata.resource_version == created.metadata.resource_version
+    replaced = core.replace_namespaced_config_map("a", ns, created)
+    assert replaced.metadata.resource_version == created.metadata.resource_version
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_missing_object_is_404_not_found(core, rbac):
+    code, body = failure(core.read_namespace, "nope")
+    assert code == 404
+    assert body["reason"] == "NotFound"
+    assert body["message"] == 'namespaces "nope" not found'
+    assert body["details"] == {"name": "nope", "kind": "namespaces"}
+    code, body = failure(rbac.read_namespaced_role_binding, "nope", "default")
+    assert body["message"] == 'rolebindings.rbac.authorization.k8s.io "nope" not found'
+    assert body["details"]["group"] == "rbac.authorization.k8s.io"
+
+
+def test_creating_an_existing_name_is_409_already_exists(core, rbac, ns):
+    core.create_namespace({"metadata": {"name": "dup"}})
+    code, body = failure(core.create_namespace, {"metadata": {"name": "dup"}})
+    assert (code, body["reason"], body["message"]) == (409, "AlreadyExists", 'namespaces "dup" already exists')
+    rbac.create_namespaced_role_binding(ns, role_binding("rb"))
+    code, body = failure(rbac.create_namespaced_role_binding, ns, role_binding("rb"))
+    assert body["message"] == 'rolebindings.rbac.authorization.k8s.io "rb" already exists'
+
+
+def test_stale_resource_version_is_409_conflict(core, ns):
+    stale = core.create_namespaced_config_map(ns, config_map("a"))
+    core.patch_namespaced_config_map("a", ns, {"data": {"k": "1"}})
+    stale.data = {"k": "2"}
+    code, body = failure(core.replace_namespaced_config_map, "a", ns, stale)
+    assert (code, body["reason"]) == (409, "Conflict")
+    assert body["message"] == (
+        'Operation cannot be fulfilled on configmaps "a": the object has been modified; '
+        "please apply your changes to the latest version and try again"
+    )
+    stale_patch = {"metadata": {"resourceVersion": stale.metadata.resource_version}, "data": {"k": "3"}}
+    assert failure(core.patch_namespaced_config_map, "a", ns, stale_patch)[0] == 409
+    # Without a resourceVersion an update is unconditional.
+    stale.metadata.resource_version = None
+    assert core.replace_namespaced_config_map("a", ns, stale).data == {"k": "2"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Upper", "under_score", "-leading", "a" * 64, "dots.are.not.labels"],
+)
+def test_namespace_names_must_be_dns_labels(core, name):
+    code, body = failure(core.create_namespace, {"metadata": {"name": name}})
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert body["message"].startswith(f'Namespace "{name}" is invalid: ')
+    assert f'metadata.name: Invalid value: "{name}": ' in body["message"]
+    assert body["details"]["kind"] == "Namespace"
+    assert body["details"]["causes"][0]["field"] == "metadata.name"
+
+
+def test_object_names_follow_their_kinds_rules(core, rbac, ns):
+    assert core.create_namespaced_config_map(ns, config_map("dots.are.fine")).metadata.name == "dots.are.fine"
+    code, body = failure(core.create_namespaced_config_map, ns, config_map("No_Caps"))
+    assert code == 422 and "RFC 1123 subdomain" in body["message"]
+    code, body = failure(core.create_namespaced_service_account, ns, {"metadata": {"name": "x" * 254}})
+    assert code == 422 and "must be no more than 253 characters" in body["message"]
+    # RBAC names are path segments: ':' and capitals are fine, '%' and '..' are not.
+    role = {
+        "metadata": {"name": "system:Pier-Reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+    }
+    assert rbac.create_cluster_role(role).metadata.name == "system:Pier-Reader"
+    assert rbac.read_cluster_role("system:Pier-Reader").metadata.name == "system:Pier-Reader"
+    for bad, message in (("a%b", "may not contain '%'"), ("..", "may not be '..'")):
+        code, body = failure(rbac.create_cluster_role, {"metadata": {"name": bad}, "rules": []})
+        assert code == 422 and message in body["message"]
+
+
+def test_labels_must_be_valid_label_values(core, ns):
+    code, body = failure(core.create_namespaced_config_map, ns, config_map("a", {"group": "Platform Team"}))
+    assert code == 422
+    assert 'metadata.labels: Invalid value: "Platform Team": a valid label must be an empty string' in body["message"]
+    # Free-form text belongs in annotations.
+    annotated = {"metadata": {"name": "a", "annotations": {"pier.dev/group": "Platform Team"}}}
+    assert core.create_namespaced_config_map(ns, annotated).metadata.annotations == {"pier.dev/group": "Platform Team"}
+
+
+def test_creating_in_a_missing_namespace_is_404_for_the_namespace(core, rbac):
+    code, body = failure(core.create_namespaced_service_account, "ghost", {"metadata": {"name": "sa"}})
+    assert (code, body["reason"], body["message"]) == (404, "NotFound", 'namespaces "ghost" not found')
+    assert failure(rbac.create_namespaced_role_binding, "ghost", role_binding("rb"))[0] == 404
+
+
+def test_resource_version_on_create_is_refused(core, ns):
+    code, body = failure(core.create_namespaced_config_map, ns, {"metadata": {"name": "a", "resourceVersion": "7"}})
+    assert code == 500
+    assert body["message"] == "resourceVersion should not be set on objects to be created"
+
+
+def test_rolebinding_role_ref_is_required_and_immutable(rbac, ns):
+    no_role = {"metadata": {"name": "rb"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "", "name": ""}}
+    code, body = failure(rbac.create_namespaced_role_binding, ns, no_role)
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert {c["field"] for c in body["details"]["causes"]} == {"roleRef.kind", "roleRef.name"}
+
+    created = rbac.create_namespaced_role_binding(ns, role_binding("rb", role="view"))
+    created.role_ref.name = "admin"
+    code, body = failure(rbac.replace_namespaced_role_binding, "rb", ns, created)
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert body["message"].startswith('RoleBinding.rbac.authorization.k8s.io "rb" is invalid: roleRef: Invalid value')
+    assert body["message"].endswith("cannot change roleRef")
+    code, body = failure(rbac.patch_namespaced_role_binding, "rb", ns, {"roleRef": {"name": "admin"}})
+    assert code == 422 and "cannot change roleRef" in body["message"]
+    code, body = failure(rbac.patch_cluster_role_binding, "missing", {"roleRef": {"name": "admin"}})
+    assert code == 404
+
+
+def test_rbac_objects_get_their_api_groups_defaulted(rbac, ns):
+    subjects = [{"kind": "Group", "name": "team-a"}, {"kind": "ServiceAccount", "name": "bot", "namespace": ns}]
+    binding = {
+        "metadata": {"name": "rb"},
+        "roleRef": {"kind": "ClusterRole", "name": "edit"},
+        "subjects": subjects,
+    }
+    created = rbac.create_namespaced_role_binding(ns, binding)
+    assert created.role_ref.api_group == "rbac.authorization.k8s.io"
+    assert [s.api_group for s in created.subjects] == ["rbac.authorization.k8s.io", None]
+    code, body = failure(
+        rbac.create_cluster_role_binding, {**binding, "subjects": [{"kind": "ServiceAccount", "name": "bot"}]}
+    )
+    assert code == 422 and "subjects[0].namespace: Required value" in body["message"]
+
+
+def test_builtin_cluster_roles_exist(rbac):
+    names = {r.metadata.name for r in rbac.list_cluster_role().items}
+    assert {"cluster-admin", "admin", "edit", "view"} <= names
+
+
+def test_put_creates_only_where_the_real_server_does(core, rbac, ns):
+    role = {"metadata": {"name": "r"}, "rules": []}
+    _, status, _ = rbac.replace_namespaced_role_with_http_info("r", ns, role)
+    assert status == 201  # RBAC (and LimitRange) allow create-on-update
+    assert failure(core.replace_namespaced_config_map, "a", ns, config_map("a"))[0] == 404
+    code, body = failure(core.replace_namespaced_config_map, "a", ns, config_map("b"))
+    assert code == 400 and "does not match the name on the URL" in body["message"]
+
+
+# --- defaults that reconcilers read back ------------------------------------------------------
+
+
+def test_quantities_and_defaults_come_back_canonical(core, net, ns):
+    quota = {
+        "metadata": {"name": "q"},
+        "spec": {"hard": {"requests.cpu": "1000m", "requests.memory": "2048Mi", "pods": "10"}},
+    }
+    created = core.create_namespaced_resource_quota(ns, quota)
+    assert created.spec.hard == {"requests.cpu": "1", "requests.memory": "2Gi", "pods": "10"}
+    assert created.status.hard is None  # no quota controller runs
+
+    limits = {
+        "metadata": {"name": "l"},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "default": {"memory": "0.5Gi"}}]},
+    }
+    item = core.create_namespaced_limit_range(ns, limits).spec.limits[0]
+    assert (item.max, item.default, item.default_request) == (
+        {"cpu": "2"},
+        {"cpu": "2", "memory": "512Mi"},
+        {"cpu": "2", "memory": "512Mi"},
+    )
+
+    policy = {"metadata": {"name": "p"}, "spec": {"egress": [{"ports": [{"port": 53}]}]}}
+    spec = net.create_namespaced_network_policy(ns, policy).spec
+    assert spec.policy_types == ["Ingress", "Egress"]
+    assert spec.pod_selector is not None  # always present, {} selecting every pod
+    assert spec.egress[0].ports[0].protocol == "TCP"
+
+    code, body = failure(
+        core.create_namespaced_resource_quota, ns, {"metadata": {"name": "bad"}, "spec": {"hard": {"cpu": "lots"}}}
+    )
+    assert (code, body["reason"]) == (400, "BadRequest")
+
+
+def test_secret_string_data_is_folded_into_data(core, ns):
+    created = core.create_namespaced_secret(ns, {"metadata": {"name": "s"}, "stringData": {"token": "abc"}})
+    assert created.data == {"token": "YWJj"}
+    assert created.string_data is None
+    assert created.type == "Opaque"
+
+
+def test_workloads_get_defaults_and_jobs_a_generated_selector(apps, batch, core, ns):
+    template = {
+        "metadata": {"labels": {"app": "runner"}},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]},
+    }
+    deployment = apps.create_namespaced_deployment(
+        ns, {"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "runner"}}, "template": template}}
+    )
+    assert (deployment.spec.replicas, deployment.spec.strategy.type, deployment.metadata.generation) == (
+        1,
+        "RollingUpdate",
+        1,
+    )
+    container = deployment.spec.template.spec.containers[0]
+    assert (container.image_pull_policy, container.termination_message_path) == ("IfNotPresent", "/dev/termination-log")
+
+    job_template = {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}
+    job = batch.create_namespaced_job(ns, {"metadata": {"name": "run-1"}, "spec": {"template": job_template}})
+    uid = job.metadata.uid
+    assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
+    assert job.spec.template.metadata.labels["batch.kubernetes.io/job-name"] == "run-1"
+    assert (job.spec.backoff_limit, job.spec.completions, job.metadata.labels) == (6, 1, {"app": "runner"})
+    code, body = failure(
+        batch.patch_namespaced_job,
+        "run-1",
+        ns,
+        {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "other"}]}}}},
+    )
+    assert code == 422 and "spec.template: Invalid value" in body["message"] and "field is immutable" in body["message"]
+
+    code, body = failure(
+        batch.create_namespaced_job, ns, {"metadata": {"name": "run-2"}, "spec": {"template": template}}
+    )
+    assert code == 422 and 'spec.template.spec.restartPolicy: Unsupported value: "Always"' in body["message"]
+    assert core.list_namespaced_pod(ns).items == []
+
+
+# --- lists -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("tier=web", ["a", "b"]),
+        ("tier==web", ["a", "b"]),
+        ("tier!=web", ["c", "d"]),
+        ("tier", ["a", "b", "c"]),
+        ("!tier", ["d"]),
+        ("tier in (web,db)", ["a", "b", "c"]),
+        ("tier notin (web)", ["c", "d"]),
+        ("tier=web,env=prod", ["a"]),
+        ("tier in (web),!env", []),
+    ],
+)
+def test_label_selectors(core, ns, selector, expected):
+    core.create_namespaced_config_map(ns, config_map("a", {"tier": "web", "env": "prod"}))
+    core.create_namespaced_config_map(ns, config_map("b", {"tier": "web", "env": "dev"}))
+    core.create_namespaced_config_map(ns, config_map("c", {"tier": "db"}))
+    core.create_namespaced_config_map(ns, config_map("d"))
+    names = [cm.metadata.name for cm in core.list_namespaced_config_map(ns, label_selector=selector).items]
+    assert names == expected
+
+
+def test_bad_label_selector_is_400(core, ns):
+    code, body = failure(core.list_namespaced_config_map, ns, label_selector="tier in web")
+    assert (code, body["reason"]) == (400, "BadRequest")
+
+
+def test_field_selectors_and_lists_across_namespaces(core):
+    for namespace in ("ns-a", "ns-b"):
+        core.create_namespace({"metadata": {"name": namespace}})
+        core.create_namespaced_config_map(namespace, config_map("shared"))
+        core.create_namespaced_config_map(namespace, config_map(f"only-{namespace}"))
+    everywhere = core.list_config_map_for_all_namespaces(field_selector="metadata.name=shared")
+    assert [(cm.metadata.namespace, cm.metadata.name) for cm in everywhere.items] == [
+        ("ns-a", "shared"),
+        ("ns-b", "shared"),
+    ]
+    assert everywhere.kind == "ConfigMapList"
+    not_b = core.list_config_map_for_all_namespaces(field_selector="metadata.namespace!=ns-b,metadata.name!=shared")
+    assert [cm.metadata.name for cm in not_b.items] == ["only-ns-a"]
+    terminating = core.list_namespace(field_selector="status.phase=Terminating")
+    assert terminating.items == []
+    code, body = failure(core.list_namespaced_config_map, "ns-a", field_selector="data.k=v")
+    assert (code, body["message"]) == (400, "field label not supported: data.k")
+
+
+def test_limit_and_continue_page_in_namespace_then_name_order(core):
+    for namespace in ("p-b", "p-a"):
+        core.create_namespace({"metadata": {"name": namespace}})
+        for name in ("y", "x", "z"):
+            core.create_namespaced_config_map(namespace, config_map(name, {"paged": "yes"}))
+    seen, token, pages = [], None, 0
+    while True:
+        page = core.list_config_map_for_all_namespaces(limit=4, _continue=token, label_selector="paged")
+        pages += 1
+        seen += [(cm.metadata.namespace, cm.metadata.name) for cm in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+        assert page.metadata.remaining_item_count is None  # unknown when filtering
+    assert pages == 2
+    assert seen == [("p-a", "x"), ("p-a", "y"), ("p-a", "z"), ("p-b", "x"), ("p-b", "y"), ("p-b", "z")]
+    first = core.list_namespaced_config_map("p-a", limit=1)
+    assert first.metadata.remaining_item_count == 2 and first.metadata._continue
+    assert failure(core.list_namespaced_config_map, "p-a", limit=1, _continue="not-a-token")[0] == 400
+
+
+# --- patches -----------------------------------------------------------------------------------
+
+
+def test_client_sends_a_dict_patch_as_strategic_merge(core, ns):
+    # ServiceAccount `secrets` merge by name under a strategic merge patch and are replaced by a
+    # JSON merge patch: the client's default for a dict body is the strategic one.
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "sa"}, "secrets": [{"name": "s1"}]})
+    merged = core.patch_namespaced_service_account("sa", ns, {"secrets": [{"name": "s2"}]})
+    assert [s.name for s in merged.secrets] == ["s1", "s2"]
+    replaced = core.patch_namespaced_service_account("sa", ns, {"secrets": [{"name": "s3"}]}, _content_type=MERGE)
+    assert [s.name for s in replaced.secrets] == ["s3"]
+    relabelled = core.patch_namespaced_service_account("sa", ns, {"metadata": {"labels": {"a": "1"}}})
+    assert [s.name for s in relabelled.secrets] == ["s3"]  # untouched fields stay
+
+
+def test_strategic_merge_merges_keyed_lists_and_replaces_the_rest(apps, core, rbac, net, ns):
+    template = {
+        "metadata": {"labels": {"app": "w"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "app:1",
+                    "env": [{"name": "A", "value": "1"}],
+                    "ports": [{"containerPort": 80}],
+                },
+                {"name": "sidecar", "image": "proxy:1"},
+            ]
+        },
+    }
+    apps.create_namespaced_deployment(
+        ns, {"metadata": {"name": "w"}, "spec": {"selector": {"matchLabels": {"app": "w"}}, "template": template}}
+    )
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "app:2",
+                            "env": [{"name": "B", "value": "2"}],
+                            "ports": [{"containerPort": 8080}],
+                        },
+                        {"name": "sidecar", "$patch": "delete"},
+                    ]
+                }
+            }
+        }
+    }
+    containers = apps.patch_namespaced_deployment("w", ns, patch).spec.template.spec.containers
+    assert [c.name for c in containers] == ["main"]
+    assert containers[0].image == "app:2"
+    assert [e.name for e in containers[0].env] == ["A", "B"]
+    assert [p.container_port for p in containers[0].ports] == [80, 8080]
+
+    # Finalizers merge as a set, ownerReferences by uid.
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": str(uuid.uuid4())}
+    core.create_namespaced_config_map(
+        ns, {"metadata": {"name": "f", "finalizers": ["a/x"], "ownerReferences": [owner]}}
+    )
+    other = {**owner, "name": "p", "uid": str(uuid.uuid4())}
+    patched = core.patch_namespaced_config_map(
+        "f", ns, {"metadata": {"finalizers": ["b/y", "a/x"], "ownerReferences": [{**owner, "name": "renamed"}, other]}}
+    )
+    assert patched.metadata.finalizers == ["a/x", "b/y"]
+    assert [o.name for o in patched.metadata.owner_references] == ["renamed", "p"]
+    core.patch_namespaced_config_map("f", ns, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x", "b/y"]}})
+
+    # Untagged lists are replaced: RoleBinding subjects, Role rules, NetworkPolicy ingress,
+    # ServiceAccount imagePullSecrets (but its secrets merge by name).
+    rbac.create_namespaced_role_binding(ns, role_binding("rb", subjects=[{"kind": "Group", "name": "a"}]))
+    subjects = rbac.patch_namespaced_role_binding("rb", ns, {"subjects": [{"kind": "Group", "name": "b"}]}).subjects
+    assert [s.name for s in subjects] == ["b"]
+    rule = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+    rbac.create_namespaced_role(ns, {"metadata": {"name": "r"}, "rules": [rule]})
+    rules = rbac.patch_namespaced_role("r", ns, {"rules": [{**rule, "verbs": ["list"]}]}).rules
+    assert [r.verbs for r in rules] == [["list"]]
+    net.create_namespaced_network_policy(
+        ns, {"metadata": {"name": "np"}, "spec": {"ingress": [{"from": [{"podSelector": {}}]}]}}
+    )
+    ingress = net.patch_namespaced_network_policy(
+        "np", ns, {"spec": {"ingress": [{"ports": [{"port": 80}]}]}}
+    ).spec.ingress
+    assert len(ingress) == 1 and ingress[0]._from is None
+    core.create_namespaced_service_account(
+        ns, {"metadata": {"name": "sa"}, "secrets": [{"name": "s1"}], "imagePullSecrets": [{"name": "p1"}]}
+    )
+    sa = core.patch_namespaced_service_account(
+        "sa", ns, {"secrets": [{"name": "s2"}], "imagePullSecrets": [{"name": "p2"}]}
+    )
+    assert [s.name for s in sa.secrets] == ["s1", "s2"]
+    assert [s.name for s in sa.image_pull_secrets] == ["p2"]
+
+
+def test_json_merge_patch_replaces_lists(apps, ns):
+    template = {
+        "metadata": {"labels": {"app": "w"}},
+        "spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]},
+    }
+    apps.create_namespaced_deployment(
+        ns, {"metadata": {"name": "w"}, "spec": {"selector": {"matchLabels": {"app": "w"}}, "template": template}}
+    )
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "z"}]}}},
+        "metadata": {"labels": {"n": "1"}},
+    }
+    patched = apps.patch_namespaced_deployment("w", ns, patch, _content_type=MERGE)
+    assert [c.name for c in patched.spec.template.spec.containers] == ["c"]
+    assert patched.metadata.labels == {"n": "1"}
+
+
+def test_json_patch_operations(core, ns):
+    core.create_namespaced_config_map(ns, config_map("a", {"x": "1"}, data={"k": "v", "old": "o"}))
+    operations = [
+        {"op": "test", "path": "/data/k", "value": "v"},
+        {"op": "add", "path": "/data/new", "value": "n"},
+        {"op": "replace", "path": "/data/k", "value": "v2"},
+        {"op": "remove", "path": "/metadata/labels/x"},
+        {"op": "move", "from": "/data/old", "path": "/data/moved"},
+        {"op": "copy", "from": "/data/new", "path": "/data/copied"},
+    ]
+    patched = core.patch_namespaced_config_map("a", ns, operations)  # a list body is sent as a JSON patch
+    assert patched.data == {"k": "v2", "new": "n", "moved": "o", "copied": "n"}
+    assert not patched.metadata.labels
+    code, body = failure(core.patch_namespaced_config_map, "a", ns, [{"op": "test", "path": "/data/k", "value": "v"}])
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert failure(core.patch_namespaced_config_map, "a", ns, [{"op": "remove", "path": "/data/nope"}])[0] == 422
+
+
+# --- deletion ----------------------------------------------------------------------------------
+
+
+def test_deleting_a_namespaced_object(core, rbac, ns):
+    core.create_namespaced_config_map(ns, config_map("a"))
+    status = core.delete_namespaced_config_map("a", ns)
+    assert (status["kind"], status["status"], status["details"]["name"]) == ("Status", "Success", "a")
+    assert failure(core.read_namespaced_config_map, "a", ns)[0] == 404
+    code, body = failure(core.delete_namespaced_config_map, "a", ns)
+    assert (code, body["reason"]) == (404, "NotFound")
+    rbac.create_namespaced_role_binding(ns, role_binding("rb"))
+    assert rbac.delete_namespaced_role_binding("rb", ns)["details"]["group"] == "rbac.authorization.k8s.io"
+    # ServiceAccounts (like Pods and ResourceQuotas) answer with the deleted object.
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "bot"}})
+    assert core.delete_namespaced_service_account("bot", ns).metadata.name == "bot"
+
+
+def test_finalizers_hold_an_object_until_removed(core, ns):
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "held", "finalizers": ["pier.dev/cleanup"]}})
+    marked = core.delete_namespaced_config_map("held", ns)
+    assert marked["metadata"]["deletionTimestamp"]
+    assert core.read_namespaced_config_map("held", ns).metadata.deletion_timestamp is not None
+    core.patch_namespaced_config_map("held", ns, [{"op": "remove", "path": "/metadata/finalizers"}])
+    assert failure(core.read_namespaced_config_map, "held", ns)[0] == 404
+
+
+def test_namespace_termination(core, rbac):
+    core.create_namespace({"metadata": {"name": "doomed"}})
+    core.create_namespaced_config_map("doomed", config_map("cm"))
+    rbac.create_namespaced_role_binding("doomed", role_binding("rb"))
+
+    answer = core.delete_namespace("doomed")  # 200 with the namespace, now terminating
+    assert answer["status"] == {"phase": "Terminating"}
+    assert RFC3339.match(answer["metadata"]["deletionTimestamp"])
+    terminating = core.read_namespace("doomed")
+    assert terminating.status.phase == "Terminating"
+    code, body = failure(core.create_namespaced_config_map, "doomed", config_map("late"))
+    assert (code, body["reason"]) == (403, "Forbidden")
+    assert body["message"] == (
+        'configmaps "late" is forbidden: '
+        "unable to create new content in namespace doomed because it is being terminated"
+    )
+    code, body = failure(core.delete_namespace, "doomed")  # already going: the real server says Conflict
+    assert (code, body["reason"]) == (409, "Conflict")
+
+    wait_until(lambda: status_of(core.read_namespace, "doomed") == 404, timeout=NAMESPACE_DELETION_DELAY + 2)
+    assert core.list_config_map_for_all_namespaces(field_selector="metadata.namespace=doomed").items == []
+    assert rbac.list_role_binding_for_all_namespaces(field_selector="metadata.namespace=doomed").items == []
+    assert core.create_namespace({"metadata": {"name": "doomed"}}).status.phase == "Active"  # the name is free
+
+
+def test_builtin_namespaces_cannot_be_deleted(core):
+    code, body = failure(core.delete_namespace, "kube-system")
+    assert (code, body["reason"], body["message"]) == (
+        403,
+        "Forbidden",
+        'namespaces "kube-system" is forbidden: this namespace may not be deleted',
+    )
+
+
+def test_reset_keeps_only_builtins(core, emulator):
+    core.create_namespace({"metadata": {"name": "temp"}})
+    emulator.reset()
+    assert {n.metadata.name for n in core.list_namespace().items} == {
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+    }
+
+
+# --- faults and counters -----------------------------------------------------------------------
+
+
+def test_fault_500_fails_n_times_then_clears(core, emulator):
+    emulator.inject_fault(verb="create", resource="namespaces", status=500, times=2)
+    for _ in range(2):
+        code, body = failure(core.create_namespace, {"metadata": {"name": "flaky"}})
+        assert (code, body["reason"]) == (500, "InternalError")
+    assert core.create_namespace({"metadata": {"name": "flaky"}}).metadata.name == "flaky"
+    assert emulator.request_count(verb="create", resource="namespaces") == 3
+    assert emulator.request_count(verb="get", resource="namespaces") == 0
+
+
+def test_fault_503_until_cleared_and_filtered_by_namespace(core, emulator, ns):
+    core.create_namespace({"metadata": {"name": "other"}})
+    emulator.inject_fault(verb="list", resource="configmaps", namespace=ns, status=503)
+    for _ in range(3):
+        code, body = failure(core.list_namespaced_config_map, ns)
+        assert (code, body["reason"]) == (503, "ServiceUnavailable")
+    assert core.list_namespaced_config_map("other").items == []  # other namespaces unaffected
+    emulator.clear_faults()
+    assert core.list_namespaced_config_map(ns).items == []
+
+
+def test_fault_latency_delays_the_answer(core, emulator):
+    core.read_namespace("default")
+    emulator.inject_fault(verb="get", resource="namespaces", latency=0.3, times=1)
+    started = time.perf_counter()
+    core.read_namespace("default")
+    assert time.perf_counter() - started >= 0.3
+    started = time.perf_counter()
+    core.read_namespace("default")
+    assert time.perf_counter() - started < 0.1
+
+
+def test_fault_drop_closes_the_connection_without_an_answer(core, emulator):
+    core.read_namespace("default")
+    emulator.inject_fault(verb="create", resource="namespaces", drop=True, times=1)
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        core.create_namespace({"metadata": {"name": "dropped"}})
+    # urllib3 retries idempotent requests on a dropped connection (3 times by default), so a
+    # GET survives one drop and fails for good only if the connection keeps dropping.
+    emulator.inject_fault(verb="get", resource="namespaces", drop=True, times=1)
+    assert core.read_namespace("default").metadata.name == "default"
+    emulator.inject_fault(verb="get", resource="namespaces", drop=True)
+    with pytest.raises(urllib3.exceptions.MaxRetryError) as raised:
+        core.read_namespace("default")
+    assert isinstance(raised.value.reason, urllib3.exceptions.ProtocolError)
+    emulator.clear_faults()
+    assert core.create_namespace({"metadata": {"name": "dropped"}}).metadata.name == "dropped"
+
+
+def test_http_control_endpoints(core, emulator):
+    assert (
+        control(emulator, "POST", "/_emulator/faults", {"verb": "create", "resource": "namespaces", "status": 500})[0]
+        == 201
+    )
+    assert failure(core.create_namespace, {"metadata": {"name": "x"}})[0] == 500
+    code, listed = control(emulator, "GET", "/_emulator/faults")
+    assert code == 200 and listed["faults"][0]["status"] == 500
+    assert control(emulator, "DELETE", "/_emulator/faults")[0] == 200
+    core.create_namespace({"metadata": {"name": "x"}})
+    code, stats = control(emulator, "GET", "/_emulator/stats")
+    assert code == 200
+    assert {"verb": "create", "resource": "namespaces", "count": 2} in stats["requests"]
+    assert stats["total"] == emulator.request_count()
+    code, error = control(emulator, "POST", "/_emulator/faults", {"verb": "put", "status": 500})
+    assert code == 400 and "verb must be one of" in error["error"]
+    assert control(emulator, "POST", "/_emulator/reset")[0] == 200
+    assert failure(core.read_namespace, "x")[0] == 404
+    assert emulator.request_count() == 1
+
+
+# --- refusals of what is not emulated ----------------------------------------------------------
+
+
+def test_unsupported_features_are_refused_not_ignored(core, ns):
+    code, body = failure(core.list_namespaced_config_map, ns, watch=True)
+    assert code == 400 and "watch is not supported" in body["message"]
+    code, body = failure(core.create_namespaced_config_map, ns, config_map("a"), dry_run="All")
+    assert code == 400 and "dryRun is not supported" in body["message"]
+    assert failure(core.read_namespaced_config_map, "a", ns)[0] == 404
+
+
+# --- concurrency, lifecycle, subprocess --------------------------------------------------------
+
+
+def test_concurrent_writes_are_serialized(api_client, ns):
+    core = client.CoreV1Api(api_client)
+    versions: list[str] = []
+    failures: list[BaseException] = []
+
+    def create(index: int) -> None:
+        try:
+            versions.append(core.create_namespaced_config_map(ns, config_map(f"c{index}")).metadata.resource_version)
+        except BaseException as error:  # collected for the main thread's assertion
+            failures.append(error)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert len(set(versions)) == 16
+    assert len(core.list_namespaced_config_map(ns).items) == 16
+
+
+def test_stop_joins_every_server_thread():
+    before = set(threading.enumerate())
+    emu = KubeEmulator().start()
+    core = client.CoreV1Api(emu.api_client())
+    core.list_namespace()  # leaves an idle keep-alive connection, and its handler thread, behind
+    core.read_namespace("default")
+    emu.stop()
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_subprocess_mode_serves_until_sigterm(tmp_path):
+    kubeconfig, ready = tmp_path / "config", tmp_path / "ready"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portal.kube_emulator",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--ready-file",
+            str(ready),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = process.stdout.readline().strip()
+        wait_until(ready.exists, timeout=10)
+        assert ready.read_text().strip() == url
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": "from-outside"}})
+        assert core.read_namespace("from-outside").status.phase == "Active"
+        api.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0

@@ -1,0 +1,296 @@
+"""Projects: the API and pages, validation, quotas, the effective configuration, and the
+reconciler run in this process against the Kubernetes API emulator (over HTTP, with the official
+client). The worker-driven paths (faults, a killed worker) are in test_projects_worker.py."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import tenant_context
+
+import kubehelp
+from conftest import provision_now
+from portal import kube
+from tenants.models import NamespaceRegistry
+from tenants.projects import reconcile
+from tenants.projects.models import Project
+
+PIER = "app.kubernetes.io/managed-by=pier"
+
+pytestmark = pytest.mark.django_db
+
+OBJECTS = [("ResourceQuota", "pier-quota"), ("LimitRange", "pier-limits"), ("NetworkPolicy", "pier-isolation"),
+           ("RoleBinding", "pier-creator-admin"), ("ServiceAccount", "pier-runner")]
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left():
+    yield
+    kubehelp.clear_faults()
+
+
+@pytest.fixture
+def reconcile_now():
+    def run(tenant, slug: str) -> dict:
+        with tenant_context(tenant):
+            project = Project.objects.get(slug=slug)
+            try:
+                return reconcile.run(project.pk)
+            except reconcile.StillTerminating:
+                return {"namespace": "terminating"}
+
+    return run
+
+
+def _create(api, user, tenant_slug: str, slug: str, **extra):
+    return api(user).post(f"/api/v1/tenants/{tenant_slug}/projects", {"slug": slug, **extra}, format="json")
+
+
+def test_create_answers_202_and_the_reconciler_builds_every_object(api, users, alpha, reconcile_now, unique_slug,
+                                                                     django_capture_on_commit_callbacks):
+    slug = unique_slug("web")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _create(api, users["bob"], "alpha", slug, display_name="Web shop")
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["namespace"] == f"alpha-{slug}" and body["status"] == "pending"
+    assert body["created_by"] == "bob"
+    assert callbacks, "the reconcile is enqueued after the commit"
+    assert kube.get("Namespace", f"alpha-{slug}") is None, "no cluster call in the web request"
+
+    outcomes = reconcile_now(alpha, slug)
+    assert list(outcomes.values()) == ["created"] * 6
+    ns = kube.get("Namespace", f"alpha-{slug}")
+    assert ns["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pier"
+    assert ns["metadata"]["labels"]["pier.dev/tenant"] == "alpha"
+    assert ns["metadata"]["labels"]["pier.dev/project"] == slug
+    assert ns["metadata"]["annotations"]["openshift.io/display-name"] == "Web shop"
+    for kind, name in OBJECTS:
+        assert kube.get(kind, name, f"alpha-{slug}") is not None, kind
+    binding = kube.get("RoleBinding", "pier-creator-admin", f"alpha-{slug}")
+    assert binding["roleRef"]["name"] == "pier-project-admin"
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
+    quota = kube.get("ResourceQuota", "pier-quota", f"alpha-{slug}")
+    assert quota["spec"]["hard"]["requests.cpu"] == "4" and quota["spec"]["hard"]["pods"] == "50"
+    policy = kube.get("NetworkPolicy", "pier-isolation", f"alpha-{slug}")
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshift-ingress"}}} in policy["spec"]["ingress"][0]["from"]
+
+    detail = api(users["bob"]).get(f"/api/v1/tenants/alpha/projects/{slug}").json()
+    assert detail["status"] == "ready"
+    assert [e["status"] for e in detail["events"]][:3] == ["ready", "provisioning", "pending"]
+
+
+def test_a_pass_with_nothing_to_change_writes_nothing(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("calm")
+    _create(api, users["bob"], "alpha", slug)
+    reconcile_now(alpha, slug)
+    before = kubehelp.requests_by_verb()
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = reconcile_now(alpha, slug)
+    after = kubehelp.requests_by_verb()
+    assert set(outcomes.values()) == {"unchanged"}
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+    assert writes == []
+    written = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in ("create", "update", "patch", "delete")}
+    assert written == {"create": 0, "update": 0, "patch": 0, "delete": 0}
+
+
+def test_drift_is_repaired_and_foreign_objects_left_alone(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("drift")
+    ns = f"alpha-{slug}"
+    _create(api, users["bob"], "alpha", slug)
+    reconcile_now(alpha, slug)
+    kube.delete("RoleBinding", "pier-creator-admin", ns)  # someone deleted it by hand
+    quota = kube.get("ResourceQuota", "pier-quota", ns)
+    quota["spec"]["hard"]["pods"] = "5000"  # someone raised the quota by hand
+    kube._call(kube.KINDS["ResourceQuota"], "replace", name="pier-quota", namespace=ns, body=quota)
+    foreign = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "their-bot", "namespace": ns}}
+    kube.create(foreign)
+
+    outcomes = reconcile_now(alpha, slug)
+    assert outcomes["RoleBinding/pier-creator-admin"] == "created"
+    assert outcomes["ResourceQuota/pier-quota"] == "replaced"
+    assert kube.get("ResourceQuota", "pier-quota", ns)["spec"]["hard"]["pods"] == "50"
+    assert kube.get("ServiceAccount", "their-bot", ns) is not None
+    with tenant_context(alpha):
+        events = list(Project.objects.get(slug=slug).events.values_list("message", flat=True))
+    assert any("repaired drift" in e and "RoleBinding/pier-creator-admin created" in e for e in events)
+
+
+def test_an_object_pier_did_not_create_is_never_overwritten(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("clash")
+    ns = f"alpha-{slug}"
+    _create(api, users["bob"], "alpha", slug)
+    reconcile_now(alpha, slug)
+    kube.delete("ServiceAccount", "pier-runner", ns)
+    kube.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "pier-runner", "namespace": ns,
+                                                                          "labels": {"owner": "someone"}}})
+    with pytest.raises(kube.NotManaged):
+        reconcile_now(alpha, slug)
+    assert kube.get("ServiceAccount", "pier-runner", ns)["metadata"]["labels"] == {"owner": "someone"}
+
+
+def test_effective_config_shows_values_and_sources_and_reaches_the_cluster(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("cfg")
+    _create(api, users["bob"], "alpha", slug, config_overrides={"quota.pods": "7"})
+    reconcile_now(alpha, slug)
+    client = api(users["alice"])  # tenant owner sets the tenant level
+    response = client.patch("/api/v1/tenants/alpha/project-defaults",
+                            {"project_defaults": {"quota.requests.memory": "2Gi"}}, format="json")
+    assert response.status_code == 200
+    config = client.get(f"/api/v1/tenants/alpha/projects/{slug}").json()["config"]
+    assert config["quota.pods"] == {"value": "7", "source": "project"}
+    assert config["quota.requests.memory"] == {"value": "2Gi", "source": "tenant"}
+    assert config["quota.requests.cpu"] == {"value": "4", "source": "platform"}
+
+    response = api(users["bob"]).patch(f"/api/v1/tenants/alpha/projects/{slug}",
+                                       {"config_overrides": {"quota.pods": "9", "limits.default.cpu": "250m"}}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "provisioning"
+    reconcile_now(alpha, slug)
+    hard = kube.get("ResourceQuota", "pier-quota", f"alpha-{slug}")["spec"]["hard"]
+    assert hard["pods"] == "9" and hard["requests.memory"] == "2Gi"
+    limits = kube.get("LimitRange", "pier-limits", f"alpha-{slug}")["spec"]["limits"][0]
+    assert limits["default"]["cpu"] == "250m"
+    assert api(users["bob"]).get(f"/api/v1/tenants/alpha/projects/{slug}").json()["status"] == "ready"
+
+
+@pytest.mark.parametrize("overrides, field, fragment", [
+    ({"quota.cpu": "2"}, "config_overrides.quota.cpu", "unknown setting"),
+    ({"quota.pods": "lots"}, "config_overrides.quota.pods", "not a Kubernetes quantity"),
+    ({"quota.requests.cpu": "-1"}, "config_overrides.quota.requests.cpu", "must not be negative"),
+    ({"network.allow_from": "openshift-ingress"}, "config_overrides.network.allow_from", "list of namespace names"),
+    ({"network.allow_from": ["Bad_Name"]}, "config_overrides.network.allow_from", "list of namespace names"),
+])
+def test_bad_overrides_name_the_field(api, users, overrides, field, fragment, unique_slug):
+    response = _create(api, users["bob"], "alpha", unique_slug("bad"), config_overrides=overrides)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert field in error["details"] and fragment in error["message"]
+
+
+@pytest.mark.parametrize("slug, fragment", [
+    ("Web", "lowercase letters"), ("-web", "starting with a letter"), ("web-", "not ending with a hyphen"),
+    ("a" * 60, "Kubernetes allows 63"), ("", "This field may not be blank."),
+])
+def test_bad_slugs_are_refused_with_the_reason(api, users, slug, fragment):
+    response = _create(api, users["bob"], "alpha", slug)
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]["message"]
+    assert "slug" in response.json()["error"]["details"]
+
+
+def test_duplicate_project_is_409(api, users, unique_slug):
+    slug = unique_slug("dup")
+    assert _create(api, users["bob"], "alpha", slug).status_code == 202
+    response = _create(api, users["alice"], "alpha", slug)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "project_exists"
+
+
+def test_namespace_names_do_not_collide_across_tenants(api, users):
+    # "ab-cd" + "ef" and "ab" + "cd-ef" would both be the namespace ab-cd-ef.
+    first = provision_now("ab-cd", "alice", acting_user=users["staff"])
+    second = provision_now("ab", "alice", acting_user=users["staff"])
+    assert _create(api, users["alice"], first.slug, "ef").status_code == 202
+    response = _create(api, users["alice"], second.slug, "cd-ef")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "namespace_taken"
+    assert "ab-cd-ef" in response.json()["error"]["message"]
+    assert NamespaceRegistry.objects.filter(name="ab-cd-ef").count() == 1
+
+
+def test_the_project_quota_answers_409_naming_the_limit(api, users, alpha, unique_slug):
+    alpha.max_projects = 1
+    alpha.save()
+    assert _create(api, users["bob"], "alpha", unique_slug("one")).status_code == 202
+    response = _create(api, users["bob"], "alpha", unique_slug("two"))
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "quota_exceeded"
+    assert "limit of 1 projects" in response.json()["error"]["message"]
+
+
+def test_only_the_creator_or_tenant_admins_change_a_project(api, users, unique_slug):
+    slug = unique_slug("own")
+    _create(api, users["dave"], "alpha", slug)  # dave is an alpha admin
+    response = api(users["bob"]).patch(f"/api/v1/tenants/alpha/projects/{slug}", {"description": "mine now"}, format="json")
+    assert response.status_code == 403
+    assert api(users["bob"]).delete(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 403
+    assert api(users["alice"]).patch(f"/api/v1/tenants/alpha/projects/{slug}", {"description": "ok"}, format="json").status_code == 200
+    assert api(users["bob"]).patch("/api/v1/tenants/alpha/project-defaults", {"project_defaults": {}}, format="json").status_code == 403
+
+
+def test_delete_removes_everything_then_frees_the_name(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("gone")
+    ns = f"alpha-{slug}"
+    _create(api, users["bob"], "alpha", slug)
+    reconcile_now(alpha, slug)
+    response = api(users["bob"]).delete(f"/api/v1/tenants/alpha/projects/{slug}")
+    assert response.status_code == 202 and response.json()["status"] == "deleting"
+    assert reconcile_now(alpha, slug) == {"namespace": "terminating"}
+    for kind, name in OBJECTS:
+        assert kube.get(kind, name, ns) is None, kind
+    import time
+
+    deadline = time.monotonic() + 10
+    while kube.get("Namespace", ns) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    reconcile_now_result = None
+    with tenant_context(alpha):
+        reconcile_now_result = reconcile.run(Project.objects.get(slug=slug).pk)
+        assert not Project.objects.filter(slug=slug).exists()
+    assert reconcile_now_result[f"Namespace/{ns}"] == "gone"
+    assert kube.get("Namespace", ns) is None
+    assert not NamespaceRegistry.objects.filter(name=ns).exists()
+    assert _create(api, users["bob"], "alpha", slug).status_code == 202  # the name is free again
+
+
+def test_cluster_faults_show_the_last_error_and_converge_without_duplicates(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("flaky")
+    ns = f"alpha-{slug}"
+    _create(api, users["bob"], "alpha", slug)
+    kubehelp.inject_fault(verb="create", resource="rolebindings", status=500, times=2)
+    for _attempt in range(2):
+        with pytest.raises(kube.KubeUnavailable):
+            reconcile_now(alpha, slug)
+        with tenant_context(alpha):
+            project = Project.objects.get(slug=slug)
+            reconcile.record_error(project.pk, kube.KubeUnavailable("RoleBinding pier-creator-admin: boom"), final=False)
+    detail = api(users["bob"]).get(f"/api/v1/tenants/alpha/projects/{slug}").json()
+    assert detail["status"] == "provisioning" and "last error" in detail["status_message"]
+    reconcile_now(alpha, slug)
+    detail = api(users["bob"]).get(f"/api/v1/tenants/alpha/projects/{slug}").json()
+    assert detail["status"] == "ready" and detail["status_message"] == ""
+    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 1
+    assert len(kube.list_objects("ResourceQuota", ns, label_selector=PIER)) == 1
+
+
+def test_list_queries_are_constant_in_page_size(api, users, unique_slug):
+    for i in range(6):
+        _create(api, users["bob"], "alpha", unique_slug(f"many{i}"))
+    client = api(users["bob"])
+    counts = []
+    for size in (1, 6):
+        client.get(f"/api/v1/tenants/alpha/projects?page_size={size}")
+        with CaptureQueriesContext(connection) as queries:
+            assert len(client.get(f"/api/v1/tenants/alpha/projects?page_size={size}").json()["results"]) == size
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
+
+
+def test_project_pages(client, users, alpha, reconcile_now, unique_slug):
+    client.force_login(users["bob"])
+    slug = unique_slug("page")
+    response = client.post("/t/alpha/projects", {"slug": slug, "display_name": "Page Project"}, follow=True)
+    assert response.status_code == 200
+    assert f"alpha-{slug}" in response.content.decode() and "local simulated cluster" in response.content.decode()
+    reconcile_now(alpha, slug)
+    page = client.get(f"/t/alpha/projects/{slug}").content.decode()
+    assert "ready" in page and "quota.requests.cpu" in page and "platform" in page
+    response = client.post(f"/t/alpha/projects/{slug}/config", {"quota.pods": "12"}, follow=True)
+    assert "Configuration saved" in response.content.decode()
+    with tenant_context(alpha):
+        assert Project.objects.get(slug=slug).config_overrides == {"quota.pods": "12"}
+    response = client.post(f"/t/alpha/projects/{slug}/config", {"quota.pods": "twelve"})
+    assert response.status_code == 400 and "not a Kubernetes quantity" in response.content.decode()
+    response = client.post(f"/t/alpha/projects/{slug}/delete", follow=True)
+    assert "is being deleted" in response.content.decode()
