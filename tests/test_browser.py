@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,57 @@ def test_staff_suspend_a_tenant_from_the_admin_and_members_are_told(browser, web
     member.wait_for_selector("text=is suspended")
     assert member.is_visible(f"text=The organization '{org.slug}' is suspended")
     member.close()
+
+
+def test_member_creates_configures_and_deletes_a_project(browser, web_process, celery_worker_process, org):
+    from django_tenants.utils import tenant_context
+
+    from portal import kube
+    from tenants.projects.models import Project
+
+    page = browser.new_page()
+    _sign_in(page, web_process, "alice")
+    page.goto(f"{web_process}/t/{org.slug}/projects")
+    page.fill("#id_slug", "shop")
+    page.fill("#id_display_name", "Web Shop")
+    page.click("button:has-text('Create project')")
+    page.wait_for_selector(f"text=is being created in namespace {org.slug}-shop")
+    assert page.is_visible("text=local simulated cluster")
+
+    def status() -> str:
+        page.reload()
+        return page.inner_text("#project-status")
+
+    deadline = time.monotonic() + 30
+    while status() != "ready" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert page.inner_text("#project-status") == "ready"
+    assert kube.get("Namespace", f"{org.slug}-shop") is not None
+    page.screenshot(path=str(SCREENSHOTS / "project.png"), full_page=True)
+
+    page.fill("tr[data-key='quota.pods'] input", "7")
+    page.click("button:has-text('Save overrides')")
+    page.wait_for_selector("text=Configuration saved")
+    assert page.inner_text("tr[data-key='quota.pods'] .value") == "7"
+    assert page.inner_text("tr[data-key='quota.pods'] .badge") == "project"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        quota = kube.get("ResourceQuota", "pier-quota", f"{org.slug}-shop")
+        if quota and quota["spec"]["hard"]["pods"] == "7":
+            break
+        time.sleep(0.2)
+    assert quota["spec"]["hard"]["pods"] == "7"
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Delete project')")
+    page.wait_for_selector("text=is being deleted")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with tenant_context(Tenant.objects.get(pk=org.pk)):
+            if not Project.objects.filter(slug="shop").exists():
+                break
+        time.sleep(0.3)
+    assert kube.get("Namespace", f"{org.slug}-shop") is None
+    page.reload()
+    assert not page.is_visible("tr[data-project=shop]")
+    page.close()
