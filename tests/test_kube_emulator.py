@@ -251,6 +251,12 @@ def test_generation_counts_spec_changes_only(net, core, ns):
     assert core.create_namespaced_config_map(ns, config_map("c")).metadata.generation is None
 
 
+def test_empty_metadata_collections_read_back_as_absent(core, ns):
+    body = {"metadata": {"name": "a", "labels": {}, "annotations": {}, "finalizers": []}}
+    metadata = raw(core.create_namespaced_config_map, ns, body)["metadata"]
+    assert not {"labels", "annotations", "finalizers"} & set(metadata)
+
+
 def test_a_write_that_changes_nothing_keeps_the_resource_version(core, ns):
     created = core.create_namespaced_config_map(ns, config_map("a", {"app": "x"}, data={"k": "v"}))
     patched = core.patch_namespaced_config_map("a", ns, {"metadata": {"labels": {"app": "x"}}, "data": {"k": "v"}})

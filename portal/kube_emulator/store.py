@@ -486,6 +486,10 @@ class Store:
                 metadata.pop(mapping, None)
             elif not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise errors.bad_request(f"metadata.{mapping} must be a map of strings to strings")
+        for omitted_when_empty in ("labels", "annotations", "finalizers", "ownerReferences"):
+            # The Go types drop these when empty: `labels: {}` reads back as no labels at all.
+            if metadata.get(omitted_when_empty) in ({}, []):
+                del metadata[omitted_when_empty]
         metadata.pop("selfLink", None)  # no longer set by any server
         metadata.pop("managedFields", None)  # server-side apply bookkeeping, not modelled
         obj["metadata"] = metadata
