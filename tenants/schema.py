@@ -129,4 +129,7 @@ def create_tenant_schema(tenant: Tenant) -> bool:
 def drop_tenant_schema(schema_name: str) -> None:
     _check_tenant_schema(schema_name)
     with connection.cursor() as cursor:
+        # Deferred foreign-key checks of rows this transaction wrote in the schema would make
+        # PostgreSQL refuse to drop their tables ("pending trigger events"): run them now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"DROP SCHEMA IF EXISTS {quote(schema_name)} CASCADE")

@@ -294,3 +294,43 @@ def test_project_pages(client, users, alpha, reconcile_now, unique_slug):
     assert response.status_code == 400 and "not a Kubernetes quantity" in response.content.decode()
     response = client.post(f"/t/alpha/projects/{slug}/delete", follow=True)
     assert "is being deleted" in response.content.decode()
+
+
+def test_an_immutable_field_changed_by_hand_is_fixed_by_recreating_the_object(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("immut")
+    ns = f"alpha-{slug}"
+    _create(api, users["bob"], "alpha", slug)
+    reconcile_now(alpha, slug)
+    before = kube.get("RoleBinding", "pier-creator-admin", ns)
+    # roleRef cannot be changed in place (the server answers 422), so someone re-created it by hand.
+    kube.delete("RoleBinding", "pier-creator-admin", ns)
+    kube.create({**{k: v for k, v in before.items() if k != "metadata"},
+                 "metadata": {"name": "pier-creator-admin", "namespace": ns, "labels": before["metadata"]["labels"]},
+                 "roleRef": {**before["roleRef"], "name": "pier-project-view"}})
+    outcomes = reconcile_now(alpha, slug)
+    assert outcomes["RoleBinding/pier-creator-admin"] == "recreated"
+    after = kube.get("RoleBinding", "pier-creator-admin", ns)
+    assert after["roleRef"]["name"] == "pier-project-admin"
+    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 1
+
+
+def test_deleting_a_tenant_removes_its_projects_namespaces(api, users, reconcile_now, unique_slug):
+    from tenants import provisioning, services as tenant_services
+
+    tenant = provision_now(unique_slug("gone-org"), "bob", acting_user=users["staff"])
+    _create(api, users["bob"], tenant.slug, "app")
+    reconcile_now(tenant, "app")
+    ns = f"{tenant.slug}-app"
+    assert kube.get("Namespace", ns) is not None
+    _t, job = tenant_services.tenant_delete(tenant=tenant, acting_user=users["staff"])
+    with pytest.raises(reconcile.StillTerminating):
+        provisioning.run_job(job.pk)  # the namespace is terminating: the step retries
+    import time
+
+    deadline = time.monotonic() + 10
+    while kube.get("Namespace", ns) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    provisioning.run_job(job.pk)
+    assert kube.get("Namespace", ns) is None
+    assert not NamespaceRegistry.objects.filter(name=ns).exists()
+    assert not type(tenant).objects.filter(pk=tenant.pk).exists()
