@@ -34,13 +34,8 @@ class AuditedModelAdmin(admin.ModelAdmin):
             self.delete_model(request, obj)
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["at", "actor", "tenant", "action", "target", "outcome", "source", "request_id"]
-    list_filter = ["outcome", "source", "action", "tenant"]
-    search_fields = ["actor", "tenant", "action", "target", "request_id"]
-    date_hierarchy = "at"
-    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown to staff, never changed here: history, or data with its own services."""
 
     def has_add_permission(self, request):
         return False
@@ -50,6 +45,15 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor", "tenant", "action", "target", "outcome", "source", "request_id"]
+    list_filter = ["outcome", "source", "action", "tenant"]
+    search_fields = ["actor", "tenant", "action", "target", "request_id"]
+    date_hierarchy = "at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
 
 
 User = get_user_model()

@@ -3,6 +3,7 @@ are validated and audited the same way."""
 
 from django.contrib import admin, messages
 
+from portal.admin import ReadOnlyAdmin
 from portal.errors import PierError
 from tenants import services
 from tenants.models import JobStep, Membership, NamespaceRegistry, PendingMembership, ProvisioningJob, Tenant
@@ -99,17 +100,6 @@ class TenantAdmin(admin.ModelAdmin):
     @admin.action(description="Delete tenants (drops their schema)")
     def delete_tenants(self, request, queryset):
         _run_for_each(self, request, queryset, services.tenant_delete, "Deleting")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Membership)
