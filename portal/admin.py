@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from portal import audit
-from portal.models import AuditEvent
+from portal import audit, services
+from portal.models import AuditEvent, UserProfile
 
 admin.site.site_header = "Pier platform administration"
 admin.site.site_title = "Pier admin"
@@ -56,6 +56,13 @@ class AuditEventAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
 
 
+class UserProfileInline(admin.StackedInline):
+    model = UserProfile
+    can_delete = False
+    fields = ["groups"]
+    help_texts = {"groups": "Comma-separated, as the identity provider names them."}
+
+
 User = get_user_model()
 admin.site.unregister(User)
 
@@ -67,10 +74,19 @@ class PierUserAdmin(AuditedModelAdmin, UserAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # users are deactivated, never deleted (tenant tables reference them)
 
+    inlines = [UserProfileInline]
+
     @admin.action(description="Deactivate selected users")
     def deactivate(self, request, queryset):
-        from tenants.services import user_deactivate
-
         for user in queryset.filter(is_active=True):
-            user_deactivate(user=user, acting_user=request.user)
+            services.user_set_active(user=user, active=False, acting_user=request.user)
         messages.success(request, "Deactivated.")
+
+    def save_formset(self, request, form, formset, change):
+        """The groups inline goes through the service (validated, audited)."""
+        if formset.model is not UserProfile:
+            return super().save_formset(request, form, formset, change)
+        for inline_form in formset.forms:
+            if inline_form.has_changed() and inline_form.cleaned_data:
+                services.user_set_groups(user=form.instance, groups=inline_form.cleaned_data.get("groups") or [],
+                                         acting_user=request.user)

@@ -1,5 +1,21 @@
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
+
+
+class UserProfile(models.Model):
+    """What Pier knows about a person beyond Django's user: the groups they belong to (edited by
+    staff until SSO fills them from the token's groups claim). Group names are kept as the
+    identity provider spells them (`system:authenticated`, Keycloak paths like `/org/team`)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, primary_key=True,
+                                related_name="profile")
+    groups = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({', '.join(self.groups) or 'no groups'})"
 
 
 class AuditEvent(models.Model):

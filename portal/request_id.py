@@ -65,14 +65,15 @@ def connect_celery_signals() -> None:
         request = task.request
         rid = (request.headers or {}).get(CELERY_HEADER) if request.headers else None
         rid = rid or request.get(CELERY_HEADER) or f"task-{request.id}"
-        task._pier_request_id_token = _current.set(rid)
+        # On the task's request (one per execution), not on the task object shared by threads.
+        request.pier_request_id_token = _current.set(rid)
 
     @task_postrun.connect(weak=False, dispatch_uid="pier_request_id_postrun")
     def _postrun(task=None, **kwargs):
-        token = getattr(task, "_pier_request_id_token", None)
+        token = getattr(task.request, "pier_request_id_token", None)
         if token is not None:
             try:
                 _current.reset(token)
-            except ValueError:
+            except ValueError:  # set in another context (eager calls nested in a request)
                 _current.set("")
-            task._pier_request_id_token = None
+            task.request.pier_request_id_token = None

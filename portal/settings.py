@@ -66,6 +66,7 @@ SHARED_APPS = [
     "django.contrib.admin",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -237,6 +238,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "tenants.models.ProvisioningJob.Status",
         "JobStepStatusEnum": "tenants.models.JobStep.Status",
         "ProjectStatusEnum": "tenants.projects.models.Project.Status",
+        "TenantRoleEnum": "tenants.models.Role",
+        "ProjectRoleEnum": "tenants.projects.models.ProjectRole",
     },
 }
 

@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import health, views
+from portal import health, users_api, views
 from tenants import views as tenant_views
 from tenants.api import urls as tenant_api_urls
 from tenants.api import views as tenant_api_views
@@ -13,6 +13,8 @@ from tenants.projects.api import urls as project_api_urls
 
 api_patterns = [
     path("admin/", include(tenant_api_urls.admin_urlpatterns)),
+    path("admin/users", users_api.UserListView.as_view(), name="admin-user-list"),
+    path("admin/users/<str:username>", users_api.UserDetailView.as_view(), name="admin-user-detail"),
     path("tenants/<slug:tenant_slug>", tenant_api_views.TenantDetailView.as_view(), name="tenant-detail"),
     path("tenants/<slug:tenant_slug>/", include(tenant_api_urls.tenant_urlpatterns)),
     path("tenants/<slug:tenant_slug>/", include(project_api_urls.urlpatterns)),

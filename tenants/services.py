@@ -352,10 +352,3 @@ def claim_pending_memberships(*, user) -> list[Membership]:
                     target=user.get_username(), details={"role": pending.role},
                 )
     return claimed
-
-
-def user_deactivate(*, user, acting_user) -> None:
-    with transaction.atomic():
-        user.is_active = False
-        user.save(update_fields=["is_active"])
-        audit.record(action="user.deactivate", actor=acting_user, target_type="user", target=user.get_username())

@@ -75,3 +75,21 @@ def test_users_are_deactivated_not_deleted(staff_client, users):
     bob.refresh_from_db()
     assert bob.is_active is False
     assert AuditEvent.objects.filter(action="user.deactivate", target="bob", actor="staff").exists()
+
+
+def test_staff_set_groups_and_deactivate_through_the_users_api(api, users):
+    client = api(users["staff"])
+    response = client.patch("/api/v1/admin/users/bob", {"groups": ["system:authenticated", "/acme/dev", "ops", "ops"]},
+                            format="json")
+    assert response.status_code == 200
+    assert response.json()["groups"] == ["/acme/dev", "ops", "system:authenticated"]
+    assert client.get("/api/v1/admin/users/bob").json()["groups"] == ["/acme/dev", "ops", "system:authenticated"]
+    for bad in ({"groups": "ops"}, {"groups": [""]}, {"groups": ["x" * 256]}, {"username": "robert"}):
+        response = client.patch("/api/v1/admin/users/bob", bad, format="json")
+        assert response.status_code == 400, bad
+        assert set(response.json()["error"]["details"]) <= {"groups", "username", "groups.0"} and response.json()["error"]["details"]
+    assert client.patch("/api/v1/admin/users/bob", {"is_active": False}, format="json").json()["is_active"] is False
+    assert AuditEvent.objects.filter(action="user.deactivate", target="bob", source="api").exists()
+    assert client.get("/api/v1/admin/users/nobody").status_code == 404
+    listed = client.get("/api/v1/admin/users?is_active=false").json()["results"]
+    assert [u["username"] for u in listed] == ["bob"]

@@ -45,6 +45,22 @@ def _site_in_beta(users):
     return {"project_slug": "site"}
 
 
+def _site_shared(users):
+    from django_tenants.utils import tenant_context
+
+    from tenants.projects import services as project_services
+    from tenants.projects.access import Access
+
+    kwargs = _site_in_beta(users)
+    beta = Tenant.objects.get(slug="beta")
+    with tenant_context(beta):
+        from tenants.projects.models import Project
+
+        grant = project_services.group_grant(tenant=beta, project=Project.objects.get(slug="site"), group="ops",
+                                             role="view", acting_user=users["carol"], access=Access("admin", "test"))
+    return {**kwargs, "access_id": grant.pk}
+
+
 def _beta_status(status):
     def prepare(users):
         Tenant.objects.filter(slug="beta").update(status=status)
@@ -76,6 +92,11 @@ CASES: dict[tuple[str, str], Case] = {
     ("projects:list", "POST"): Case("carol", 302, "project.create", {"slug": "shop"}),
     ("projects:config", "POST"): Case("carol", 302, "project.update", {"quota.pods": "3"}, _site_in_beta),
     ("projects:delete", "POST"): Case("carol", 302, "project.delete", prepare=_site_in_beta),
+    ("api:project-group-list", "POST"): Case("carol", 201, "project.share", {"group": "devs", "role": "edit"}, _site_in_beta),
+    ("api:project-group-detail", "DELETE"): Case("carol", 204, "project.unshare", prepare=_site_shared),
+    ("projects:sharing", "POST"): Case("carol", 302, "project.share", {"group": "devs", "role": "edit"}, _site_in_beta),
+    ("projects:sharing_remove", "POST"): Case("carol", 302, "project.unshare", prepare=_site_shared),
+    ("api:admin-user-detail", "PATCH"): Case("staff", 200, "user.set_groups", {"groups": ["devs"]}),
 }
 
 MUTATING = [(route, method) for route in pier_routes() for method in route.methods]

@@ -209,14 +209,75 @@ def test_the_project_quota_answers_409_naming_the_limit(api, users, alpha, uniqu
     assert "limit of 1 projects" in response.json()["error"]["message"]
 
 
-def test_only_the_creator_or_tenant_admins_change_a_project(api, users, unique_slug):
+def test_projects_are_seen_and_changed_according_to_the_project_role(api, users, unique_slug):
+    from portal.services import user_set_groups
+
     slug = unique_slug("own")
-    _create(api, users["dave"], "alpha", slug)  # dave is an alpha admin
-    response = api(users["bob"]).patch(f"/api/v1/tenants/alpha/projects/{slug}", {"description": "mine now"}, format="json")
-    assert response.status_code == 403
-    assert api(users["bob"]).delete(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 403
-    assert api(users["alice"]).patch(f"/api/v1/tenants/alpha/projects/{slug}", {"description": "ok"}, format="json").status_code == 200
-    assert api(users["bob"]).patch("/api/v1/tenants/alpha/project-defaults", {"project_defaults": {}}, format="json").status_code == 403
+    _create(api, users["dave"], "alpha", slug)  # dave is an alpha admin; he created it
+    path = f"/api/v1/tenants/alpha/projects/{slug}"
+    bob = api(users["bob"])  # a plain member, not in any group with access
+    assert bob.get(path).status_code == 404
+    assert slug not in [p["slug"] for p in bob.get("/api/v1/tenants/alpha/projects").json()["results"]]
+    assert bob.patch(path, {"description": "mine now"}, format="json").status_code == 404
+
+    user_set_groups(user=users["bob"], groups=["qa"], acting_user=users["staff"])
+    dave = api(users["dave"])
+    assert dave.post(f"{path}/groups", {"group": "qa", "role": "view"}, format="json").status_code == 201
+    assert bob.get(path).status_code == 200
+    assert bob.get(f"{path}/access").json() == {"role": "view", "source": "group qa", "actions": ["read"]}
+    response = bob.patch(path, {"description": "x"}, format="json")
+    assert response.status_code == 403 and "needs the edit role" in response.json()["error"]["message"]
+    assert bob.delete(path).status_code == 403
+
+    assert dave.post(f"{path}/groups", {"group": "qa", "role": "edit"}, format="json").status_code == 201
+    assert bob.patch(path, {"description": "better words"}, format="json").status_code == 200
+    response = bob.patch(path, {"config_overrides": {"quota.pods": "99"}}, format="json")
+    assert response.status_code == 403 and "needs the admin role" in response.json()["error"]["message"]
+    assert api(users["alice"]).get(f"{path}/access").json()["source"] == "organization owner"
+    assert dave.get(f"{path}/access").json()["role"] == "admin"
+
+
+def test_sharing_with_groups_as_identity_providers_name_them(api, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("share")
+    ns = f"alpha-{slug}"
+    _create(api, users["bob"], "alpha", slug)
+    client = api(users["bob"])
+    path = f"/api/v1/tenants/alpha/projects/{slug}/groups"
+    names = ["system:authenticated", "/acme/platform team", "Developers"]
+    for group in names:
+        assert client.post(path, {"group": group, "role": "view"}, format="json").status_code == 201
+    duplicate = client.post(path, {"group": "Developers", "role": "view"}, format="json")
+    assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "already_granted"
+    bad = client.post(path, {"group": "", "role": "view"}, format="json")
+    assert bad.status_code == 400 and "group" in bad.json()["error"]["details"]
+    assert client.post(path, {"group": "ops", "role": "owner"}, format="json").status_code == 400
+
+    reconcile_now(alpha, slug)
+    bindings = kube.list_objects("RoleBinding", ns, label_selector="pier.dev/group-access=true")
+    subjects = sorted(b["subjects"][0]["name"] for b in bindings)
+    assert subjects == sorted(names)
+    assert all(b["roleRef"]["name"] == "pier-project-view" and b["subjects"][0]["kind"] == "Group" for b in bindings)
+    assert all(b["metadata"]["annotations"]["pier.dev/group"] == b["subjects"][0]["name"] for b in bindings)
+
+    grants = client.get(path).json()
+    grant_id = next(g["id"] for g in grants if g["group"] == "system:authenticated")
+    assert client.delete(f"{path}/{grant_id}").status_code == 204
+    reconcile_now(alpha, slug)
+    subjects = sorted(b["subjects"][0]["name"] for b in kube.list_objects("RoleBinding", ns, label_selector="pier.dev/group-access=true"))
+    assert subjects == sorted(["/acme/platform team", "Developers"])
+    assert kube.get("RoleBinding", "pier-creator-admin", ns) is not None  # the creator's binding stays
+
+
+def test_sharing_page(client, users, alpha, unique_slug):
+    client.force_login(users["bob"])
+    slug = unique_slug("shpage")
+    client.post("/t/alpha/projects", {"slug": slug})
+    response = client.post(f"/t/alpha/projects/{slug}/sharing", {"group": "system:authenticated", "role": "view"}, follow=True)
+    page = response.content.decode()
+    assert "Group system:authenticated now has the view role." in page
+    assert 'data-group="system:authenticated"' in page
+    response = client.post(f"/t/alpha/projects/{slug}/sharing", {"group": "system:authenticated", "role": "view"})
+    assert response.status_code == 409 and "already has the view role" in response.content.decode()
 
 
 def test_delete_removes_everything_then_frees_the_name(api, users, alpha, reconcile_now, unique_slug):

@@ -18,6 +18,7 @@ from portal import kube
 from tenants import provisioning, services
 from tenants.models import NamespaceRegistry, Tenant
 from tenants.projects import services as project_services
+from tenants.projects.access import Access
 from tenants.projects.models import Project
 
 PIER = "app.kubernetes.io/managed-by=pier"
@@ -110,7 +111,7 @@ def test_deleting_a_project_leaves_nothing_behind(celery_worker_process, org):
     bob = get_user_model().objects.get(username="bob")
     with tenant_context(org), transaction.atomic():
         project_services.project_delete(tenant=org, project=Project.objects.get(slug="tmp"), acting_user=bob,
-                                        tenant_role="owner")
+                                        access=Access("admin", "organization owner"))
     wait_for(lambda: _project(org, "tmp") is None, timeout=30, message="the project row to go")
     assert kube.get("Namespace", ns) is None
     for kind in ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "ServiceAccount"):

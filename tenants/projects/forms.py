@@ -1,6 +1,7 @@
 from django import forms
 
 from tenants.projects.config import KEYS
+from tenants.projects.models import ProjectRole
 
 
 class ProjectCreateForm(forms.Form):
@@ -34,3 +35,9 @@ class ConfigOverridesForm(forms.Form):
                 continue
             result[key] = [v.strip() for v in raw.split(",") if v.strip()] if spec.kind == "namespaces" else raw
         return result
+
+
+class GroupAccessForm(forms.Form):
+    group = forms.CharField(max_length=255, strip=True,
+                            help_text="As your identity provider names it, e.g. developers, /org/team or system:authenticated.")
+    role = forms.ChoiceField(choices=ProjectRole.choices, initial=ProjectRole.VIEW)

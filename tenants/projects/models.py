@@ -75,3 +75,27 @@ class ProjectEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} {self.status} {self.message[:40]}"
+
+
+class ProjectRole(models.TextChoices):
+    ADMIN = "admin", "admin"
+    EDIT = "edit", "edit"
+    VIEW = "view", "view"
+
+
+class GroupAccess(models.Model):
+    """A group's role in a project: in Pier (who sees and changes the project) and in the cluster
+    (a RoleBinding to the ClusterRole pier-project-<role>)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="group_access")
+    group = models.CharField(max_length=255)
+    role = models.CharField(max_length=8, choices=ProjectRole.choices)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["group", "role"]
+        constraints = [models.UniqueConstraint(fields=["project", "group", "role"], name="group_access_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.group} {self.role} on {self.project}"

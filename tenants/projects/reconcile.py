@@ -9,6 +9,7 @@ database).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from django.conf import settings
@@ -27,6 +28,7 @@ LIMITS_NAME = "pier-limits"
 POLICY_NAME = "pier-isolation"
 CREATOR_BINDING = "pier-creator-admin"
 RUNNER_ACCOUNT = "pier-runner"
+GROUP_ACCESS_LABEL = "pier.dev/group-access"
 PROJECT_ROLES = ("admin", "edit", "view")
 
 
@@ -92,7 +94,24 @@ def desired_objects(project: Project, *, tenant_slug: str, effective: dict) -> l
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube_username(creator)}],
         },
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(RUNNER_ACCOUNT)},
+        *(group_binding(project, grant.group, grant.role, labels) for grant in project.group_access.all()),
     ]
+
+
+def group_binding_name(group: str, role: str) -> str:
+    # Group names may hold any character (`/org/team`, `system:authenticated`): the object name
+    # is derived from a hash, the group itself goes in the subject and an annotation.
+    return f"pier-group-{role}-{hashlib.sha256(group.encode()).hexdigest()[:12]}"
+
+
+def group_binding(project: Project, group: str, role: str, labels: dict) -> dict:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": group_binding_name(group, role), "namespace": project.namespace,
+                     "labels": {**labels, GROUP_ACCESS_LABEL: "true"}, "annotations": {"pier.dev/group": group}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"pier-project-{role}"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+    }
 
 
 def _effective(project: Project) -> dict:
@@ -120,11 +139,11 @@ def run(project_id: int) -> dict[str, str]:
     tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
     if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
         return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
-    project = Project.objects.select_related("created_by").filter(pk=project_id).first()
+    project = Project.objects.select_related("created_by").prefetch_related("group_access").filter(pk=project_id).first()
     if project is None:
         return {}
     with locks.held("project", connection.schema_name, project.pk):
-        project.refresh_from_db()
+        project.refresh_from_db()  # what another worker may have written before we held the lock
         if project.status == Project.Status.DELETING:
             return teardown(project)
         return apply(project)
@@ -136,8 +155,16 @@ def apply(project: Project) -> dict[str, str]:
     if project.status == Project.Status.PENDING:
         _set_status(project, Project.Status.PROVISIONING, "creating the namespace and its objects")
     outcomes = {}
-    for desired in desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project)):
+    desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project))
+    for desired in desired_all:
         outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired)
+    # Group bindings whose grant was removed.
+    wanted = {d["metadata"]["name"] for d in desired_all if d["kind"] == "RoleBinding"}
+    selector = f"{kube.MANAGED_BY[0]}={kube.MANAGED_BY[1]},{kube.LABEL_PROJECT}={project.slug},{GROUP_ACCESS_LABEL}=true"
+    for binding in kube.list_objects("RoleBinding", project.namespace, label_selector=selector):
+        if binding["metadata"]["name"] not in wanted:
+            kube.delete("RoleBinding", binding["metadata"]["name"], project.namespace)
+            outcomes[f"RoleBinding/{binding['metadata']['name']}"] = "deleted"
     changed = {k: v for k, v in outcomes.items() if v != "unchanged"}
     if project.status != Project.Status.READY or project.reconciled_generation != generation or project.status_message:
         _set_status(project, Project.Status.READY, "", reconciled_generation=generation, reconcile_attempts=0)

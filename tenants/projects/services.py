@@ -12,10 +12,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from portal import audit
-from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded
-from tenants.models import MANAGER_ROLES, NamespaceRegistry, Tenant
+from portal.errors import Conflict, InvalidInput, QuotaExceeded
+from portal.services import clean_groups
+from tenants.models import NamespaceRegistry, Tenant
 from tenants.projects import config
-from tenants.projects.models import Project, ProjectEvent, TenantSettings
+from tenants.projects.access import Access
+from tenants.projects.models import GroupAccess, Project, ProjectEvent, ProjectRole, TenantSettings
 from tenants.validators import namespace_name_for, validate_namespace_name, validate_project_slug
 
 
@@ -33,11 +35,6 @@ def _enqueue_reconcile(project: Project) -> None:
 
 def _event(project: Project, message: str = "") -> None:
     ProjectEvent.objects.create(project=project, status=project.status, message=message)
-
-
-def can_change(project: Project, *, user, tenant_role: str) -> bool:
-    """Tenant owners/admins, staff, and the project's creator may change or delete a project."""
-    return tenant_role in (*MANAGER_ROLES, "staff") or project.created_by_id == user.pk
 
 
 def project_create(
@@ -101,9 +98,8 @@ def project_create(
     return project
 
 
-def project_update(*, tenant: Tenant, project: Project, acting_user, tenant_role: str, **changes: Any) -> Project:
-    if not can_change(project, user=acting_user, tenant_role=tenant_role):
-        raise Forbidden("Only the project's creator or the organization's owners and admins can change it.")
+def project_update(*, tenant: Tenant, project: Project, acting_user, access: Access, **changes: Any) -> Project:
+    access.require("configure" if "config_overrides" in changes else "edit", project=project)
     allowed = {"display_name", "description", "config_overrides"}
     unknown = sorted(set(changes) - allowed)
     if unknown:
@@ -134,9 +130,8 @@ def project_update(*, tenant: Tenant, project: Project, acting_user, tenant_role
     return project
 
 
-def project_delete(*, tenant: Tenant, project: Project, acting_user, tenant_role: str) -> Project:
-    if not can_change(project, user=acting_user, tenant_role=tenant_role):
-        raise Forbidden("Only the project's creator or the organization's owners and admins can delete it.")
+def project_delete(*, tenant: Tenant, project: Project, acting_user, access: Access) -> Project:
+    access.require("delete", project=project)
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project.pk)
         if project.status == Project.Status.DELETING:
@@ -148,6 +143,46 @@ def project_delete(*, tenant: Tenant, project: Project, acting_user, tenant_role
                      target=project.slug, details={"namespace": project.namespace})
         _enqueue_reconcile(project)
     return project
+
+
+def _reconcile_again(project: Project) -> None:
+    """The project's objects in the cluster must change: mark it and enqueue the reconcile."""
+    Project.objects.filter(pk=project.pk).update(generation=F("generation") + 1, status=Project.Status.PROVISIONING)
+    _enqueue_reconcile(project)
+
+
+def group_grant(*, tenant: Tenant, project: Project, group: str, role: str, acting_user, access: Access) -> GroupAccess:
+    access.require("share", project=project)
+    group = clean_groups([group], field="group")[0]
+    if role not in ProjectRole.values:
+        raise InvalidInput(f"role: '{role}' is not one of {', '.join(ProjectRole.values)}.",
+                           details={"role": ["Not a project role."]})
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project.pk)
+        if project.status == Project.Status.DELETING:
+            raise Conflict(f"The project '{project.slug}' is being deleted.", code="invalid_state")
+        if GroupAccess.objects.filter(project=project, group=group, role=role).exists():
+            raise Conflict(f"group: '{group}' already has the {role} role in '{project.slug}'.",
+                           code="already_granted", details={"group": ["Already granted this role."]})
+        grant = GroupAccess.objects.create(project=project, group=group, role=role, created_by=acting_user)
+        _reconcile_again(project)
+        ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING,
+                                    message=f"group {group} granted {role}")
+        audit.record(action="project.share", actor=acting_user, tenant=tenant, target_type="project",
+                     target=project.slug, details={"group": group, "role": role})
+    return grant
+
+
+def group_revoke(*, tenant: Tenant, project: Project, grant: GroupAccess, acting_user, access: Access) -> None:
+    access.require("share", project=project)
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project.pk)
+        grant.delete()
+        _reconcile_again(project)
+        ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING,
+                                    message=f"group {grant.group} no longer {grant.role}")
+        audit.record(action="project.unshare", actor=acting_user, tenant=tenant, target_type="project",
+                     target=project.slug, details={"group": grant.group, "role": grant.role})
 
 
 def tenant_defaults_update(*, tenant: Tenant, defaults: dict[str, Any], acting_user) -> TenantSettings:

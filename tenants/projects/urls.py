@@ -10,4 +10,7 @@ urlpatterns = [
     path("projects/<slug:project_slug>", views.ProjectDetailView.as_view(), name="detail"),
     path("projects/<slug:project_slug>/config", views.ProjectConfigView.as_view(), name="config"),
     path("projects/<slug:project_slug>/delete", views.ProjectDeleteView.as_view(), name="delete"),
+    path("projects/<slug:project_slug>/sharing", views.SharingView.as_view(), name="sharing"),
+    path("projects/<slug:project_slug>/sharing/<int:access_id>/remove", views.SharingRemoveView.as_view(),
+         name="sharing_remove"),
 ]

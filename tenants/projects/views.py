@@ -12,7 +12,7 @@ from portal.errors import PierError
 from portal.views import TenantView
 from tenants.projects import selectors, services
 from tenants.projects.filtersets import ProjectFilterSet
-from tenants.projects.forms import ConfigOverridesForm, ProjectCreateForm
+from tenants.projects.forms import ConfigOverridesForm, GroupAccessForm, ProjectCreateForm
 
 
 class ProjectListView(TenantView):
@@ -20,7 +20,7 @@ class ProjectListView(TenantView):
     min_role_for_write = "member"
 
     def get_context_data(self, form=None, **extra):
-        filterset = ProjectFilterSet(self.request.GET, queryset=selectors.projects())
+        filterset = ProjectFilterSet(self.request.GET, queryset=selectors.projects_for(self.request))
         page = Paginator(filterset.qs, 50).get_page(self.request.GET.get("page"))
         return {"tenant": self.request.tenant, "filter": filterset, "page": page,
                 "form": form or ProjectCreateForm(), "cluster": kube.cluster_label(),
@@ -41,12 +41,29 @@ class ProjectListView(TenantView):
         return redirect("projects:detail", tenant_slug=request.tenant.slug, project_slug=project.slug)
 
 
-class ProjectDetailView(TenantView):
-    template_name = "projects/detail.html"
-    min_role_for_write = "member"  # services check creator / tenant admin
+class ProjectPage(TenantView):
+    """Pages of one project: the project and the caller's access are resolved once (404 if they
+    may not see it); services check the role each action needs."""
+
+    min_role_for_write = "member"
+
+    def dispatch(self, request, *args, **kwargs):
+        self.project_and_access = None
+        return super().dispatch(request, *args, **kwargs)
 
     def get_project(self):
-        return get_object_or_404(selectors.projects(), slug=self.kwargs["project_slug"])
+        if self.project_and_access is None:
+            self.project_and_access = selectors.project_for(self.request, self.kwargs["project_slug"])
+        return self.project_and_access[0]
+
+    @property
+    def access(self):
+        self.get_project()
+        return self.project_and_access[1]
+
+
+class ProjectDetailView(ProjectPage):
+    template_name = "projects/detail.html"
 
     def get_context_data(self, form=None, **extra):
         project = self.get_project()
@@ -60,7 +77,7 @@ class ProjectDetailView(TenantView):
         return {
             "tenant": self.request.tenant, "project": project, "rows": rows, "form": form,
             "events": project.events.all()[:30], "cluster": kube.cluster_label(),
-            "can_change": services.can_change(project, user=self.request.user, tenant_role=self.request.tenant_role),
+            "access": self.access, "can_change": "configure" in self.access.actions,
             **extra,
         }
 
@@ -75,7 +92,7 @@ class ProjectConfigView(ProjectDetailView):
         form.is_valid()
         try:
             services.project_update(tenant=request.tenant, project=project, acting_user=request.user,
-                                    tenant_role=request.tenant_role, config_overrides=form.overrides())
+                                    access=self.access, config_overrides=form.overrides())
         except PierError as exc:
             return self.refused(request, exc, form=form)
         messages.success(request, "Configuration saved; the cluster follows in a moment.")
@@ -85,6 +102,42 @@ class ProjectConfigView(ProjectDetailView):
 class ProjectDeleteView(ProjectDetailView):
     def post(self, request, tenant_slug, project_slug):
         project = services.project_delete(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
-                                          tenant_role=request.tenant_role)
+                                          access=self.access)
         messages.success(request, f"Project {project.slug} is being deleted with its namespace {project.namespace}.")
         return redirect("projects:list", tenant_slug=request.tenant.slug)
+
+
+class SharingView(ProjectPage):
+    """Who has access, modelled on the OpenShift console's project access tab."""
+
+    template_name = "projects/sharing.html"
+
+    def get_context_data(self, form=None, **extra):
+        project = self.get_project()
+        return {"tenant": self.request.tenant, "project": project, "access": self.access,
+                "grants": project.group_access.select_related("created_by").order_by("group", "role"),
+                "form": form or GroupAccessForm(), "can_share": "share" in self.access.actions, **extra}
+
+    def get(self, request, tenant_slug, project_slug):
+        return render(request, self.template_name, self.get_context_data())
+
+    def post(self, request, tenant_slug, project_slug):
+        form = GroupAccessForm(request.POST)
+        if not form.is_valid():
+            return render(request, self.template_name, self.get_context_data(form=form), status=400)
+        try:
+            services.group_grant(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
+                                 access=self.access, **form.cleaned_data)
+        except PierError as exc:
+            return self.refused(request, exc, form=form)
+        messages.success(request, f"Group {form.cleaned_data['group']} now has the {form.cleaned_data['role']} role.")
+        return redirect("projects:sharing", tenant_slug=request.tenant.slug, project_slug=project_slug)
+
+
+class SharingRemoveView(SharingView):
+    def post(self, request, tenant_slug, project_slug, access_id):
+        grant = get_object_or_404(self.get_project().group_access, pk=access_id)
+        services.group_revoke(tenant=request.tenant, project=self.get_project(), grant=grant,
+                              acting_user=request.user, access=self.access)
+        messages.success(request, f"Group {grant.group} no longer has the {grant.role} role.")
+        return redirect("projects:sharing", tenant_slug=request.tenant.slug, project_slug=project_slug)

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from tenants.api.serializers import StrictSerializer
-from tenants.projects.models import Project, ProjectEvent
+from tenants.projects.models import GroupAccess, Project, ProjectEvent, ProjectRole
 
 
 class ProjectEventSerializer(serializers.ModelSerializer):
@@ -52,3 +52,23 @@ class ProjectUpdateSerializer(StrictSerializer):
 
 class ProjectDefaultsSerializer(StrictSerializer):
     project_defaults = serializers.DictField()
+
+
+class GroupAccessSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+
+    class Meta:
+        model = GroupAccess
+        fields = ["id", "group", "role", "created_by", "created_at"]
+
+
+class GroupAccessCreateSerializer(StrictSerializer):
+    group = serializers.CharField(max_length=255, trim_whitespace=False,
+                                  help_text="As the identity provider names it, e.g. system:authenticated or /org/team.")
+    role = serializers.ChoiceField(choices=ProjectRole.choices)
+
+
+class AccessSerializer(serializers.Serializer):
+    role = serializers.CharField(allow_null=True)
+    source = serializers.CharField()
+    actions = serializers.ListField(child=serializers.CharField())

@@ -6,5 +6,9 @@ from tenants.projects.api import views
 urlpatterns = [
     path("projects", views.ProjectListView.as_view(), name="project-list"),
     path("projects/<slug:project_slug>", views.ProjectDetailView.as_view(), name="project-detail"),
+    path("projects/<slug:project_slug>/access", views.ProjectAccessView.as_view(), name="project-access"),
+    path("projects/<slug:project_slug>/groups", views.GroupAccessListView.as_view(), name="project-group-list"),
+    path("projects/<slug:project_slug>/groups/<int:access_id>", views.GroupAccessDetailView.as_view(),
+         name="project-group-detail"),
     path("project-defaults", views.ProjectDefaultsView.as_view(), name="project-defaults"),
 ]

@@ -12,7 +12,7 @@ from portal.api import TenantScopedMixin
 from tenants.projects import selectors, services
 from tenants.projects.api import serializers as s
 from tenants.projects.filtersets import ProjectFilterSet
-from tenants.projects.models import Project
+from tenants.projects.models import GroupAccess, Project
 
 
 class ProjectListView(TenantScopedMixin, generics.ListAPIView):
@@ -25,7 +25,7 @@ class ProjectListView(TenantScopedMixin, generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Project.objects.none()
-        return selectors.projects()
+        return selectors.projects_for(self.request)
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
@@ -42,32 +42,73 @@ class ProjectListView(TenantScopedMixin, generics.ListAPIView):
                         headers={"Location": f"/api/v1/tenants/{request.tenant.slug}/projects/{project.slug}"})
 
 
-class ProjectDetailView(TenantScopedMixin, APIView):
-    """Changes and deletion: the project's creator, or the tenant's owners and admins."""
+class ProjectScopedMixin(TenantScopedMixin):
+    """Views under …/projects/<project>: the project and the caller's access to it are resolved
+    once; a project the caller may not see answers 404. Services check the action's role."""
 
     min_role_for_write = "member"
 
-    def get_project(self, slug: str) -> Project:
-        return get_object_or_404(selectors.projects(), slug=slug)
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if not getattr(self, "swagger_fake_view", False):
+            self.project, self.access = selectors.project_for(request, kwargs["project_slug"])
+
+
+class ProjectDetailView(ProjectScopedMixin, APIView):
+    """Viewers read; editors change the description; admins configure and delete."""
 
     @extend_schema(responses=s.ProjectDetailSerializer)
     def get(self, request, tenant_slug, project_slug):
-        return Response(s.ProjectDetailSerializer(self.get_project(project_slug)).data)
+        return Response(s.ProjectDetailSerializer(self.project).data)
 
     @extend_schema(request=s.ProjectUpdateSerializer, responses=s.ProjectDetailSerializer)
     def patch(self, request, tenant_slug, project_slug):
-        project = self.get_project(project_slug)
         data = s.ProjectUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_update(tenant=request.tenant, project=project, acting_user=request.user,
-                                          tenant_role=request.tenant_role, **data.validated_data)
+        project = services.project_update(tenant=request.tenant, project=self.project, acting_user=request.user,
+                                          access=self.access, **data.validated_data)
         return Response(s.ProjectDetailSerializer(project).data)
 
     @extend_schema(request=None, responses={202: s.ProjectDetailSerializer})
     def delete(self, request, tenant_slug, project_slug):
-        project = services.project_delete(tenant=request.tenant, project=self.get_project(project_slug),
-                                          acting_user=request.user, tenant_role=request.tenant_role)
+        project = services.project_delete(tenant=request.tenant, project=self.project, acting_user=request.user,
+                                          access=self.access)
         return Response(s.ProjectDetailSerializer(project).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ProjectAccessView(ProjectScopedMixin, APIView):
+    """The caller's own role in the project, where it comes from, and what it allows."""
+
+    @extend_schema(responses=s.AccessSerializer)
+    def get(self, request, tenant_slug, project_slug):
+        return Response({"role": self.access.role, "source": self.access.source, "actions": self.access.actions})
+
+
+class GroupAccessListView(ProjectScopedMixin, generics.ListAPIView):
+    serializer_class = s.GroupAccessSerializer
+    pagination_class = None  # a project has a handful of grants
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return GroupAccess.objects.none()
+        return self.project.group_access.select_related("created_by").order_by("group", "role")
+
+    @extend_schema(request=s.GroupAccessCreateSerializer, responses={201: s.GroupAccessSerializer})
+    def post(self, request, tenant_slug, project_slug):
+        data = s.GroupAccessCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        grant = services.group_grant(tenant=request.tenant, project=self.project, acting_user=request.user,
+                                     access=self.access, **data.validated_data)
+        return Response(s.GroupAccessSerializer(grant).data, status=status.HTTP_201_CREATED)
+
+
+class GroupAccessDetailView(ProjectScopedMixin, APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, tenant_slug, project_slug, access_id):
+        grant = get_object_or_404(GroupAccess, project=self.project, pk=access_id)
+        services.group_revoke(tenant=request.tenant, project=self.project, grant=grant, acting_user=request.user,
+                              access=self.access)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ProjectDefaultsView(TenantScopedMixin, APIView):

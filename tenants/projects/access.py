@@ -1,0 +1,62 @@
+"""Who may do what in a project, decided in one place for pages and API alike.
+
+A person's project role is the highest of: admin as the organization's owner or admin (or
+platform staff), admin as the project's creator, and the roles granted to groups they belong to.
+Without any role the project does not exist for them (404)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from portal.errors import Forbidden
+from tenants.models import MANAGER_ROLES
+from tenants.projects.models import Project
+
+RANK = {"view": 1, "edit": 2, "admin": 3}
+ACTIONS = {
+    "view": ["read"],
+    "edit": ["read", "edit"],
+    "admin": ["read", "edit", "configure", "share", "delete"],
+}
+
+
+@dataclass(frozen=True)
+class Access:
+    role: str | None
+    source: str
+
+    @property
+    def actions(self) -> list[str]:
+        return ACTIONS.get(self.role or "", [])
+
+    def require(self, action: str, *, project: Project) -> None:
+        if action not in self.actions:
+            needed = next(role for role in ("view", "edit", "admin") if action in ACTIONS[role])
+            raise Forbidden(
+                f"This needs the {needed} role in project '{project.slug}'; you have "
+                f"{self.role or 'none'}{f' (as {self.source})' if self.role else ''}."
+            )
+
+
+def project_access(project: Project, *, user, tenant_role: str, groups: list[str]) -> Access:
+    candidates: list[tuple[str, str]] = []
+    if tenant_role in (*MANAGER_ROLES, "staff"):
+        candidates.append(("admin", "platform staff" if tenant_role == "staff" else f"organization {tenant_role}"))
+    if project.created_by_id == user.pk:
+        candidates.append(("admin", "project creator"))
+    member_of = set(groups)
+    for grant in project.group_access.all():
+        if grant.group in member_of:
+            candidates.append((grant.role, f"group {grant.group}"))
+    if not candidates:
+        return Access(role=None, source="")
+    role, source = max(candidates, key=lambda c: RANK[c[0]])
+    return Access(role=role, source=source)
+
+
+def visible_projects(queryset: QuerySet[Project], *, user, tenant_role: str, groups: list[str]) -> QuerySet[Project]:
+    if tenant_role in (*MANAGER_ROLES, "staff"):
+        return queryset
+    return queryset.filter(Q(created_by=user) | Q(group_access__group__in=groups)).distinct()
