@@ -8,6 +8,9 @@ anything about a real cluster. No database is used.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import signal
@@ -185,6 +188,7 @@ def test_discovery_serves_versions_groups_and_resources(api_client, tmp_path):
         "networking.k8s.io": "networking.k8s.io/v1",
         "apps": "apps/v1",
         "batch": "batch/v1",
+        "authentication.k8s.io": "authentication.k8s.io/v1",
     }
     core_resources = {r.name: r for r in client.CoreV1Api(api_client).get_api_resources().resources}
     assert {"namespaces", "serviceaccounts", "secrets", "configmaps", "resourcequotas", "limitranges", "pods"} <= set(
@@ -904,3 +908,276 @@ def test_subprocess_mode_serves_until_sigterm(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+# --- service-account tokens: TokenRequest and TokenReview --------------------------------------
+
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+SA_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:{ns}", "system:authenticated"]
+
+
+@pytest.fixture
+def auth(api_client):
+    return client.AuthenticationV1Api(api_client)
+
+
+@pytest.fixture
+def account(core, ns):
+    """A ServiceAccount `deployer` in `ns`."""
+    return core.create_namespaced_service_account(ns, {"metadata": {"name": "deployer"}})
+
+
+def token_request(audiences: list | None = None, expiration_seconds: int | None = None):
+    spec = client.V1TokenRequestSpec(audiences=audiences, expiration_seconds=expiration_seconds)
+    return client.AuthenticationV1TokenRequest(spec=spec)
+
+
+def issue(core, ns: str, name: str = "deployer", **spec):
+    return core.create_namespaced_service_account_token(name, ns, token_request(**spec))
+
+
+def review(auth, token: str, audiences: list | None = None):
+    spec = client.V1TokenReviewSpec(token=token, audiences=audiences)
+    return auth.create_token_review(client.V1TokenReview(spec=spec))
+
+
+def jwt_parts(token: str) -> tuple[dict, dict]:
+    """The header and the claims of a compact JWT (unverified)."""
+
+    def decode(part: str) -> dict:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+    header, payload, _ = token.split(".")
+    return decode(header), decode(payload)
+
+
+def lifetime(granted) -> float:
+    return (granted.status.expiration_timestamp - granted.metadata.creation_timestamp).total_seconds()
+
+
+def test_token_request_defaults_to_one_hour_and_answers_a_service_account_jwt(core, ns, account):
+    response = core.create_namespaced_service_account_token("deployer", ns, token_request(), _preload_content=False)
+    assert response.status == 201
+    granted = issue(core, ns, audiences=["pier"])
+    assert (granted.kind, granted.api_version) == ("TokenRequest", "authentication.k8s.io/v1")
+    assert (granted.metadata.name, granted.metadata.namespace) == ("deployer", ns)
+    assert granted.spec.expiration_seconds == 3600 and lifetime(granted) == 3600
+    assert granted.spec.audiences == ["pier"]
+
+    token = granted.status.token
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
+    header, claims = jwt_parts(token)
+    assert header["alg"] == "RS256" and header["kid"]
+    assert claims["iss"] == API_AUDIENCE
+    assert claims["sub"] == f"system:serviceaccount:{ns}:deployer"
+    assert claims["aud"] == ["pier"]
+    assert claims["exp"] - claims["iat"] == 3600 and claims["nbf"] == claims["iat"]
+    assert claims["exp"] == granted.status.expiration_timestamp.timestamp()
+    assert claims["kubernetes.io"] == {
+        "namespace": ns,
+        "serviceaccount": {"name": "deployer", "uid": account.metadata.uid},
+    }
+    assert UUID4.match(claims["jti"])
+
+    # Every token is a new one; without audiences, a token is for the API server itself.
+    again = issue(core, ns)
+    assert again.status.token != token and jwt_parts(again.status.token)[1]["jti"] != claims["jti"]
+    assert again.spec.audiences == [API_AUDIENCE]
+    # The ServiceAccount controller's `default` account can have tokens too.
+    assert issue(core, ns, name="default").spec.expiration_seconds == 3600
+
+
+def test_token_request_honours_the_expiration_asked_for(core, ns, account):
+    year = 365 * 24 * 3600
+    granted = issue(core, ns, expiration_seconds=year)
+    assert granted.spec.expiration_seconds == year and lifetime(granted) == year
+    claims = jwt_parts(granted.status.token)[1]
+    assert claims["exp"] - claims["iat"] == year
+    assert issue(core, ns, expiration_seconds=600).spec.expiration_seconds == 600
+
+
+def test_token_request_outside_ten_minutes_to_2_32_seconds_is_422_invalid(core, ns, account):
+    code, body = failure(issue, core, ns, expiration_seconds=599)
+    assert (code, body["reason"], body["message"]) == (
+        422,
+        "Invalid",
+        'TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 599: '
+        "may not specify a duration less than 10 minutes",
+    )
+    assert body["details"]["kind"] == "TokenRequest" and body["details"]["group"] == "authentication.k8s.io"
+    assert [cause["field"] for cause in body["details"]["causes"]] == ["spec.expirationSeconds"]
+    code, body = failure(issue, core, ns, expiration_seconds=(1 << 32) + 1)
+    assert code == 422 and "may not specify a duration larger than 2^32 seconds" in body["message"]
+    # The body may name the ServiceAccount, but only the one on the URL.
+    mismatched = client.AuthenticationV1TokenRequest(metadata={"name": "other"}, spec=client.V1TokenRequestSpec())
+    code, body = failure(core.create_namespaced_service_account_token, "deployer", ns, mismatched)
+    assert code == 422 and "metadata.name: Invalid value" in body["message"]
+
+
+def test_token_request_shortened_by_the_server_reports_the_expiry_granted():
+    with KubeEmulator(max_token_expiration_seconds=7200) as capped:
+        core = client.CoreV1Api(capped.api_client())
+        granted = issue(core, "default", name="default", expiration_seconds=365 * 24 * 3600)
+        assert granted.spec.expiration_seconds == 7200 and lifetime(granted) == 7200
+        claims = jwt_parts(granted.status.token)[1]
+        assert claims["exp"] - claims["iat"] == 7200
+        assert issue(core, "default", name="default").spec.expiration_seconds == 3600  # within the cap: as asked
+    with pytest.raises(ValueError, match="between 1 hour and 2"):
+        KubeEmulator(max_token_expiration_seconds=600)
+
+
+def test_token_request_needs_the_service_account_and_a_live_namespace(core, ns, account, emulator):
+    code, body = failure(issue, core, ns, name="ghost")
+    assert (code, body["reason"], body["message"]) == (404, "NotFound", 'serviceaccounts "ghost" not found')
+    assert body["details"] == {"name": "ghost", "kind": "serviceaccounts"}
+    code, body = failure(issue, core, "nowhere")
+    assert (code, body["message"]) == (404, 'namespaces "nowhere" not found')
+    # The existence check comes before validation: a bad request for a missing account is a 404.
+    assert failure(issue, core, ns, name="ghost", expiration_seconds=60)[0] == 404
+    # A finalizer holds the account, and so the namespace stays Terminating: no new tokens in it.
+    core.patch_namespaced_service_account("deployer", ns, {"metadata": {"finalizers": ["pier.dev/hold"]}})
+    core.delete_namespace(ns)
+    emulator.advance_clock(NAMESPACE_DELETION_DELAY)  # the namespace controller's pass is due
+    code, body = failure(issue, core, ns)
+    assert (code, body["reason"]) == (403, "Forbidden")
+    assert "because it is being terminated" in body["message"]
+
+
+def test_token_review_authenticates_a_fresh_token(core, auth, ns, account):
+    granted = issue(core, ns, audiences=["pier"])
+    result = review(auth, granted.status.token, ["pier"])
+    assert result.status.authenticated is True and result.status.error is None
+    user = result.status.user
+    assert user.username == f"system:serviceaccount:{ns}:deployer"
+    assert user.uid == account.metadata.uid
+    assert user.groups == [group.format(ns=ns) for group in SA_GROUPS]
+    jti = jwt_parts(granted.status.token)[1]["jti"]
+    assert user.extra == {"authentication.kubernetes.io/credential-id": [f"JTI={jti}"]}
+    assert result.status.audiences == ["pier"]
+    assert (result.kind, result.api_version) == ("TokenReview", "authentication.k8s.io/v1")
+    assert result.spec.token == granted.status.token  # the review echoes what it was asked
+
+    # A review without audiences asks for the API server's; a token for it passes, one for "pier" does not.
+    assert review(auth, issue(core, ns).status.token).status.audiences == [API_AUDIENCE]
+    refused = review(auth, granted.status.token).status
+    assert not refused.authenticated
+    assert refused.error == (
+        f'[invalid bearer token, token audiences ["pier"] is invalid for the target audiences ["{API_AUDIENCE}"]]'
+    )
+
+
+def test_token_review_rejects_an_expired_token(core, auth, ns, account, emulator):
+    token = issue(core, ns, expiration_seconds=600).status.token
+    emulator.advance_clock(600)
+    assert review(auth, token).status.authenticated  # at exp, and for the minute of leeway after
+    emulator.advance_clock(61)
+    body = raw(auth.create_token_review, client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token)))
+    # Go omits `authenticated: false` (the client reads None) and keeps an empty `user`.
+    assert body["status"] == {"user": {}, "error": "[invalid bearer token, service account token has expired]"}
+    # Tokens issued now live from now on.
+    assert review(auth, issue(core, ns, expiration_seconds=600).status.token).status.authenticated
+
+
+def test_token_review_rejects_tampered_forged_and_foreign_tokens(core, auth, ns, account):
+    token = issue(core, ns).status.token
+    header, payload, signature = token.split(".")
+    _, claims = jwt_parts(token)
+
+    def encode(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    longer = encode({**claims, "exp": claims["exp"] + 10 * 365 * 24 * 3600})
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    forged = hmac.new(b"not the emulator's key", f"{header}.{longer}".encode(), hashlib.sha256).digest()
+    forged_signature = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+    tampered, flipped_bit = f"{header}.{longer}.{signature}", f"{header}.{payload}.{flipped}"
+    for bad in (tampered, flipped_bit, f"{header}.{longer}.{forged_signature}"):
+        status = review(auth, bad).status
+        assert not status.authenticated and status.user.username is None
+        assert status.error == "[invalid bearer token, go-jose/go-jose: error in cryptographic primitive]"
+
+    for garbage in ("not-a-jwt", "a.b.c", token.replace(".", "", 1)):
+        assert review(auth, garbage).status.error == "invalid bearer token"
+
+    # A token another cluster issued (another signing key) is not this one's.
+    with KubeEmulator() as other:
+        foreign = issue(client.CoreV1Api(other.api_client()), "default", name="default").status.token
+    status = review(auth, foreign).status
+    assert not status.authenticated and "invalid signature" in status.error
+
+
+def test_a_token_dies_with_its_service_account(core, auth, ns, account, emulator):
+    token = issue(core, ns).status.token
+    assert review(auth, token).status.authenticated
+    core.delete_namespaced_service_account("deployer", ns)
+    status = review(auth, token).status
+    assert not status.authenticated
+    assert status.error == "[invalid bearer token, service account token has been invalidated]"
+
+    # An account held by a finalizer is deleted once its deletionTimestamp is a minute old.
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "held", "finalizers": ["pier.dev/hold"]}})
+    token = issue(core, ns, name="held").status.token
+    core.delete_namespaced_service_account("held", ns)
+    assert review(auth, token).status.authenticated
+    emulator.advance_clock(61)
+    assert review(auth, token).status.error == f"[invalid bearer token, service account {ns}/held has been deleted]"
+
+
+def test_a_token_dies_with_its_service_account_even_if_one_of_the_same_name_replaces_it(core, auth, ns, account):
+    token = issue(core, ns).status.token
+    core.delete_namespaced_service_account("deployer", ns)
+    replacement = core.create_namespaced_service_account(ns, {"metadata": {"name": "deployer"}})
+    status = review(auth, token).status
+    assert not status.authenticated
+    assert status.error == (
+        f"[invalid bearer token, service account UID ({replacement.metadata.uid}) "
+        f"does not match claim ({account.metadata.uid})]"
+    )
+    fresh = review(auth, issue(core, ns).status.token).status
+    assert fresh.authenticated and fresh.user.uid == replacement.metadata.uid
+
+
+def test_token_review_needs_a_token(auth):
+    code, body = failure(auth.create_token_review, client.V1TokenReview(spec=client.V1TokenReviewSpec(token="")))
+    assert (code, body["reason"], body["message"]) == (
+        400,
+        "BadRequest",
+        "token is required for TokenReview in authentication",
+    )
+
+
+def test_faults_and_counts_name_subresources_as_rbac_does(core, auth, ns, account, emulator):
+    emulator.inject_fault(verb="create", resource="serviceaccounts/token", status=503, times=1)
+    emulator.inject_fault(verb="create", resource="serviceaccounts", status=500)  # not the token subresource
+    code, body = failure(issue, core, ns)
+    assert (code, body["reason"]) == (503, "ServiceUnavailable")
+    token = issue(core, ns).status.token
+    emulator.clear_faults()
+    assert emulator.request_count(verb="create", resource="serviceaccounts/token") == 2
+    emulator.inject_fault(verb="create", resource="tokenreviews", status=500, times=1)
+    assert failure(review, auth, token)[0] == 500
+    assert review(auth, token).status.authenticated
+    assert emulator.request_count(verb="create", resource="tokenreviews") == 2
+    # Over HTTP too, for processes that only know the URL.
+    fault = {"verb": "create", "resource": "serviceaccounts/token", "drop": True, "times": 1}
+    assert control(emulator, "POST", "/_emulator/faults", fault)[0] == 201
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        issue(core, ns)
+
+
+def test_token_endpoints_in_discovery_and_the_clock_over_http(api_client, auth, core, ns, account, emulator):
+    core_resources = {r.name: r for r in client.CoreV1Api(api_client).get_api_resources().resources}
+    token = core_resources["serviceaccounts/token"]
+    assert (token.kind, token.group, token.version) == ("TokenRequest", "authentication.k8s.io", "v1")
+    assert (token.namespaced, token.verbs) == (True, ["create"])
+    reviews = {r.name: r for r in auth.get_api_resources().resources}["tokenreviews"]
+    assert (reviews.kind, reviews.namespaced, reviews.verbs) == ("TokenReview", False, ["create"])
+
+    granted = issue(core, ns)
+    assert control(emulator, "POST", "/_emulator/clock", {"advance_seconds": 3600 + 61})[0] == 200
+    assert "has expired" in review(auth, granted.status.token).status.error
+    code, error = control(emulator, "POST", "/_emulator/clock", {"advance_seconds": -1})
+    assert code == 400 and "only moves forward" in error["error"]
+    assert control(emulator, "POST", "/_emulator/reset")[0] == 200  # back to real time
+    later = core.create_namespaced_service_account("default", {"metadata": {"name": "after-reset"}})
+    assert abs(later.metadata.creation_timestamp.timestamp() - time.time()) < 5

@@ -7,24 +7,27 @@ scheduler, no kubelet and only the controllers whose effects a client reads back
 `store.py`). What it does do, it does like the real API server wherever Pier depends on it:
 object metadata, `Status` errors and their reasons, optimistic concurrency, label and field
 selectors, paging, the three patch formats, defaulting and validation of the kinds Pier
-manages, and namespace termination. Each such behaviour is pinned by a contract test in
-`tests/test_kube_emulator.py`.
+manages, namespace termination, and service-account tokens (TokenRequest, TokenReview). Each
+such behaviour is pinned by a contract test in `tests/test_kube_emulator.py`.
 
-Tests also steer it: inject faults (errors, latency, dropped connections), reset the state and
-count requests, from Python or over HTTP under `/_emulator/` for other processes.
+Tests also steer it: inject faults (errors, latency, dropped connections), reset the state,
+count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
+other processes.
 
     from portal.kube_emulator import KubeEmulator
 
     with KubeEmulator() as emu:
         emu.write_kubeconfig(path)      # for kubernetes.config.new_client_from_config(config_file=path)
         emu.inject_fault(verb="create", resource="namespaces", status=500, times=2)
+        emu.inject_fault(verb="create", resource="serviceaccounts/token", status=503)
+        emu.advance_clock(3600)         # an hour later: tokens issued for an hour have expired
 
 Standalone: `python -m portal.kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]`.
 
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),
-`strategies.py` (per-kind defaults and validation), `patch.py`, `selectors.py`,
-`validation.py`, `quantity.py`, `errors.py`, `faults.py`.
+`strategies.py` (per-kind defaults and validation), `tokens.py` (TokenRequest, TokenReview),
+`clock.py`, `patch.py`, `selectors.py`, `validation.py`, `quantity.py`, `errors.py`, `faults.py`.
 """
 
 from .emulator import KubeEmulator

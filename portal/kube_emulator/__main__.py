@@ -24,13 +24,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for the emulator here")
     parser.add_argument("--ready-file", type=Path, help="write the URL here once serving")
     parser.add_argument("--namespace-deletion-delay", type=float, default=0.2, metavar="SECONDS")
+    parser.add_argument(
+        "--max-token-expiration-seconds", type=int, metavar="SECONDS",
+        help="shorten longer TokenRequests to this (kube-apiserver's --service-account-max-token-expiration)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
 
-    emulator = KubeEmulator(host=args.host, port=args.port, namespace_deletion_delay=args.namespace_deletion_delay)
+    try:
+        emulator = KubeEmulator(
+            host=args.host,
+            port=args.port,
+            namespace_deletion_delay=args.namespace_deletion_delay,
+            max_token_expiration_seconds=args.max_token_expiration_seconds,
+        )
+    except ValueError as error:
+        parser.error(str(error))
     emulator.start()
     try:
         print(emulator.url, flush=True)

@@ -5,12 +5,14 @@ as a plain function of the request. URL shapes are the real API server's:
 
     /api/v1/<plural>[/<name>]                               cluster-scoped, or a list across namespaces
     /api/v1/namespaces/<namespace>/<plural>[/<name>]        namespaced
+    /api/v1/namespaces/<namespace>/<plural>/<name>/<sub>    a subresource (`serviceaccounts/token`)
     /apis/<group>/<version>/...                             the same for named groups
     /api, /api/v1, /apis, /apis/<group>[/<version>], /version   discovery
 
-Subresources (`/status`, `/scale`, `/token`...), watch, dry run and server-side apply are not
-served; each is refused with a clear 400/404 rather than half-done. They slot in here: a
-subresource is another route shape, watch another list mode.
+Types and subresources with a `Handler` (registry.py) are served by it, the rest by the store.
+Only the registered subresources are served (`serviceaccounts/token`; not `/status` or
+`/scale`); watch, dry run and server-side apply are not served either. Each is refused with a
+clear 400/404 rather than half-done; watch would be another list mode.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import errors
+from .clock import Clock
 from .errors import ApiError
 from .faults import Fault, Faults, RequestStats
 from .patch import PATCH_TYPES
-from .registry import Registry, ResourceType
+from .registry import Registry, ResourceType, Subresource
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import ListOptions, Store, decode_continue
 
@@ -76,6 +79,7 @@ class Route:
     namespace: str | None = None
     name: str | None = None
     discovery: Callable[[], Any] | None = None
+    subresource: Subresource | None = None
 
     @property
     def fault_namespace(self) -> str | None:
@@ -85,20 +89,34 @@ class Route:
         return self.namespace
 
     @property
+    def resource_name(self) -> str:
+        """How request counts name the resource: `namespaces`, `serviceaccounts/token`; "" for discovery."""
+        if self.subresource is not None:
+            return self.subresource.resource
+        return self.resource.plural if self.resource else ""
+
+    @property
     def resource_names(self) -> tuple[str, ...]:
-        return (self.resource.plural, self.resource.key) if self.resource else ("",)
+        """The names a fault's `resource` filter matches: plural and group-qualified plural."""
+        if self.resource is None:
+            return ("",)
+        if self.subresource is not None:
+            return (self.subresource.resource, f"{self.resource.key}/{self.subresource.name}")
+        return (self.resource.plural, self.resource.key)
 
 
 class KubeApi:
-    def __init__(self, registry: Registry, store: Store, faults: Faults, stats: RequestStats):
+    def __init__(self, registry: Registry, store: Store, faults: Faults, stats: RequestStats, clock: Clock):
         self.registry = registry
         self.store = store
         self.faults = faults
         self.stats = stats
+        self.clock = clock
         self.server_address = ""  # host:port, once the server is bound (for /api discovery)
 
     def reset(self) -> None:
-        """A fresh cluster: no objects but the built-ins, no faults, no counts."""
+        """A fresh cluster: no objects but the built-ins, no faults, no counts, real time."""
+        self.clock.reset()
         self.store.reset()
         self.faults.clear()
         self.stats.clear()
@@ -111,7 +129,7 @@ class KubeApi:
         except ApiError as error:
             self.stats.record(request.method.lower(), "")
             return Response.error(error)
-        self.stats.record(route.verb, route.resource.plural if route.resource else "")
+        self.stats.record(route.verb, route.resource_name)
         fault = self.faults.take(route.verb, route.resource_names, route.fault_namespace)
         if fault is not None:
             if fault.latency:
@@ -146,17 +164,27 @@ class KubeApi:
             if scoped is not None and scoped.namespaced:
                 namespace, rest = rest[1], rest[2:]
         resource = self.registry.get(group, version, rest[0])
-        if resource is None or len(rest) > 2 or (resource.namespaced and namespace is None and len(rest) == 2):
+        if resource is None or len(rest) > 3 or (resource.namespaced and namespace is None and len(rest) >= 2):
             raise errors.path_not_found()
-        name = rest[1] if len(rest) == 2 else None
-        verb = self._verb(method, resource, namespace, name)
-        if verb not in resource.verbs:
+        name = rest[1] if len(rest) >= 2 else None
+        subresource = None
+        if len(rest) == 3:
+            subresource = self.registry.subresource(resource, rest[2])
+            if subresource is None:
+                raise errors.path_not_found()
+        verb = self._verb(method, resource, namespace, name, subresource)
+        if verb not in (subresource or resource).verbs:
             raise errors.method_not_allowed()
-        return Route(verb, resource, namespace, name)
+        return Route(verb, resource, namespace, name, subresource=subresource)
 
     @staticmethod
-    def _verb(method: str, resource: ResourceType, namespace: str | None, name: str | None) -> str:
-        if name is None:
+    def _verb(
+        method: str, resource: ResourceType, namespace: str | None, name: str | None, subresource: Subresource | None
+    ) -> str:
+        if subresource is not None:
+            # POST to one object's subresource creates (a token, an eviction); the rest read or change it.
+            verbs = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch"}
+        elif name is None:
             across_namespaces = resource.namespaced and namespace is None
             verbs = (
                 {"GET": "list"}
@@ -199,6 +227,10 @@ class KubeApi:
             raise errors.unsupported_feature("dryRun")
         namespace = route.namespace or ""
         name = route.name or ""
+        handler = route.subresource.handler if route.subresource is not None else resource.handler
+        if handler is not None:
+            assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
+            return Response(201, handler.create(namespace, name, _json_body(request)))
         if route.verb == "get":
             return Response(200, self.store.get(resource, namespace, name))
         if route.verb == "list":
@@ -256,11 +288,11 @@ class KubeApi:
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def _resource_list(self, group: str, version: str) -> Any:
-        resources = [
-            resource.discovery_entry()
-            for resource in self.registry.types()
-            if resource.group == group and resource.version == version
-        ]
+        resources = []
+        for resource in self.registry.types():
+            if resource.group == group and resource.version == version:
+                resources.append(resource.discovery_entry())
+                resources += [sub.discovery_entry() for sub in self.registry.subresources(resource)]
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -289,6 +321,15 @@ class KubeApi:
             return Response(200, {"reset": True})
         if endpoint == ("GET", "stats"):
             return Response(200, {"total": self.stats.count(), "requests": self.stats.snapshot()})
+        if endpoint == ("POST", "clock"):
+            try:
+                body = json.loads(request.body or b"null")
+                if not isinstance(body, dict) or set(body) != {"advance_seconds"}:
+                    raise ValueError('the body must be {"advance_seconds": N}')
+                self.clock.advance(body["advance_seconds"])
+            except (ValueError, TypeError) as error:
+                return Response(400, {"error": str(error)})
+            return Response(200, {"time": self.clock.timestamp()})
         return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .api import KubeApi
+from .clock import Clock
 from .faults import Fault, Faults, RequestStats
 from .registry import Registry, builtin_registry
 from .server import EmulatorHTTPServer
 from .store import Store
+from .tokens import TokenAuthority, register_token_api
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -25,16 +27,26 @@ class KubeEmulator:
     """An in-memory Kubernetes API server on 127.0.0.1 (see the package docstring).
 
     Usable as a context manager (`with KubeEmulator() as emu:`), which starts and stops it.
+
+    `max_token_expiration_seconds` is kube-apiserver's `--service-account-max-token-expiration`:
+    TokenRequests asking for longer get this much (between 1 hour and 2^32 seconds); None, the
+    default, grants what is asked.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, namespace_deletion_delay: float = 0.2):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        namespace_deletion_delay: float = 0.2,
+        max_token_expiration_seconds: int | None = None,
+    ):
+        self._clock = Clock()
         self.registry: Registry = builtin_registry()
-        self._app = KubeApi(
-            self.registry,
-            Store(self.registry, namespace_deletion_delay=namespace_deletion_delay),
-            Faults(),
-            RequestStats(),
-        )
+        store = Store(self.registry, namespace_deletion_delay=namespace_deletion_delay, clock=self._clock)
+        tokens = TokenAuthority(self._clock, max_expiration_seconds=max_token_expiration_seconds)
+        register_token_api(self.registry, store, tokens)
+        self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock)
         self._address = (host, port)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -138,9 +150,16 @@ class KubeEmulator:
         self._app.faults.clear()
 
     def reset(self) -> None:
-        """Back to a fresh cluster: built-in objects only, no faults, request counts at zero."""
+        """Back to a fresh cluster: built-in objects only, no faults, request counts at zero, and
+        the clock back to real time."""
         self._app.reset()
 
+    def advance_clock(self, seconds: float) -> None:
+        """Let `seconds` pass in the cluster at once: tokens expire, terminating namespaces are
+        purged, new timestamps are that much later. Only forward; `reset()` returns to real time."""
+        self._clock.advance(seconds)
+
     def request_count(self, verb: str | None = None, resource: str | None = None) -> int:
-        """Requests served since start or the last reset; `resource` is a plural, None counts all."""
+        """Requests served since start or the last reset; `resource` is a plural, or
+        `<plural>/<subresource>` (`serviceaccounts/token`); None counts all."""
         return self._app.stats.count(verb, resource)

@@ -22,7 +22,10 @@ VERBS = ("get", "list", "create", "update", "patch", "delete", "deletecollection
 class Fault:
     """What to do to matching requests; None in verb/resource/namespace matches anything.
 
-    `resource` is a plural (`namespaces`) or a group-qualified one (`roles.rbac.authorization.k8s.io`).
+    `resource` is a plural (`namespaces`) or a group-qualified one (`roles.rbac.authorization.k8s.io`);
+    a subresource is `<plural>/<subresource>`, as RBAC names it: `serviceaccounts/token` (verb
+    `create`) for TokenRequests. A fault on `serviceaccounts` does not touch its subresources.
+    TokenReviews are the resource `tokenreviews` (verb `create`).
     `namespace` is the request's namespace from the URL; for the `namespaces` resource itself,
     the namespace's name (none on create, whose name is in the body). `times` counts matching
     requests before the fault clears itself (None: until cleared).

@@ -3,12 +3,17 @@
 Everything type-specific lives here or in the type's `Strategy`: the store, the router and
 discovery are generic over this table. New kinds (custom resources registered by a CRD, say)
 are added by registering a `ResourceType` on an emulator's `Registry`.
+
+Most types are kept by the store. A type with a `Handler` is served by it instead, as the
+real API server does with its custom REST storages: kinds computed rather than kept
+(TokenReview), and `Subresource`s such as `serviceaccounts/token`, a verb on one object of
+a parent type that takes and answers an object of another kind (TokenRequest).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import strategies as s
 from . import validation
@@ -68,6 +73,15 @@ def _with_metadata(**fields: Node) -> Node:
     return Node({"metadata": OBJECT_META, **fields})
 
 
+class Handler(Protocol):
+    """Serves a type instead of the store. Only `create` so far, the one verb of every such type
+    Pier uses; the router refuses the others (405) from the type's `verbs`."""
+
+    def create(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        """The answer to a create (201). `name` is the parent object's, for a subresource."""
+        ...
+
+
 @dataclass(frozen=True, eq=False)
 class ResourceType:
     group: str  # "" for the core group
@@ -86,6 +100,7 @@ class ResourceType:
     return_deleted_object: bool = False
     extra_field_selectors: dict[str, FieldGetter] = field(default_factory=dict)
     verbs: tuple[str, ...] = ALL_VERBS
+    handler: Handler | None = None  # serves the type instead of the store: nothing is kept
 
     @property
     def api_version(self) -> str:
@@ -113,11 +128,42 @@ class ResourceType:
         return entry
 
 
+@dataclass(frozen=True, eq=False)
+class Subresource:
+    """`<parent plural>/<name>` (`serviceaccounts/token`): served on one object of the parent type,
+    at `.../<plural>/<object name>/<name>`, taking and answering an object of its own kind."""
+
+    parent: ResourceType
+    name: str
+    group: str  # of the kind it takes and answers, which need not be the parent's
+    version: str
+    kind: str
+    handler: Handler
+    verbs: tuple[str, ...] = ("create",)
+
+    @property
+    def resource(self) -> str:
+        """`serviceaccounts/token`: how RBAC, request counts and faults name it."""
+        return f"{self.parent.plural}/{self.name}"
+
+    def discovery_entry(self) -> dict[str, Any]:
+        return {
+            "name": self.resource,
+            "singularName": "",
+            "namespaced": self.parent.namespaced,
+            "group": self.group,
+            "version": self.version,
+            "kind": self.kind,
+            "verbs": list(self.verbs),
+        }
+
+
 class Registry:
     """The served types, looked up by URL parts."""
 
     def __init__(self) -> None:
         self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._subresources: dict[tuple[ResourceType, str], Subresource] = {}
 
     def register(self, resource_type: ResourceType) -> None:
         key = (resource_type.group, resource_type.version, resource_type.plural)
@@ -125,8 +171,23 @@ class Registry:
             raise ValueError(f"{resource_type.key}/{resource_type.version} is already registered")
         self._types[key] = resource_type
 
+    def register_subresource(self, subresource: Subresource) -> None:
+        parent = subresource.parent
+        if self._types.get((parent.group, parent.version, parent.plural)) is not parent:
+            raise ValueError(f"the parent of {subresource.resource} is not registered")
+        key = (parent, subresource.name)
+        if key in self._subresources:
+            raise ValueError(f"{subresource.resource} is already registered")
+        self._subresources[key] = subresource
+
     def get(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._types.get((group, version, plural))
+
+    def subresource(self, parent: ResourceType, name: str) -> Subresource | None:
+        return self._subresources.get((parent, name))
+
+    def subresources(self, parent: ResourceType) -> list[Subresource]:
+        return [subresource for (owner, _), subresource in self._subresources.items() if owner is parent]
 
     def types(self) -> list[ResourceType]:
         return list(self._types.values())

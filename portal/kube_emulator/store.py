@@ -23,7 +23,8 @@ Behaviour that a client can observe follows the real API server:
   garbage-collected through ownerReferences.
 
 Timed work (purging terminating namespaces) is done lazily at the start of every operation:
-no background thread, and every observer of the state goes through an operation anyway.
+no background thread, and every observer of the state goes through an operation anyway. Time
+is the emulator's `Clock`, which tests can move forward.
 """
 
 from __future__ import annotations
@@ -34,15 +35,14 @@ import copy
 import json
 import random
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from . import errors
+from .clock import Clock
 from .errors import ApiError
 from .patch import MalformedPatch, PatchError, apply_patch
 from .registry import Registry, ResourceType
@@ -89,10 +89,6 @@ BUILTIN_CLUSTER_ROLES: tuple[Obj, ...] = (
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's SimpleNameGenerator
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True)
 class ListOptions:
     label_selector: LabelSelector = field(default_factory=lambda: LabelSelector(()))
@@ -119,11 +115,11 @@ class Store:
         registry: Registry,
         *,
         namespace_deletion_delay: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ):
         self._registry = registry
         self._namespace_deletion_delay = namespace_deletion_delay
-        self._clock = clock
+        self._clock = clock or Clock()
         self._namespaces = self._builtin(registry, "", "namespaces")
         self._service_accounts = self._builtin(registry, "", "serviceaccounts")
         self._cluster_roles = self._builtin(registry, "rbac.authorization.k8s.io", "clusterroles")
@@ -236,6 +232,12 @@ class Store:
             "items": items,
         }
 
+    def admit_create(self, resource: ResourceType, namespace: str, name: str) -> None:
+        """Admission alone, for a create that stores nothing (a ServiceAccount's token): 404 in a
+        missing namespace, 403 in a terminating one."""
+        with self._operation():
+            self._admit_create(resource, namespace, name)
+
     # --- writing -----------------------------------------------------------------------------
 
     @contextmanager
@@ -275,7 +277,7 @@ class Store:
             metadata.pop(server_owned, None)
         resource.strategy.default(obj)
         metadata["uid"] = str(uuid.uuid4())
-        metadata["creationTimestamp"] = _now()
+        metadata["creationTimestamp"] = self._clock.timestamp()
         if resource.tracks_generation:
             metadata["generation"] = 1
         if resource.has_status:
@@ -341,7 +343,7 @@ class Store:
             if old["metadata"].get("deletionTimestamp"):
                 return self._present(resource, old)
             marked = copy.deepcopy(old)
-            marked["metadata"]["deletionTimestamp"] = _now()
+            marked["metadata"]["deletionTimestamp"] = self._clock.timestamp()
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
             self._write(resource, key, marked)
             return self._present(resource, marked)
@@ -360,10 +362,10 @@ class Store:
             raise errors.forbidden("", "namespaces", name, "this namespace may not be deleted")
         if not old["metadata"].get("deletionTimestamp"):
             terminating = copy.deepcopy(old)
-            terminating["metadata"]["deletionTimestamp"] = _now()
+            terminating["metadata"]["deletionTimestamp"] = self._clock.timestamp()
             terminating["status"] = {**terminating.get("status", {}), "phase": "Terminating"}
             self._write(self._namespaces, key, terminating)
-            self._terminating[name] = self._clock() + self._namespace_deletion_delay
+            self._terminating[name] = self._clock.monotonic() + self._namespace_deletion_delay
             return self._present(self._namespaces, terminating)
         if (old.get("spec") or {}).get("finalizers"):
             raise errors.conflict(
@@ -379,7 +381,7 @@ class Store:
         """The namespace controller: empty each namespace whose deletion delay has passed."""
         if not self._terminating:
             return
-        now = self._clock()
+        now = self._clock.monotonic()
         for name, due in list(self._terminating.items()):
             if due <= now and self._purge_namespace(name):
                 del self._terminating[name]
