@@ -157,6 +157,9 @@ def remove_tenants(slugs: Iterable[str]) -> None:
     from tenants.models import Membership, PendingMembership, ProvisioningJob, Tenant
 
     slugs = list(slugs)
+    # Requests leave the connection in their tenant's schema (TenantPathMiddleware keeps it for
+    # the next request): back to public, where tenants are written (and that schema may go now).
+    connection.set_schema_to_public()
     for tenant in Tenant.objects.filter(slug__in=slugs):
         schema.drop_tenant_schema(tenant.schema_name)
     with transaction.atomic():

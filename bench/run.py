@@ -11,6 +11,9 @@ Benchmarks (each removes the tenants, schemas and users it made, so runs can be 
   routing       requests/s and SQL statements per request of a tenant-routed API list vs the same
                 list without tenancy (bench/routing.py, bench/baseline_urls.py)
   list_queries  statements per request of the members list by page size (bench/list_queries.py)
+  projects      200 projects in 20 tenants against the Kubernetes API emulator: create → ready,
+                Kubernetes calls per project, a reconcile pass with nothing to change, and the
+                projects list's statements and throughput against the baseline view (bench/projects.py)
 
 Figures, not tests: nothing fails on a missed goal; only sanity checks (the paths did what they
 should) stop a run.
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-BENCHMARKS = ("provisioning", "routing", "list_queries")
+BENCHMARKS = ("provisioning", "routing", "list_queries", "projects")
 
 
 def _setup() -> None:
@@ -98,10 +101,34 @@ def _summary(results: dict, elapsed: float) -> str:
         counts = results["list_queries"]["counts"]
         figure = ", ".join(f"{n} at page_size {size}" for size, n in counts.items())
         lines.append(f"| Members list SQL statements by page size | {figure} | constant |")
+    if "projects" in results:
+        r = results["projects"]
+        n, tenants = r["projects"], r["tenants"]
+        verbs = ", ".join(f"{v:g} {verb}" for verb, v in r["kube_calls_by_verb"].items())
+        p = r["pass"]
+        listing = r["list"]
+        figure = ", ".join(f"{count} at page_size {size}" for size, count in listing["counts"].items())
+        lines += [
+            f"| New project, create → ready in-process (`project_create` + first `reconcile.run`, emulator), "
+            f"{n} projects in {tenants} tenants | p50 {r['ready_ms'][0]:.1f} ms, p95 {r['ready_ms'][1]:.1f} ms; "
+            f"all {n} in {r['total_s']:.1f} s | |",
+            f"| First reconcile alone | p50 {r['reconcile_ms'][0]:.1f} ms, p95 {r['reconcile_ms'][1]:.1f} ms | |",
+            f"| Kubernetes API calls per project, first reconcile | {r['kube_calls_per_project']:g} ({verbs}) | |",
+            f"| Reconcile-all pass with nothing to change, {p['projects']} projects in {tenants} tenants | "
+            f"{p['seconds'] * 1000:.0f} ms ({p['seconds'] * 1000 / p['projects']:.2f} ms/project); "
+            f"{p['sql_writes']} SQL writes, {p['kube_writes']} Kubernetes writes | 0 writes |",
+            f"| Projects list SQL statements by page size | {figure} | constant |",
+            f"| Projects list (`/api/v1/tenants/<slug>/projects`), {listing['rows']} rows/page | "
+            f"{listing['rps']['projects']:.0f} req/s, {listing['statements']['projects']:g} SQL statements/request | |",
+            f"| Members list, no tenancy (baseline), {listing['rows']} rows/page | "
+            f"{listing['rps']['baseline']:.0f} req/s, {listing['statements']['baseline']:g} SQL statements/request | |",
+            f"| Projects list / baseline throughput (median of {listing['rounds']} interleaved rounds × "
+            f"{listing['requests']}) | {listing['ratio']:.3f} | |",
+        ]
     which = "all benchmarks" if set(results) == set(BENCHMARKS) else ", ".join(results)
     lines += [
         "",
-        f"Reproduce: `make bench` (all three: provisioning, routing, list_queries; this run of {which} took "
+        f"Reproduce: `make bench` (all four: provisioning, routing, list_queries, projects; this run of {which} took "
         f"{elapsed:.0f} s), or some of them: `make bench ARGS=\"routing list_queries\"`.",
     ]
     return "\n".join(lines)

@@ -37,7 +37,12 @@ def check_tenant_access(request, *, min_role: str = "member") -> str:
         raise NotSignedIn("Sign in to continue.")
     if tenant is None:
         raise NotFound("No such organization.")
-    role = member_role(tenant, user)
+    if getattr(user, "is_access_key", False):
+        # Authenticated in this tenant's schema, so it belongs here; its project and role are
+        # checked where projects are resolved. It never has a tenant role of its own.
+        role = "key"
+    else:
+        role = member_role(tenant, user)
     if role is None and not user.is_staff:
         raise NotFound("No such organization.")
     if tenant.status == "deleting":
@@ -62,6 +67,9 @@ def check_tenant_access(request, *, min_role: str = "member") -> str:
             code="tenant_migrating",
         )
     effective = "staff" if user.is_staff else role
+    if role == "key":
+        request.tenant_role = "key"
+        return "key"
     if not user.is_staff and ROLE_RANK[role] < ROLE_RANK[min_role]:
         raise Forbidden(f"This needs the {min_role} role in '{tenant.slug}'; you are {role}.")
     request.tenant_role = effective

@@ -27,12 +27,16 @@ class TenantScopedMixin:
 
     min_role = "member"
     min_role_for_write = "admin"
+    # Access keys act in their project only: views about one project (or the project list) say so.
+    allows_keys = False
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         needed = self.min_role if request.method in permissions.SAFE_METHODS else self.min_role_for_write
         try:
-            check_tenant_access(request, min_role=needed)
+            role = check_tenant_access(request, min_role=needed)
         except NotSignedIn:
             raise exceptions.NotAuthenticated()
+        if role == "key" and not self.allows_keys:
+            raise exceptions.PermissionDenied("An access key acts only on its own project.")
 

@@ -295,3 +295,24 @@ def labels(*, tenant: str, project: str | None = None) -> dict[str, str]:
     if project:
         result[LABEL_PROJECT] = project
     return result
+
+
+def request_token(namespace: str, service_account: str, *, expiration_seconds: int) -> tuple[str, str]:
+    """A TokenRequest for the ServiceAccount, always with an explicit expiry (without one the
+    server grants one hour). Returns (token, expirationTimestamp as the server granted it)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_seconds}}
+    try:
+        response = client.CoreV1Api(api_client()).create_namespaced_service_account_token(
+            service_account, namespace, body, _preload_content=False, _request_timeout=settings.PIER_KUBE_TIMEOUT
+        )
+    except ApiException as exc:
+        raise _translate(exc, KINDS["ServiceAccount"], service_account) from exc
+    except (Urllib3Error, OSError) as exc:
+        raise KubeUnavailable(f"cannot reach the cluster: {exc}") from exc
+    status = json.loads(response.data)["status"]
+    return status["token"], status["expirationTimestamp"]

@@ -209,7 +209,9 @@ WHITENOISE_USE_FINDERS = DEBUG or TESTING
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Basic first: its WWW-Authenticate header turns "not authenticated" into a 401.
+        # Access keys (Bearer) first; Basic's WWW-Authenticate header turns "not authenticated"
+        # into a 401.
+        "tenants.projects.authentication.AccessKeyAuthentication",
         "rest_framework.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -309,6 +311,10 @@ PIER_PROJECT_DEFAULTS = {
     "limits.request.memory": os.environ.get("PIER_LIMIT_REQUEST_MEMORY", "128Mi"),
     "network.allow_from": PIER_NETWORK_ALLOW_FROM,
 }
+# Access keys: default and longest lifetime (days), and the secret mixed into their hashes.
+PIER_KEY_DEFAULT_DAYS = env_int("PIER_KEY_DEFAULT_DAYS", 90)
+PIER_KEY_MAX_DAYS = min(env_int("PIER_KEY_MAX_DAYS", 365), 365)
+PIER_KEY_PEPPER = os.environ.get("PIER_KEY_PEPPER", "") or SECRET_KEY
 PIER_PROJECT_MAX_RETRIES = env_int("PIER_PROJECT_MAX_RETRIES", 8)
 PIER_PROJECT_BACKOFF = env_float("PIER_PROJECT_BACKOFF", 2.0)
 PIER_NAMESPACE_POLL_SECONDS = env_float("PIER_NAMESPACE_POLL_SECONDS", 2.0)

@@ -29,6 +29,9 @@ class Tenant(TenantMixin):
     max_members = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: the platform default (PIER_DEFAULT_MAX_MEMBERS)."
     )
+    max_key_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Longest access-key lifetime; empty: the platform's (PIER_KEY_MAX_DAYS)."
+    )
     # Which tenant-app migrations the schema has; compared with the code's at each request.
     schema_version = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -48,6 +51,11 @@ class Tenant(TenantMixin):
     @property
     def effective_max_projects(self) -> int:
         return self.max_projects if self.max_projects is not None else settings.PIER_DEFAULT_MAX_PROJECTS
+
+    @property
+    def effective_max_key_days(self) -> int:
+        platform = settings.PIER_KEY_MAX_DAYS
+        return min(self.max_key_days, platform) if self.max_key_days else platform
 
     @property
     def effective_max_members(self) -> int:

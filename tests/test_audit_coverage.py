@@ -61,6 +61,33 @@ def _site_shared(users):
     return {**kwargs, "access_id": grant.pk}
 
 
+def _site_ready_in_beta(users):
+    from django_tenants.utils import tenant_context
+
+    from tenants.projects import reconcile
+    from tenants.projects.models import Project
+
+    kwargs = _site_in_beta(users)
+    with tenant_context(Tenant.objects.get(slug="beta")):
+        reconcile.run(Project.objects.get(slug="site").pk)
+    return kwargs
+
+
+def _site_key(users):
+    from django_tenants.utils import tenant_context
+
+    from tenants.projects import keys
+    from tenants.projects.access import Access
+    from tenants.projects.models import Project
+
+    kwargs = _site_ready_in_beta(users)
+    beta = Tenant.objects.get(slug="beta")
+    with tenant_context(beta):
+        key, _token = keys.key_create(tenant=beta, project=Project.objects.get(slug="site"), name="k", role="view",
+                                      acting_user=users["carol"], access=Access("admin", "test"))
+    return {**kwargs, "key_id": key.pk}
+
+
 def _beta_status(status):
     def prepare(users):
         Tenant.objects.filter(slug="beta").update(status=status)
@@ -97,6 +124,11 @@ CASES: dict[tuple[str, str], Case] = {
     ("projects:sharing", "POST"): Case("carol", 302, "project.share", {"group": "devs", "role": "edit"}, _site_in_beta),
     ("projects:sharing_remove", "POST"): Case("carol", 302, "project.unshare", prepare=_site_shared),
     ("api:admin-user-detail", "PATCH"): Case("staff", 200, "user.set_groups", {"groups": ["devs"]}),
+    ("api:project-key-list", "POST"): Case("carol", 201, "key.create", {"name": "ci", "role": "view"}, _site_ready_in_beta),
+    ("api:project-key-detail", "DELETE"): Case("carol", 204, "key.revoke", prepare=_site_key),
+    ("projects:keys", "POST"): Case("carol", 201, "key.create", {"name": "ci", "role": "view", "expires_in_days": "30"},
+                                    _site_ready_in_beta),
+    ("projects:key_revoke", "POST"): Case("carol", 302, "key.revoke", prepare=_site_key),
 }
 
 MUTATING = [(route, method) for route in pier_routes() for method in route.methods]

@@ -41,6 +41,10 @@ class Access:
 
 
 def project_access(project: Project, *, user, tenant_role: str, groups: list[str]) -> Access:
+    if getattr(user, "is_access_key", False):
+        if user.project_id != project.pk:
+            return Access(role=None, source="")
+        return Access(role=user.role, source=f"access key {user.key.name}")
     candidates: list[tuple[str, str]] = []
     if tenant_role in (*MANAGER_ROLES, "staff"):
         candidates.append(("admin", "platform staff" if tenant_role == "staff" else f"organization {tenant_role}"))
@@ -57,6 +61,8 @@ def project_access(project: Project, *, user, tenant_role: str, groups: list[str
 
 
 def visible_projects(queryset: QuerySet[Project], *, user, tenant_role: str, groups: list[str]) -> QuerySet[Project]:
+    if getattr(user, "is_access_key", False):
+        return queryset.filter(pk=user.project_id)
     if tenant_role in (*MANAGER_ROLES, "staff"):
         return queryset
     return queryset.filter(Q(created_by=user) | Q(group_access__group__in=groups)).distinct()

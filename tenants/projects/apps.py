@@ -10,3 +10,4 @@ class ProjectsConfig(AppConfig):
 
     def ready(self) -> None:
         from tenants.projects import receivers  # noqa: F401  (tenant deletion removes namespaces)
+        from tenants.projects import schema_extensions  # noqa: F401  (access keys in the OpenAPI schema)

@@ -41,3 +41,9 @@ class GroupAccessForm(forms.Form):
     group = forms.CharField(max_length=255, strip=True,
                             help_text="As your identity provider names it, e.g. developers, /org/team or system:authenticated.")
     role = forms.ChoiceField(choices=ProjectRole.choices, initial=ProjectRole.VIEW)
+
+
+class AccessKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses it, e.g. ci-deploy.")
+    role = forms.ChoiceField(choices=ProjectRole.choices, initial=ProjectRole.VIEW)
+    expires_in_days = forms.IntegerField(min_value=1, initial=90, label="Expires in (days)")

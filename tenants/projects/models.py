@@ -99,3 +99,32 @@ class GroupAccess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group} {self.role} on {self.project}"
+
+
+class AccessKey(models.Model):
+    """A key for automation: a ServiceAccount in the project's namespace, bound to the role's
+    ClusterRole, and a TokenRequest token. Pier keeps only a peppered hash of the token; the
+    token itself is shown once."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="keys")
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=8, choices=ProjectRole.choices)
+    service_account = models.CharField(max_length=63)
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_last4 = models.CharField(max_length=4)
+    expires_at = models.DateTimeField(help_text="As the cluster granted it (it may shorten what was asked).")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="access_key_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.role}) on {self.project}"
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()

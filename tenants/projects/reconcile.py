@@ -3,8 +3,7 @@
 Runs in Celery, in the tenant's schema (tenant-schemas-celery's header). Objects are created in a
 fixed order and removed in the reverse order; every step is safe to run twice, after a crash, or
 against objects someone changed by hand. One reconcile per project at a time (an advisory lock).
-With nothing to change, a pass reads and writes nothing (neither in the cluster nor in the
-database).
+With nothing to change, a pass only reads: it writes nothing, in the cluster or in the database.
 """
 
 from __future__ import annotations
@@ -139,11 +138,12 @@ def run(project_id: int) -> dict[str, str]:
     tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
     if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
         return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
-    project = Project.objects.select_related("created_by").prefetch_related("group_access").filter(pk=project_id).first()
-    if project is None:
-        return {}
-    with locks.held("project", connection.schema_name, project.pk):
-        project.refresh_from_db()  # what another worker may have written before we held the lock
+    with locks.held("project", connection.schema_name, project_id):
+        # Read under the lock: what another worker wrote before we held it counts.
+        project = (Project.objects.select_related("created_by").prefetch_related("group_access")
+                   .filter(pk=project_id).first())
+        if project is None:
+            return {}
         if project.status == Project.Status.DELETING:
             return teardown(project)
         return apply(project)

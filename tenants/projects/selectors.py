@@ -15,10 +15,14 @@ def projects() -> QuerySet[Project]:
     return Project.objects.select_related("created_by").order_by("slug")
 
 
+def _groups(user) -> list[str]:
+    return [] if getattr(user, "is_access_key", False) else groups_of(user)
+
+
 def projects_for(request) -> QuerySet[Project]:
     """The projects the caller may see in the current tenant."""
     return visible_projects(projects(), user=request.user, tenant_role=request.tenant_role,
-                            groups=groups_of(request.user))
+                            groups=_groups(request.user))
 
 
 def project_for(request, slug: str) -> tuple[Project, Access]:
@@ -26,7 +30,7 @@ def project_for(request, slug: str) -> tuple[Project, Access]:
     project = Project.objects.select_related("created_by").prefetch_related("group_access").filter(slug=slug).first()
     if project is None:
         raise Http404("No such project.")
-    access = project_access(project, user=request.user, tenant_role=request.tenant_role, groups=groups_of(request.user))
+    access = project_access(project, user=request.user, tenant_role=request.tenant_role, groups=_groups(request.user))
     if access.role is None:
         raise Http404("No such project.")
     return project, access

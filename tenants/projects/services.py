@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from portal import audit
-from portal.errors import Conflict, InvalidInput, QuotaExceeded
+from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded
 from portal.services import clean_groups
 from tenants.models import NamespaceRegistry, Tenant
 from tenants.projects import config
@@ -152,6 +152,8 @@ def _reconcile_again(project: Project) -> None:
 
 
 def group_grant(*, tenant: Tenant, project: Project, group: str, role: str, acting_user, access: Access) -> GroupAccess:
+    if getattr(acting_user, "is_access_key", False):
+        raise Forbidden("Access keys cannot share projects.")
     access.require("share", project=project)
     group = clean_groups([group], field="group")[0]
     if role not in ProjectRole.values:
@@ -174,6 +176,8 @@ def group_grant(*, tenant: Tenant, project: Project, group: str, role: str, acti
 
 
 def group_revoke(*, tenant: Tenant, project: Project, grant: GroupAccess, acting_user, access: Access) -> None:
+    if getattr(acting_user, "is_access_key", False):
+        raise Forbidden("Access keys cannot share projects.")
     access.require("share", project=project)
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project.pk)

@@ -11,6 +11,8 @@ urlpatterns = [
     path("projects/<slug:project_slug>/config", views.ProjectConfigView.as_view(), name="config"),
     path("projects/<slug:project_slug>/delete", views.ProjectDeleteView.as_view(), name="delete"),
     path("projects/<slug:project_slug>/sharing", views.SharingView.as_view(), name="sharing"),
+    path("projects/<slug:project_slug>/keys", views.KeysView.as_view(), name="keys"),
+    path("projects/<slug:project_slug>/keys/<int:key_id>/revoke", views.KeyRevokeView.as_view(), name="key_revoke"),
     path("projects/<slug:project_slug>/sharing/<int:access_id>/remove", views.SharingRemoveView.as_view(),
          name="sharing_remove"),
 ]

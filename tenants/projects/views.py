@@ -10,9 +10,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from portal import kube
 from portal.errors import PierError
 from portal.views import TenantView
-from tenants.projects import selectors, services
+from tenants.projects import keys, selectors, services
 from tenants.projects.filtersets import ProjectFilterSet
-from tenants.projects.forms import ConfigOverridesForm, GroupAccessForm, ProjectCreateForm
+from tenants.projects.forms import AccessKeyForm, ConfigOverridesForm, GroupAccessForm, ProjectCreateForm
 
 
 class ProjectListView(TenantView):
@@ -141,3 +141,41 @@ class SharingRemoveView(SharingView):
                               acting_user=request.user, access=self.access)
         messages.success(request, f"Group {grant.group} no longer has the {grant.role} role.")
         return redirect("projects:sharing", tenant_slug=request.tenant.slug, project_slug=project_slug)
+
+
+class KeysView(ProjectPage):
+    """The project's access keys. A new key's token is shown on the response page only: never
+    stored, never put in the session."""
+
+    template_name = "projects/keys.html"
+
+    def get_context_data(self, form=None, **extra):
+        project = self.get_project()
+        return {"tenant": self.request.tenant, "project": project, "access": self.access,
+                "keys": project.keys.select_related("created_by").order_by("-created_at", "-id"),
+                "form": form or AccessKeyForm(), "can_issue": "share" in self.access.actions, **extra}
+
+    def get(self, request, tenant_slug, project_slug):
+        return render(request, self.template_name, self.get_context_data())
+
+    def post(self, request, tenant_slug, project_slug):
+        form = AccessKeyForm(request.POST)
+        if not form.is_valid():
+            return render(request, self.template_name, self.get_context_data(form=form), status=400)
+        try:
+            key, token = keys.key_create(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
+                                         access=self.access, **form.cleaned_data)
+        except PierError as exc:
+            return self.refused(request, exc, form=form)
+        response = render(request, self.template_name, self.get_context_data(new_key=key, token=token), status=201)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class KeyRevokeView(KeysView):
+    def post(self, request, tenant_slug, project_slug, key_id):
+        key = get_object_or_404(self.get_project().keys, pk=key_id)
+        keys.key_revoke(tenant=request.tenant, project=self.get_project(), key=key, acting_user=request.user,
+                        access=self.access)
+        messages.success(request, f"The key {key.name} was revoked; it no longer works.")
+        return redirect("projects:keys", tenant_slug=request.tenant.slug, project_slug=project_slug)

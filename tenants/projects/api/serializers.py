@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from tenants.api.serializers import StrictSerializer
-from tenants.projects.models import GroupAccess, Project, ProjectEvent, ProjectRole
+from tenants.projects.models import AccessKey, GroupAccess, Project, ProjectEvent, ProjectRole
 
 
 class ProjectEventSerializer(serializers.ModelSerializer):
@@ -72,3 +72,32 @@ class AccessSerializer(serializers.Serializer):
     role = serializers.CharField(allow_null=True)
     source = serializers.CharField()
     actions = serializers.ListField(child=serializers.CharField())
+
+
+class AccessKeySerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username")
+    token_hint = serializers.SerializerMethodField(help_text="The token's last four characters.")
+
+    class Meta:
+        model = AccessKey
+        fields = ["id", "name", "role", "token_hint", "service_account", "expires_at", "created_by", "created_at",
+                  "last_used_at", "revoked_at"]
+
+    def get_token_hint(self, key) -> str:
+        return f"…{key.token_last4}"
+
+
+class AccessKeyCreatedSerializer(AccessKeySerializer):
+    token = serializers.SerializerMethodField(help_text="Shown in this response only.")
+
+    class Meta(AccessKeySerializer.Meta):
+        fields = [*AccessKeySerializer.Meta.fields, "token"]
+
+    def get_token(self, key) -> str:
+        return self.context["token"]
+
+
+class AccessKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=ProjectRole.choices)
+    expires_in_days = serializers.IntegerField(required=False, allow_null=True, help_text="Default 90.")

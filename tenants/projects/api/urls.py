@@ -10,5 +10,8 @@ urlpatterns = [
     path("projects/<slug:project_slug>/groups", views.GroupAccessListView.as_view(), name="project-group-list"),
     path("projects/<slug:project_slug>/groups/<int:access_id>", views.GroupAccessDetailView.as_view(),
          name="project-group-detail"),
+    path("projects/<slug:project_slug>/keys", views.AccessKeyListView.as_view(), name="project-key-list"),
+    path("projects/<slug:project_slug>/keys/<int:key_id>", views.AccessKeyDetailView.as_view(),
+         name="project-key-detail"),
     path("project-defaults", views.ProjectDefaultsView.as_view(), name="project-defaults"),
 ]

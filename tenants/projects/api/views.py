@@ -5,20 +5,22 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.api import TenantScopedMixin
-from tenants.projects import selectors, services
+from tenants.projects import keys, selectors, services
 from tenants.projects.api import serializers as s
 from tenants.projects.filtersets import ProjectFilterSet
-from tenants.projects.models import GroupAccess, Project
+from tenants.projects.models import AccessKey, GroupAccess, Project
 
 
 class ProjectListView(TenantScopedMixin, generics.ListAPIView):
     """Any member lists and creates projects; a tenant's `max_projects` caps how many."""
 
     min_role_for_write = "member"
+    allows_keys = True  # a key lists its own project; it cannot create one
     serializer_class = s.ProjectSerializer
     filterset_class = ProjectFilterSet
 
@@ -35,6 +37,8 @@ class ProjectListView(TenantScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={202: s.ProjectDetailSerializer})
     def post(self, request, tenant_slug):
+        if getattr(request.user, "is_access_key", False):
+            raise PermissionDenied("An access key acts only on its own project.")
         data = s.ProjectCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = services.project_create(tenant=request.tenant, acting_user=request.user, **data.validated_data)
@@ -47,6 +51,7 @@ class ProjectScopedMixin(TenantScopedMixin):
     once; a project the caller may not see answers 404. Services check the action's role."""
 
     min_role_for_write = "member"
+    allows_keys = True
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -125,3 +130,32 @@ class ProjectDefaultsView(TenantScopedMixin, APIView):
         row = services.tenant_defaults_update(tenant=request.tenant, defaults=data.validated_data["project_defaults"],
                                               acting_user=request.user)
         return Response({"project_defaults": row.project_defaults})
+
+
+class AccessKeyListView(ProjectScopedMixin, generics.ListAPIView):
+    """Keys of the project (names and the token's last four characters, never the token)."""
+
+    serializer_class = s.AccessKeySerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AccessKey.objects.none()
+        return self.project.keys.select_related("created_by").order_by("-created_at", "-id")
+
+    @extend_schema(request=s.AccessKeyCreateSerializer, responses={201: s.AccessKeyCreatedSerializer})
+    def post(self, request, tenant_slug, project_slug):
+        data = s.AccessKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, token = keys.key_create(tenant=request.tenant, project=self.project, acting_user=request.user,
+                                     access=self.access, **data.validated_data)
+        body = s.AccessKeyCreatedSerializer(key, context={"token": token}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+class AccessKeyDetailView(ProjectScopedMixin, APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, tenant_slug, project_slug, key_id):
+        key = get_object_or_404(AccessKey, project=self.project, pk=key_id)
+        keys.key_revoke(tenant=request.tenant, project=self.project, key=key, acting_user=request.user,
+                        access=self.access)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,136 @@
+"""Access keys: issuing one is the one web request that talks to the cluster (the token must be
+in the response). Bounded timeouts, all or nothing: if any step fails, what was made in the
+cluster is removed again, nothing is stored, and the answer is 503."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal import audit, kube
+from portal.errors import Conflict, Forbidden, InvalidInput, Unavailable
+from tenants.models import Tenant
+from tenants.projects.access import RANK, Access
+from tenants.projects.authentication import token_hash
+from tenants.projects.models import AccessKey, Project, ProjectRole
+
+log = logging.getLogger(__name__)
+MIN_SECONDS = 600  # the API server refuses shorter tokens
+
+
+def _person(acting_user) -> None:
+    if getattr(acting_user, "is_access_key", False):
+        raise Forbidden("Access keys cannot manage access keys.")
+
+
+def key_objects(project: Project, key_name: str, service_account: str, role: str, *, tenant_slug: str) -> list[dict]:
+    labels = {**kube.labels(tenant=tenant_slug, project=project.slug), "pier.dev/access-key": "true"}
+    meta = {"namespace": project.namespace, "labels": labels, "annotations": {"pier.dev/key-name": key_name[:250]}}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service_account, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": service_account, **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"pier-project-{role}"},
+         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": project.namespace}]},
+    ]
+
+
+def _remove(objects: list[dict], *, best_effort: bool = True) -> None:
+    for obj in reversed(objects):
+        try:
+            kube.delete(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
+        except kube.KubeError as exc:
+            if not best_effort:
+                raise
+            log.warning("could not remove %s %s after a failed key creation: %s", obj["kind"], obj["metadata"]["name"], exc)
+
+
+def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expires_in_days: int | None = None,
+               acting_user, access: Access) -> tuple[AccessKey, str]:
+    """Returns the key and its token (shown once, never stored)."""
+    _person(acting_user)
+    access.require("share", project=project)
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("name: give a name of 1 to 100 characters.", details={"name": ["1 to 100 characters."]})
+    if role not in ProjectRole.values:
+        raise InvalidInput(f"role: '{role}' is not one of {', '.join(ProjectRole.values)}.", details={"role": ["Not a role."]})
+    if RANK[role] > RANK[access.role]:
+        raise Forbidden(f"You cannot issue a key with more rights ({role}) than your own ({access.role}).")
+    days = settings.PIER_KEY_DEFAULT_DAYS if expires_in_days is None else expires_in_days
+    limit = tenant.effective_max_key_days
+    if not 1 <= days <= limit:
+        raise InvalidInput(f"expires_in_days: give 1 to {limit} days (the longest this organization allows).",
+                           details={"expires_in_days": [f"1 to {limit}."]})
+    if project.reconciled_generation == 0 or project.status == Project.Status.DELETING:
+        # No namespace yet (or going away): wait until the project was ready once.
+        raise Conflict(f"The project '{project.slug}' is {project.status}; keys need its namespace to exist.",
+                       code="invalid_state")
+    if AccessKey.objects.filter(project=project, name=name).exists():
+        raise Conflict(f"name: a key named '{name}' exists in '{project.slug}'.", code="key_exists",
+                       details={"name": ["Already used."]})
+
+    service_account = f"pier-key-{secrets.token_hex(5)}"
+    objects = key_objects(project, name, service_account, role, tenant_slug=tenant.slug)
+    made: list[dict] = []
+    try:
+        for obj in objects:
+            kube.create(obj)
+            made.append(obj)
+        token, expires = kube.request_token(project.namespace, service_account,
+                                            expiration_seconds=max(MIN_SECONDS, days * 86400))
+    except kube.KubeError as exc:
+        _remove(made)
+        raise Unavailable(f"The cluster did not answer in time; no key was created. ({exc})", code="cluster_unavailable")
+    try:
+        with transaction.atomic():
+            key = AccessKey.objects.create(
+                project=project, name=name, role=role, service_account=service_account,
+                token_hash=token_hash(token), token_last4=token[-4:],
+                expires_at=datetime.fromisoformat(expires.replace("Z", "+00:00")), created_by=acting_user,
+            )
+            audit.record(action="key.create", actor=acting_user, tenant=tenant, target_type="access_key",
+                         target=f"{project.slug}/{name}",
+                         details={"role": role, "expires_at": key.expires_at.isoformat(), "service_account": service_account})
+    except IntegrityError:
+        _remove(made)
+        raise Conflict(f"name: a key named '{name}' exists in '{project.slug}'.", code="key_exists",
+                       details={"name": ["Already used."]})
+    except Exception:
+        _remove(made)
+        raise
+    return key, token
+
+
+def key_revoke(*, tenant: Tenant, project: Project, key: AccessKey, acting_user, access: Access) -> AccessKey:
+    """Refused at once (the hash check sees revoked_at); a task deletes its ServiceAccount, which
+    also ends the token's validity in the cluster."""
+    _person(acting_user)
+    access.require("share", project=project)
+    from tenants.projects.tasks import delete_key_objects
+
+    with transaction.atomic():
+        key = AccessKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is not None:
+            raise Conflict(f"The key '{key.name}' is already revoked.", code="invalid_state")
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit.record(action="key.revoke", actor=acting_user, tenant=tenant, target_type="access_key",
+                     target=f"{project.slug}/{key.name}")
+        key_id = key.pk
+        transaction.on_commit(lambda: delete_key_objects.delay(key_id))
+    return key
+
+
+def remove_key_objects(key: AccessKey, *, tenant_slug: str) -> None:
+    _remove(key_objects(key.project, key.name, key.service_account, key.role, tenant_slug=tenant_slug),
+            best_effort=False)
+
+
+def expires_soon(key: AccessKey) -> bool:
+    return key.expires_at - timezone.now() < timedelta(days=7)
