@@ -187,3 +187,32 @@ def test_keys_page_shows_a_new_token_once(client, users, alpha, ready_project):
     assert token not in again and f"…{key.token_last4}" in again
     assert "deploy" not in str(client.session.items())
     assert bearer(token).get(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 200
+
+
+def test_group_and_key_lists_cost_the_same_queries_however_many_rows(api, users, alpha, ready_project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    slug = ready_project()
+    client = api(users["bob"])
+    base = f"/api/v1/tenants/alpha/projects/{slug}"
+    counts = {}
+    for n in (1, 6):
+        while len(client.get(f"{base}/groups").json()) < n:
+            client.post(f"{base}/groups", {"group": f"g{len(client.get(f'{base}/groups').json())}", "role": "view"}, format="json")
+        while client.get(f"{base}/keys").json()["count"] < n:
+            _issue(api, users["bob"], slug, name=f"k{client.get(f'{base}/keys').json()['count']}")
+        with CaptureQueriesContext(connection) as groups_q:
+            client.get(f"{base}/groups")
+        with CaptureQueriesContext(connection) as keys_q:
+            client.get(f"{base}/keys")
+        with CaptureQueriesContext(connection) as projects_q:
+            client.get("/api/v1/tenants/alpha/projects")
+        counts[n] = (len(groups_q), len(keys_q), len(projects_q))
+    assert counts[1] == counts[6], counts
+
+
+def test_the_openapi_schema_validates():
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
