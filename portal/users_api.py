@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal import services
-from portal.api import IsStaff
+from portal.api import IsStaff, StrictSerializer
 
 User = get_user_model()
 
@@ -29,16 +29,9 @@ class UserSerializer(serializers.ModelSerializer):
             return []
 
 
-class UserUpdateSerializer(serializers.Serializer):
+class UserUpdateSerializer(StrictSerializer):
     groups = serializers.ListField(child=serializers.CharField(max_length=255, trim_whitespace=False), required=False)
     is_active = serializers.BooleanField(required=False)
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class UserListView(generics.ListAPIView):

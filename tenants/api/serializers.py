@@ -3,19 +3,9 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from portal.api import StrictSerializer
 from portal.models import AuditEvent
 from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Role, Tenant
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, naming them, instead of silently ignoring them."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class JobStepSerializer(serializers.ModelSerializer):

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from tenants.api.serializers import StrictSerializer
+from portal.api import StrictSerializer
 from tenants.projects.models import AccessKey, GroupAccess, Project, ProjectEvent, ProjectRole
 
 
