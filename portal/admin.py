@@ -1,10 +1,12 @@
 """Admin for the audit trail (read-only) and users (deactivate, never delete)."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
 from portal import audit, services
+from portal.errors import PierError
 from portal.models import AuditEvent, UserProfile
 
 admin.site.site_header = "Pier platform administration"
@@ -56,11 +58,23 @@ class AuditEventAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
 
 
+class UserProfileForm(forms.ModelForm):
+    class Meta:
+        model = UserProfile
+        fields = ["groups"]
+        help_texts = {"groups": "Comma-separated, as the identity provider names them."}
+
+    def clean_groups(self):
+        try:
+            return services.clean_groups(self.cleaned_data["groups"])
+        except PierError as exc:
+            raise forms.ValidationError(exc.message)
+
+
 class UserProfileInline(admin.StackedInline):
     model = UserProfile
+    form = UserProfileForm
     can_delete = False
-    fields = ["groups"]
-    help_texts = {"groups": "Comma-separated, as the identity provider names them."}
 
 
 User = get_user_model()
@@ -90,3 +104,5 @@ class PierUserAdmin(AuditedModelAdmin, UserAdmin):
             if inline_form.has_changed() and inline_form.cleaned_data:
                 services.user_set_groups(user=form.instance, groups=inline_form.cleaned_data.get("groups") or [],
                                          acting_user=request.user)
+        # What the admin's change message reads after a formset saved itself.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []

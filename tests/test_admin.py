@@ -93,3 +93,30 @@ def test_staff_set_groups_and_deactivate_through_the_users_api(api, users):
     assert client.get("/api/v1/admin/users/nobody").status_code == 404
     listed = client.get("/api/v1/admin/users?is_active=false").json()["results"]
     assert [u["username"] for u in listed] == ["bob"]
+
+
+def test_staff_edit_a_users_groups_in_the_admin(staff_client, users):
+    import re
+
+    from portal.models import UserProfile
+
+    bob = users["bob"]
+    url = f"/admin/auth/user/{bob.pk}/change/"
+    page = staff_client.get(url).content.decode()
+    form = {}
+    for tag in re.findall(r"<input[^>]*>", page):
+        name = re.search(r'name="([^"]+)"', tag)
+        if not name or name.group(1) == "csrfmiddlewaretoken":
+            continue
+        kind = (re.search(r'type="([^"]+)"', tag) or [None, "text"])[1]
+        if kind == "checkbox":
+            if "checked" in tag:
+                form[name.group(1)] = "on"
+        elif kind not in ("submit", "button"):
+            value = re.search(r'value="([^"]*)"', tag)
+            form[name.group(1)] = value.group(1) if value else ""
+    form["profile-0-groups"] = "system:authenticated,/acme/dev"
+    response = staff_client.post(url, form)
+    assert response.status_code == 302, re.findall(r'class="errorlist[^>]*>(.*?)</ul>', response.content.decode(), re.S)
+    assert UserProfile.objects.get(user=bob).groups == ["/acme/dev", "system:authenticated"]
+    assert AuditEvent.objects.filter(action="user.set_groups", target="bob", source="admin").exists()
