@@ -14,6 +14,9 @@ Benchmarks (each removes the tenants, schemas and users it made, so runs can be 
   projects      200 projects in 20 tenants against the Kubernetes API emulator: create → ready,
                 Kubernetes calls per project, a reconcile pass with nothing to change, and the
                 projects list's statements and throughput against the baseline view (bench/projects.py)
+  keys          a project's detail authenticated by an access key vs by a session: requests/s, p50,
+                the key check's cost per request, SQL statements per request (and the last_used_at
+                write once a minute), the token hash alone (bench/keys.py)
 
 Figures, not tests: nothing fails on a missed goal; only sanity checks (the paths did what they
 should) stop a run.
@@ -33,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-BENCHMARKS = ("provisioning", "routing", "list_queries", "projects")
+BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys")
 
 
 def _setup() -> None:
@@ -125,10 +128,27 @@ def _summary(results: dict, elapsed: float) -> str:
             f"| Projects list / baseline throughput (median of {listing['rounds']} interleaved rounds × "
             f"{listing['requests']}) | {listing['ratio']:.3f} | |",
         ]
+    if "keys" in results:
+        r = results["keys"]
+        lines += [
+            f"| Project detail (`/api/v1/tenants/<slug>/projects/<project>`), access key (`Authorization: Bearer`) | "
+            f"{r['rps']['key']:.0f} req/s, p50 {r['latency_ms']['key']:.2f} ms, "
+            f"{r['statements']['key']:g} SQL statements/request | |",
+            f"| Same request, session cookie | {r['rps']['session']:.0f} req/s, p50 {r['latency_ms']['session']:.2f} ms, "
+            f"{r['statements']['session']:g} SQL statements/request | |",
+            f"| Key check cost per request (key p50 − session p50; {r['rounds']} interleaved rounds × "
+            f"{r['requests']}) | {r['difference_ms']:+.3f} ms (per-round median {r['paired_difference_ms']:+.3f} ms) | |",
+            f"| Key's last_used_at write, once a minute per key | {r['write_statements']} SQL statements "
+            f"({r['write_updates']} UPDATE) on that request, p50 {r['write_ms']:.2f} ms; steady state: "
+            f"{r['updates']['key']} UPDATEs in {r['statement_samples']} requests, {r['writes_in_rounds']} during the "
+            f"timed rounds | ≤ 1 write/minute |",
+            f"| Token hash alone (`token_hash`, HMAC-SHA256, {r['hash_token_chars']}-character token) | "
+            f"{r['hash_us']:.2f} µs | |",
+        ]
     which = "all benchmarks" if set(results) == set(BENCHMARKS) else ", ".join(results)
     lines += [
         "",
-        f"Reproduce: `make bench` (all four: provisioning, routing, list_queries, projects; this run of {which} took "
+        f"Reproduce: `make bench` (all five: provisioning, routing, list_queries, projects, keys; this run of {which} took "
         f"{elapsed:.0f} s), or some of them: `make bench ARGS=\"routing list_queries\"`.",
     ]
     return "\n".join(lines)

@@ -120,6 +120,9 @@ def test_revoked_and_expired_keys_are_refused_at_once(api, users, alpha, ready_p
     response = bearer(second["token"]).get(f"/api/v1/tenants/alpha/projects/{slug}")
     assert response.status_code == 401 and "expired" in response.json()["error"]["message"]
     assert bearer("not-a-key").get(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 401
+    lower = APIClient()
+    lower.credentials(HTTP_AUTHORIZATION=f"bearer {second['token']}")  # schemes are case-insensitive
+    assert "expired" in lower.get(f"/api/v1/tenants/alpha/projects/{slug}").json()["error"]["message"]
 
 
 def test_a_key_is_all_or_nothing_when_the_cluster_fails(api, users, alpha, ready_project):

@@ -8,6 +8,7 @@ import hmac
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -48,13 +49,13 @@ class AccessKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode(errors="replace")
-        if not header.startswith(f"{self.keyword} "):
+        scheme, _, token = authentication.get_authorization_header(request).decode(errors="replace").partition(" ")
+        if scheme.lower() != self.keyword.lower():  # auth schemes are case-insensitive (RFC 7235)
             return None
-        token = header[len(self.keyword) + 1:].strip()
+        token = token.strip()
         if getattr(request._request, "tenant", None) is None:
             raise exceptions.AuthenticationFailed("Access keys work under /api/v1/tenants/<slug>/ only.")
-        key = AccessKey.objects.filter(token_hash=token_hash(token)).first() if token else None
+        key = AccessKey.objects.filter(token_hash=token_hash(token)).order_by().first() if token else None
         # Another tenant's key is simply unknown here: its table is in another schema.
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown access key.")
@@ -64,7 +65,9 @@ class AccessKeyAuthentication(authentication.BaseAuthentication):
         if key.expires_at <= now:
             raise exceptions.AuthenticationFailed("This access key has expired.")
         if key.last_used_at is None or key.last_used_at < now - LAST_USED_EVERY:
-            AccessKey.objects.filter(pk=key.pk).update(last_used_at=now)  # at most once a minute
+            # At most once a minute, across every process: only if the stored value is still old.
+            stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_EVERY)
+            AccessKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)
         return KeyPrincipal(key), key
 
     def authenticate_header(self, request):
