@@ -86,7 +86,8 @@ EXPECTED = {
 
 def _methods(route) -> list[str]:
     view_class = getattr(route.view, "view_class", None) or getattr(route.view, "cls", None)
-    return (["GET"] if hasattr(view_class, "get") else []) + list(route.methods)
+    serves_get = hasattr(view_class, "get") and "get" in getattr(view_class, "http_method_names", [])
+    return (["GET"] if serves_get else []) + list(route.methods)
 
 
 TENANT_API = [(route, method) for route in pier_routes() if route.is_tenant_route and route.name.startswith("api:")
@@ -174,4 +175,62 @@ def test_endpoint_answers_each_caller_as_expected(route, method, world):
             transaction.set_rollback(True)  # the next caller finds the same world
         got[actor] = response.status_code
     expected = {actor: _expected(route.name, method, actor) for actor in ACTORS}
+    assert got == expected
+
+
+# The pages: people sign in with a session; a key is not a way into the HTML (a Bearer header is
+# ignored there), so callers with keys are anonymous to the pages and sent to sign in.
+HTML_EXPECTED = {
+    ("tenants:home", "GET"): (None, _tenant_rule(200)),
+    ("tenants:members", "GET"): (None, _tenant_rule(200)),
+    ("tenants:members", "POST"): ({"username": "newbie@example.com", "role": "member"}, _tenant_rule(302, admin_only=True)),
+    ("tenants:member_role", "POST"): ({"role": "admin"}, _tenant_rule(302, admin_only=True)),
+    ("tenants:member_remove", "POST"): (None, _tenant_rule(302, admin_only=True)),
+    ("tenants:invitation_remove", "POST"): (None, _tenant_rule(302, admin_only=True)),
+    ("tenants:audit", "GET"): (None, _tenant_rule(200, admin_only=True)),
+    ("projects:list", "GET"): (None, _tenant_rule(200)),
+    ("projects:list", "POST"): ({"slug": "fresh"}, _tenant_rule(302)),
+    ("projects:detail", "GET"): (None, _project_rule(1, 200)),
+    ("projects:config", "POST"): ({"quota.pods": "3"}, _project_rule(3, 302)),
+    ("projects:delete", "POST"): (None, _project_rule(3, 302)),
+    ("projects:sharing", "GET"): (None, _project_rule(1, 200)),
+    ("projects:sharing", "POST"): ({"group": "newcomers", "role": "view"}, _project_rule(3, 302)),
+    ("projects:sharing_remove", "POST"): (None, _project_rule(3, 302)),
+    ("projects:keys", "GET"): (None, _project_rule(1, 200)),
+    ("projects:keys", "POST"): ({"name": "page", "role": "view", "expires_in_days": "30"}, _project_rule(3, 201)),
+    ("projects:key_revoke", "POST"): (None, _project_rule(3, 302)),
+}
+PEOPLE = [a for a in ACTORS if not a.startswith("key_")]
+TENANT_PAGES = [(route, method) for route in pier_routes() if route.is_tenant_route and not route.name.startswith("api:")
+                for method in _methods(route)]
+
+
+def test_every_tenant_page_has_rules():
+    assert {(route.name, method) for route, method in TENANT_PAGES} == set(HTML_EXPECTED)
+
+
+@pytest.mark.parametrize("route, method", TENANT_PAGES, ids=lambda v: getattr(v, "name", v))
+def test_page_answers_each_caller_as_expected(route, method, world):
+    from django.test import Client
+
+    payload = HTML_EXPECTED[(route.name, method)][0]
+    membership_pk = Membership.objects.get(tenant__slug="alpha", user__username="bob").pk
+    path = route.path(**{**world["kwargs"], "pk": world["kwargs"]["pk"] if "invitation" in route.name else membership_pk})
+    got, expected = {}, {}
+    for actor in ACTORS:
+        client = Client()
+        if actor in world["tokens"]:
+            client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {world['tokens'][actor]}"
+        elif actor != "anonymous":
+            client.force_login(world["people"][actor])
+        with transaction.atomic():
+            response = getattr(client, method.lower())(path, payload or {})
+            transaction.set_rollback(True)
+        got[actor] = response.status_code
+        if actor == "anonymous" or actor.startswith("key_"):
+            expected[actor] = 302  # to the sign-in page
+        elif actor == "other_tenant":
+            expected[actor] = 404
+        else:
+            expected[actor] = HTML_EXPECTED[(route.name, method)][1](actor)
     assert got == expected

@@ -86,6 +86,8 @@ class ProjectDetailView(ProjectPage):
 
 
 class ProjectConfigView(ProjectDetailView):
+    http_method_names = ["post"]  # an action: its page is the one it came from
+
     def post(self, request, tenant_slug, project_slug):
         project = self.get_project()
         form = ConfigOverridesForm(request.POST, effective=selectors.effective_config(project))
@@ -100,6 +102,8 @@ class ProjectConfigView(ProjectDetailView):
 
 
 class ProjectDeleteView(ProjectDetailView):
+    http_method_names = ["post"]  # an action: its page is the one it came from
+
     def post(self, request, tenant_slug, project_slug):
         project = services.project_delete(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
                                           access=self.access)
@@ -135,6 +139,8 @@ class SharingView(ProjectPage):
 
 
 class SharingRemoveView(SharingView):
+    http_method_names = ["post"]  # an action: its page is the one it came from
+
     def post(self, request, tenant_slug, project_slug, access_id):
         grant = get_object_or_404(self.get_project().group_access, pk=access_id)
         services.group_revoke(tenant=request.tenant, project=self.get_project(), grant=grant,
@@ -173,6 +179,8 @@ class KeysView(ProjectPage):
 
 
 class KeyRevokeView(KeysView):
+    http_method_names = ["post"]  # an action: its page is the one it came from
+
     def post(self, request, tenant_slug, project_slug, key_id):
         key = get_object_or_404(self.get_project().keys, pk=key_id)
         keys.key_revoke(tenant=request.tenant, project=self.get_project(), key=key, acting_user=request.user,
