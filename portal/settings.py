@@ -314,7 +314,12 @@ PIER_PROJECT_DEFAULTS = {
 # Access keys: default and longest lifetime (days), and the secret mixed into their hashes.
 PIER_KEY_DEFAULT_DAYS = env_int("PIER_KEY_DEFAULT_DAYS", 90)
 PIER_KEY_MAX_DAYS = min(env_int("PIER_KEY_MAX_DAYS", 365), 365)
-PIER_KEY_PEPPER = os.environ.get("PIER_KEY_PEPPER", "") or SECRET_KEY
+PIER_KEY_PEPPER = os.environ.get("PIER_KEY_PEPPER", "")
+if not PIER_KEY_PEPPER:
+    if not (DEBUG or TESTING):
+        # Its own secret, so that rotating SECRET_KEY does not invalidate every access key.
+        raise ImproperlyConfigured("PIER_KEY_PEPPER must be set when DEBUG is off (a long random string).")
+    PIER_KEY_PEPPER = SECRET_KEY
 PIER_PROJECT_MAX_RETRIES = env_int("PIER_PROJECT_MAX_RETRIES", 8)
 PIER_PROJECT_BACKOFF = env_float("PIER_PROJECT_BACKOFF", 2.0)
 PIER_NAMESPACE_POLL_SECONDS = env_float("PIER_NAMESPACE_POLL_SECONDS", 2.0)

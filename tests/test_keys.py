@@ -219,3 +219,62 @@ def test_the_openapi_schema_validates():
     from django.core.management import call_command
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+
+
+def test_keys_leave_with_their_issuer(api, users, alpha, ready_project):
+    slug = ready_project()
+    body = _issue(api, users["bob"], slug).json()
+    client = bearer(body["token"])
+    assert client.get(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 200
+    assert api(users["alice"]).delete("/api/v1/tenants/alpha/members/bob").status_code == 204
+    response = client.get(f"/api/v1/tenants/alpha/projects/{slug}")
+    assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]
+
+
+def test_a_deactivated_issuers_keys_stop_working(api, users, alpha, ready_project):
+    slug = ready_project()
+    body = _issue(api, users["bob"], slug).json()
+    users["bob"].is_active = False
+    users["bob"].save()
+    response = bearer(body["token"]).get(f"/api/v1/tenants/alpha/projects/{slug}")
+    assert response.status_code == 401 and "deactivated" in response.json()["error"]["message"]
+
+
+def test_the_periodic_pass_sweeps_objects_of_dead_keys(api, users, alpha, ready_project):
+    slug = ready_project()
+    ns = f"alpha-{slug}"
+    body = _issue(api, users["bob"], slug).json()
+    with tenant_context(alpha):
+        AccessKey.objects.filter(pk=body["id"]).update(revoked_at=timezone.now())  # its clean-up task was lost
+        outcomes = reconcile.run(Project.objects.get(slug=slug).pk)
+    assert outcomes[f"ServiceAccount/{body['service_account']}"] == "deleted"
+    assert kube.get("ServiceAccount", body["service_account"], ns) is None
+    assert kube.get("RoleBinding", body["service_account"], ns) is None
+
+
+def test_a_revoked_keys_name_can_be_used_again_and_the_default_fits_the_cap(api, users, alpha, ready_project):
+    slug = ready_project()
+    first = _issue(api, users["bob"], slug).json()
+    assert api(users["bob"]).delete(f"/api/v1/tenants/alpha/projects/{slug}/keys/{first['id']}").status_code == 204
+    alpha.max_key_days = 30
+    alpha.save()
+    from portal import tenancy
+
+    tenancy.invalidate("alpha")
+    second = api(users["bob"]).post(f"/api/v1/tenants/alpha/projects/{slug}/keys", {"name": "ci", "role": "view"},
+                                    format="json")
+    assert second.status_code == 201
+    expires = timezone.datetime.fromisoformat(second.json()["expires_at"].replace("Z", "+00:00"))
+    assert expires - timezone.now() < timedelta(days=30, minutes=5)
+
+
+def test_a_key_for_a_tenant_being_upgraded_gets_503_not_an_error(api, users, alpha, ready_project):
+    from portal import tenancy
+    from tenants.models import Tenant
+
+    slug = ready_project()
+    token = _issue(api, users["bob"], slug).json()["token"]
+    Tenant.objects.filter(pk=alpha.pk).update(schema_version="older")
+    tenancy.invalidate("alpha")
+    response = bearer(token).get(f"/api/v1/tenants/alpha/projects/{slug}")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "tenant_unavailable"

@@ -395,3 +395,24 @@ def test_deleting_a_tenant_removes_its_projects_namespaces(api, users, reconcile
     assert kube.get("Namespace", ns) is None
     assert not NamespaceRegistry.objects.filter(name=ns).exists()
     assert not type(tenant).objects.filter(pk=tenant.pk).exists()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"quota.requests.cpu": "0.0000000001"}, "finer than 1n"),
+    ({"quota.requests.memory": "1e40"}, "too large"),
+    ({"quota.pods": "2.5"}, "whole number"),
+])
+def test_quantities_the_cluster_would_rewrite_are_refused(api, users, overrides, fragment, unique_slug):
+    response = _create(api, users["bob"], "alpha", unique_slug("q"), config_overrides=overrides)
+    assert response.status_code == 400 and fragment in response.json()["error"]["message"]
+
+
+def test_a_grant_removed_during_deletion_does_not_bring_the_project_back(api, users, alpha, unique_slug):
+    slug = unique_slug("undead")
+    _create(api, users["bob"], "alpha", slug)
+    client = api(users["bob"])
+    grant = client.post(f"/api/v1/tenants/alpha/projects/{slug}/groups", {"group": "ops", "role": "view"}, format="json").json()
+    assert client.delete(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 202
+    response = client.delete(f"/api/v1/tenants/alpha/projects/{slug}/groups/{grant['id']}")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "invalid_state"
+    assert client.get(f"/api/v1/tenants/alpha/projects/{slug}").json()["status"] == "deleting"

@@ -26,10 +26,13 @@ ACTIONS = {
 class Access:
     role: str | None
     source: str
+    is_key: bool = False
 
     @property
     def actions(self) -> list[str]:
-        return ACTIONS.get(self.role or "", [])
+        actions = ACTIONS.get(self.role or "", [])
+        # Keys never share projects or issue keys, whatever their role.
+        return [a for a in actions if a != "share"] if self.is_key else actions
 
     def require(self, action: str, *, project: Project) -> None:
         if action not in self.actions:
@@ -44,7 +47,7 @@ def project_access(project: Project, *, user, tenant_role: str, groups: list[str
     if getattr(user, "is_access_key", False):
         if user.project_id != project.pk:
             return Access(role=None, source="")
-        return Access(role=user.role, source=f"access key {user.key.name}")
+        return Access(role=user.role, source=f"access key {user.key.name}", is_key=True)
     candidates: list[tuple[str, str]] = []
     if tenant_role in (*MANAGER_ROLES, "staff"):
         candidates.append(("admin", "platform staff" if tenant_role == "staff" else f"organization {tenant_role}"))

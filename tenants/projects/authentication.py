@@ -8,10 +8,12 @@ import hmac
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from portal.errors import Unavailable
 from tenants.projects.models import AccessKey
 
 LAST_USED_EVERY = timedelta(minutes=1)
@@ -53,14 +55,21 @@ class AccessKeyAuthentication(authentication.BaseAuthentication):
         if scheme.lower() != self.keyword.lower():  # auth schemes are case-insensitive (RFC 7235)
             return None
         token = token.strip()
-        if getattr(request._request, "tenant", None) is None:
+        tenant = getattr(request._request, "tenant", None)
+        if tenant is None:
             raise exceptions.AuthenticationFailed("Access keys work under /api/v1/tenants/<slug>/ only.")
-        key = AccessKey.objects.filter(token_hash=token_hash(token)).order_by().first() if token else None
+        if connection.schema_name != tenant.schema_name:
+            # The tenant is not being served (being set up, upgraded, deleted): no keys to check.
+            raise Unavailable("This organization is not available right now; try again later.", code="tenant_unavailable")
+        key = (AccessKey.objects.filter(token_hash=token_hash(token)).select_related("created_by").order_by().first()
+               if token else None)
         # Another tenant's key is simply unknown here: its table is in another schema.
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown access key.")
         if key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("This access key was revoked.")
+        if not key.created_by.is_active:
+            raise exceptions.AuthenticationFailed("The person who issued this access key was deactivated.")
         now = timezone.now()
         if key.expires_at <= now:
             raise exceptions.AuthenticationFailed("This access key has expired.")

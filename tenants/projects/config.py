@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +34,7 @@ KEYS: dict[str, Key] = {
     "limits.request.memory": Key("quantity", "a container's memory request when it sets none"),
     "network.allow_from": Key("namespaces", "namespaces whose pods may reach this project's pods"),
 }
+MAX_QUANTITY = Decimal(2**63 - 1)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -52,6 +54,13 @@ def _clean_value(key: str, value: Any, field: str) -> Any:
                                details={name: ["Not a quantity."]})
         if amount < 0:
             raise InvalidInput(f"{name}: must not be negative.", details={name: ["Must not be negative."]})
+        # What the API server would store differently (and so never match): finer than 1n, or
+        # beyond its 64-bit range; a pod count is a whole number.
+        if amount > MAX_QUANTITY or amount != amount.quantize(Decimal("1e-9")):
+            raise InvalidInput(f"{name}: '{value}' is finer than 1n or too large for Kubernetes.",
+                               details={name: ["Out of range."]})
+        if key == "quota.pods" and amount != amount.to_integral_value():
+            raise InvalidInput(f"{name}: a number of pods is a whole number.", details={name: ["Not a whole number."]})
         return str(value)
     if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_LABEL.match(v) and len(v) <= 63 for v in value):
         raise InvalidInput(f"{name}: give a list of namespace names.", details={name: ["A list of namespace names."]})

@@ -62,8 +62,8 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
         raise InvalidInput(f"role: '{role}' is not one of {', '.join(ProjectRole.values)}.", details={"role": ["Not a role."]})
     if RANK[role] > RANK[access.role]:
         raise Forbidden(f"You cannot issue a key with more rights ({role}) than your own ({access.role}).")
-    days = settings.PIER_KEY_DEFAULT_DAYS if expires_in_days is None else expires_in_days
     limit = tenant.effective_max_key_days
+    days = min(settings.PIER_KEY_DEFAULT_DAYS, limit) if expires_in_days is None else expires_in_days
     if not 1 <= days <= limit:
         raise InvalidInput(f"expires_in_days: give 1 to {limit} days (the longest this organization allows).",
                            details={"expires_in_days": [f"1 to {limit}."]})
@@ -71,7 +71,7 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
         # No namespace yet (or going away): wait until the project was ready once.
         raise Conflict(f"The project '{project.slug}' is {project.status}; keys need its namespace to exist.",
                        code="invalid_state")
-    if AccessKey.objects.filter(project=project, name=name).exists():
+    if AccessKey.objects.filter(project=project, name=name, revoked_at__isnull=True).exists():
         raise Conflict(f"name: a key named '{name}' exists in '{project.slug}'.", code="key_exists",
                        details={"name": ["Already used."]})
 
@@ -80,13 +80,18 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
     made: list[dict] = []
     try:
         for obj in objects:
+            made.append(obj)  # before the call: a timed-out create may still have happened
             kube.create(obj)
-            made.append(obj)
         token, expires = kube.request_token(project.namespace, service_account,
                                             expiration_seconds=max(MIN_SECONDS, days * 86400))
-    except kube.KubeError as exc:
+    except Exception as exc:  # anything: remove what may exist; the periodic pass sweeps leftovers
         _remove(made)
-        raise Unavailable(f"The cluster did not answer in time; no key was created. ({exc})", code="cluster_unavailable")
+        if isinstance(exc, kube.KubeUnavailable):
+            raise Unavailable(f"The cluster did not answer in time; no key was created. ({exc})",
+                              code="cluster_unavailable")
+        if isinstance(exc, kube.KubeError):
+            raise Unavailable(f"The cluster refused the key; no key was created. ({exc})", code="cluster_refused")
+        raise
     try:
         with transaction.atomic():
             key = AccessKey.objects.create(
@@ -112,8 +117,6 @@ def key_revoke(*, tenant: Tenant, project: Project, key: AccessKey, acting_user,
     also ends the token's validity in the cluster."""
     _person(acting_user)
     access.require("share", project=project)
-    from tenants.projects.tasks import delete_key_objects
-
     with transaction.atomic():
         key = AccessKey.objects.select_for_update().get(pk=key.pk)
         if key.revoked_at is not None:
@@ -122,8 +125,7 @@ def key_revoke(*, tenant: Tenant, project: Project, key: AccessKey, acting_user,
         key.save(update_fields=["revoked_at"])
         audit.record(action="key.revoke", actor=acting_user, tenant=tenant, target_type="access_key",
                      target=f"{project.slug}/{key.name}")
-        key_id = key.pk
-        transaction.on_commit(lambda: delete_key_objects.delay(key_id))
+        _enqueue_delete(key.pk)
     return key
 
 
@@ -134,3 +136,48 @@ def remove_key_objects(key: AccessKey, *, tenant_slug: str) -> None:
 
 def expires_soon(key: AccessKey) -> bool:
     return key.expires_at - timezone.now() < timedelta(days=7)
+
+
+def sweep(project: Project, *, tenant_slug: str) -> dict[str, str]:
+    """Part of the periodic pass: remove key objects nobody can use any more: those of revoked or
+    expired keys (their clean-up task may have been lost) and orphans of a creation that failed
+    half-way (older than ten minutes, with no key row)."""
+    selector = f"{kube.LABEL_PROJECT}={project.slug},pier.dev/access-key=true"
+    accounts = kube.list_objects("ServiceAccount", project.namespace, label_selector=selector)
+    if not accounts:
+        return {}
+    names = [a["metadata"]["name"] for a in accounts]
+    live = set(AccessKey.objects.filter(project=project, service_account__in=names, revoked_at__isnull=True,
+                                        expires_at__gt=timezone.now()).values_list("service_account", flat=True))
+    known = set(AccessKey.objects.filter(project=project, service_account__in=names)
+                .values_list("service_account", flat=True))
+    outcomes = {}
+    cutoff = timezone.now() - timedelta(minutes=10)
+    for account in accounts:
+        name = account["metadata"]["name"]
+        created = datetime.fromisoformat(account["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+        if name in live or (name not in known and created > cutoff):
+            continue
+        for kind in ("RoleBinding", "ServiceAccount"):
+            kube.delete(kind, name, project.namespace)
+        outcomes[f"ServiceAccount/{name}"] = "deleted"
+    return outcomes
+
+
+def revoke_keys_of(*, user, reason: str) -> int:
+    """In the current tenant: revoke every key the person issued (they left or lost their role)."""
+    ids = list(AccessKey.objects.filter(created_by=user, revoked_at__isnull=True).values_list("pk", flat=True))
+    AccessKey.objects.filter(pk__in=ids).update(revoked_at=timezone.now())
+    for key_id in ids:
+        _enqueue_delete(key_id)
+    return len(ids)
+
+
+def _enqueue_delete(key_id: int) -> None:
+    """After the commit, in this tenant's schema (named now: the commit may happen elsewhere)."""
+    from django.db import connection
+
+    from tenants.projects.tasks import delete_key_objects
+
+    schema_name = connection.schema_name
+    transaction.on_commit(lambda: delete_key_objects.apply_async(args=[key_id], headers={"_schema_name": schema_name}))

@@ -120,7 +120,8 @@ class AccessKey(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="access_key_unique_name")]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], condition=models.Q(revoked_at__isnull=True),
+                                               name="access_key_unique_live_name")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role}) on {self.project}"

@@ -119,12 +119,18 @@ def _effective(project: Project) -> dict:
                                           overrides=project.config_overrides))
 
 
-def _set_status(project: Project, status: str, message: str = "", **fields) -> None:
-    """Write a status change (and its event) only when something changes."""
+def _set_status(project: Project, status: str, message: str = "", *, only_generation: int | None = None,
+                **fields) -> None:
+    """Write a status change (and its event) only when something changes. With `only_generation`,
+    only if nobody changed the project (a new configuration, a deletion) since this pass read it."""
     if project.status == status and project.status_message == message and not fields:
         return
     with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(status=status, status_message=message, updated_at=timezone.now(), **fields)
+        rows = Project.objects.filter(pk=project.pk)
+        if only_generation is not None:
+            rows = rows.filter(generation=only_generation).exclude(status=Project.Status.DELETING)
+        if not rows.update(status=status, status_message=message, updated_at=timezone.now(), **fields):
+            return  # changed meanwhile: its own reconcile follows
         if project.status != status or project.status_message != message:
             ProjectEvent.objects.create(project=project, status=status, message=message)
     project.status, project.status_message = status, message
@@ -165,9 +171,13 @@ def apply(project: Project) -> dict[str, str]:
         if binding["metadata"]["name"] not in wanted:
             kube.delete("RoleBinding", binding["metadata"]["name"], project.namespace)
             outcomes[f"RoleBinding/{binding['metadata']['name']}"] = "deleted"
+    from tenants.projects.keys import sweep
+
+    outcomes.update(sweep(project, tenant_slug=tenant.slug))
     changed = {k: v for k, v in outcomes.items() if v != "unchanged"}
     if project.status != Project.Status.READY or project.reconciled_generation != generation or project.status_message:
-        _set_status(project, Project.Status.READY, "", reconciled_generation=generation, reconcile_attempts=0)
+        _set_status(project, Project.Status.READY, "", only_generation=generation,
+                    reconciled_generation=generation, reconcile_attempts=0)
     elif changed:
         ProjectEvent.objects.create(project=project, status=project.status,
                                     message="repaired drift: " + ", ".join(f"{k} {v}" for k, v in changed.items()))
@@ -244,7 +254,8 @@ def tenant_teardown(tenant) -> None:
         current = kube.get("Namespace", entry.name)
         if current is not None and kube.is_managed(current):
             kube.delete("Namespace", entry.name)
-    remaining = [e.name for e in NamespaceRegistry.objects.filter(tenant=tenant) if kube.get("Namespace", e.name)]
+    remaining = [e.name for e in NamespaceRegistry.objects.filter(tenant=tenant)
+                 if (ns := kube.get("Namespace", e.name)) is not None and kube.is_managed(ns)]
     if remaining:
         raise StillTerminating(", ".join(remaining))
     NamespaceRegistry.objects.filter(tenant=tenant).delete()

@@ -114,6 +114,8 @@ def project_update(*, tenant: Tenant, project: Project, acting_user, access: Acc
         for key, value in changes.items():
             setattr(project, key, value.strip() if key == "display_name" and isinstance(value, str) else value)
         fields = list(changes)
+        if any(before[k] != getattr(project, k) for k in ("display_name", "description") if k in changes):
+            _enqueue_reconcile(project)  # the namespace's annotations show them
         if "config_overrides" in changes and before["config_overrides"] != project.config_overrides:
             project.generation = F("generation") + 1
             project.status = Project.Status.PROVISIONING
@@ -147,7 +149,8 @@ def project_delete(*, tenant: Tenant, project: Project, acting_user, access: Acc
 
 def _reconcile_again(project: Project) -> None:
     """The project's objects in the cluster must change: mark it and enqueue the reconcile."""
-    Project.objects.filter(pk=project.pk).update(generation=F("generation") + 1, status=Project.Status.PROVISIONING)
+    Project.objects.filter(pk=project.pk).exclude(status=Project.Status.DELETING).update(
+        generation=F("generation") + 1, status=Project.Status.PROVISIONING)
     _enqueue_reconcile(project)
 
 
@@ -181,6 +184,8 @@ def group_revoke(*, tenant: Tenant, project: Project, grant: GroupAccess, acting
     access.require("share", project=project)
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project.pk)
+        if project.status == Project.Status.DELETING:
+            raise Conflict(f"The project '{project.slug}' is being deleted.", code="invalid_state")
         grant.delete()
         _reconcile_again(project)
         ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING,

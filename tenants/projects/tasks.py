@@ -24,7 +24,8 @@ def reconcile_project(self, project_id: int) -> None:
         try:
             reconcile.run(project_id)
         except locks.Busy:
-            log.info("project %s: another worker is reconciling it", project_id)
+            # Another worker is on it, maybe with older data: come back when it is done.
+            raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS)
         except reconcile.StillTerminating:
             raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS)
         except Exception as exc:  # a cluster fault, a conflict, …: show it, retry with backoff

@@ -5,8 +5,10 @@ from django.core.management.base import BaseCommand
 
 from portal import kube
 
+# Readable by every project role. Secrets and pods/exec are not here: `get` on them would let a
+# viewer read credentials or (before Kubernetes 1.35) exec into pods.
 _WORKLOADS = [
-    {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/exec", "services", "configmaps", "secrets",
+    {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "configmaps",
                                       "persistentvolumeclaims", "serviceaccounts", "events"]},
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets", "daemonsets"]},
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"]},
@@ -25,11 +27,13 @@ def cluster_roles() -> list[dict]:
         }
 
     quota_read = {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "namespaces"], "verbs": _READ}
+    sensitive = {"apiGroups": [""], "resources": ["secrets", "pods/exec", "pods/attach", "pods/portforward"],
+                 "verbs": _WRITE}
     return [
         role("pier-project-view", [*({**r, "verbs": _READ} for r in _WORKLOADS), quota_read]),
-        role("pier-project-edit", [*({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read]),
+        role("pier-project-edit", [*({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read, sensitive]),
         role("pier-project-admin", [
-            *({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read,
+            *({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read, sensitive,
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": _WRITE},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},
         ]),
