@@ -50,7 +50,7 @@ def _remove(objects: list[dict], *, best_effort: bool = True) -> None:
             log.warning("could not remove %s %s after a failed key creation: %s", obj["kind"], obj["metadata"]["name"], exc)
 
 
-def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expires_in_days: int | None = None,
+def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expires_in: int | None = None,
                acting_user, access: Access) -> tuple[AccessKey, str]:
     """Returns the key and its token (shown once, never stored)."""
     _person(acting_user)
@@ -63,10 +63,13 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
     if RANK[role] > RANK[access.role]:
         raise Forbidden(f"You cannot issue a key with more rights ({role}) than your own ({access.role}).")
     limit = tenant.effective_max_key_days
-    days = min(settings.PIER_KEY_DEFAULT_DAYS, limit) if expires_in_days is None else expires_in_days
-    if not 1 <= days <= limit:
-        raise InvalidInput(f"expires_in_days: give 1 to {limit} days (the longest this organization allows).",
-                           details={"expires_in_days": [f"1 to {limit}."]})
+    longest = limit * 86400
+    seconds = min(settings.PIER_KEY_DEFAULT_DAYS * 86400, longest) if expires_in is None else expires_in
+    if not MIN_SECONDS <= seconds <= longest:
+        raise InvalidInput(
+            f"expires_in: give {MIN_SECONDS} to {longest} seconds ({limit} days, the longest this organization "
+            "allows; the cluster refuses less than 10 minutes).",
+            details={"expires_in": [f"{MIN_SECONDS} to {longest} seconds."]})
     if project.reconciled_generation == 0 or project.status == Project.Status.DELETING:
         # No namespace yet (or going away): wait until the project was ready once.
         raise Conflict(f"The project '{project.slug}' is {project.status}; keys need its namespace to exist.",
@@ -83,7 +86,7 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
             made.append(obj)  # before the call: a timed-out create may still have happened
             kube.create(obj)
         token, expires = kube.request_token(project.namespace, service_account,
-                                            expiration_seconds=max(MIN_SECONDS, days * 86400))
+                                            expiration_seconds=seconds)
     except Exception as exc:  # anything: remove what may exist; the periodic pass sweeps leftovers
         _remove(made)
         if isinstance(exc, kube.KubeUnavailable):

@@ -170,7 +170,8 @@ class KeysView(ProjectPage):
             return render(request, self.template_name, self.get_context_data(form=form), status=400)
         try:
             key, token = keys.key_create(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
-                                         access=self.access, **form.cleaned_data)
+                                         access=self.access, name=form.cleaned_data["name"], role=form.cleaned_data["role"],
+                                         expires_in=form.cleaned_data["expires_in_days"] * 86400)
         except PierError as exc:
             return self.refused(request, exc, form=form)
         response = render(request, self.template_name, self.get_context_data(new_key=key, token=token), status=201)

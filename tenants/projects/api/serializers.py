@@ -100,4 +100,5 @@ class AccessKeyCreatedSerializer(AccessKeySerializer):
 class AccessKeyCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     role = serializers.ChoiceField(choices=ProjectRole.choices)
-    expires_in_days = serializers.IntegerField(required=False, allow_null=True, help_text="Default 90.")
+    expires_in = serializers.IntegerField(required=False, allow_null=True,
+                                          help_text="Seconds; default 90 days, at most the organization's maximum.")
