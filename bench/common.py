@@ -261,6 +261,7 @@ class WsgiClient:
         login.force_login(user)
         self._login = login
         self.cookie = f"{settings.SESSION_COOKIE_NAME}={login.cookies[settings.SESSION_COOKIE_NAME].value}"
+        self.credentials = {"HTTP_COOKIE": self.cookie}
         self.handler = WSGIHandler()
 
     def get(self, path: str, query: str = "") -> tuple[int, bytes]:
@@ -270,7 +271,7 @@ class WsgiClient:
         environ = {
             "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SCRIPT_NAME": "",
             "SERVER_NAME": self.HOST, "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-            "HTTP_HOST": self.HOST, "HTTP_COOKIE": self.cookie, "HTTP_ACCEPT": "application/json",
+            "HTTP_HOST": self.HOST, **self.credentials, "HTTP_ACCEPT": "application/json",
             "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
             "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.multithread": False,
             "wsgi.multiprocess": True, "wsgi.run_once": False,

@@ -17,7 +17,7 @@ from django.utils import timezone
 from portal import audit, locks, request_id, tenancy
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, from_django_validation_error
 from tenants import signals
-from tenants.models import MANAGER_ROLES, Membership, PendingMembership, ProvisioningJob, Role, Tenant
+from tenants.models import Membership, PendingMembership, ProvisioningJob, Role, Tenant
 from tenants.validators import schema_name_for, validate_tenant_slug
 
 User = get_user_model()

@@ -23,7 +23,7 @@ from routes import pier_routes
 from tenants.models import Membership, PendingMembership
 from tenants.projects import keys, reconcile, services
 from tenants.projects.access import Access
-from tenants.projects.models import AccessKey, GroupAccess, Project
+from tenants.projects.models import AccessKey, GroupAccess
 
 pytestmark = pytest.mark.django_db
 

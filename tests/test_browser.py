@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -179,12 +178,12 @@ def test_member_creates_configures_and_deletes_a_project(browser, web_process, c
 def test_a_key_created_in_the_browser_works_like_curl_and_dies_when_revoked(browser, web_process, org):
     """The key journey: create it in the browser, copy the token shown once, use it over HTTP for its
     project and role only, revoke it in the browser: refused at once."""
+    import urllib.error
     import urllib.request
 
     from django_tenants.utils import tenant_context
 
     from tenants.projects import reconcile
-    from tenants.projects.models import Project
     from tenants.projects import services as project_services
 
     alice = get_user_model().objects.get(username="alice")

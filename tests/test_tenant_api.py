@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 
 from portal.models import AuditEvent
-from tenants.models import Membership, PendingMembership, ProvisioningJob, Tenant
+from tenants.models import Membership, PendingMembership, Tenant
 
 pytestmark = pytest.mark.django_db
 

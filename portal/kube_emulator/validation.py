@@ -101,39 +101,38 @@ _QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE = r"(" + _QUALIFIED_NAME + r")?"
 
 
+def _shaped(value: str, *, limit: int, pattern: str, description: str, examples: tuple[str, ...]) -> list[str]:
+    """apimachinery's two checks for a name: its length, then its shape."""
+    errors = []
+    if len(value) > limit:
+        errors.append(_max_length_error(limit))
+    if not re.fullmatch(pattern, value):
+        errors.append(_regex_error(description, pattern, *examples))
+    return errors
+
+
+_QUALIFIED_NAME_SHAPE = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+)
+_QUALIFIED_NAME_EXAMPLES = ("MyName", "my.name", "123-abc")
+
+
 def dns1123_label(value: str) -> list[str]:
     """Namespace names (and other names that end up in DNS labels)."""
-    errors = []
-    if len(value) > 63:
-        errors.append(_max_length_error(63))
-    if not re.fullmatch(_DNS1123_LABEL, value):
-        errors.append(
-            _regex_error(
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                "and must start and end with an alphanumeric character",
-                _DNS1123_LABEL,
-                "my-name",
-                "123-abc",
-            )
-        )
-    return errors
+    return _shaped(
+        value, limit=63, pattern=_DNS1123_LABEL, examples=("my-name", "123-abc"),
+        description="a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+        "and must start and end with an alphanumeric character",
+    )
 
 
 def dns1123_subdomain(value: str) -> list[str]:
     """Most object names: ServiceAccounts, Secrets, ConfigMaps, quotas, NetworkPolicies, workloads."""
-    errors = []
-    if len(value) > 253:
-        errors.append(_max_length_error(253))
-    if not re.fullmatch(_DNS1123_SUBDOMAIN, value):
-        errors.append(
-            _regex_error(
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                "and must start and end with an alphanumeric character",
-                _DNS1123_SUBDOMAIN,
-                "example.com",
-            )
-        )
-    return errors
+    return _shaped(
+        value, limit=253, pattern=_DNS1123_SUBDOMAIN, examples=("example.com",),
+        description="a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+        "and must start and end with an alphanumeric character",
+    )
 
 
 def path_segment_name(value: str) -> list[str]:
@@ -145,6 +144,7 @@ def path_segment_name(value: str) -> list[str]:
 
 def qualified_name(value: str) -> list[str]:
     """Label and annotation keys: an optional DNS subdomain prefix and '/', then a name of ≤ 63 characters."""
+    shape = _regex_error(_QUALIFIED_NAME_SHAPE, _QUALIFIED_NAME, *_QUALIFIED_NAME_EXAMPLES)
     parts = value.split("/")
     errors: list[str] = []
     if len(parts) == 1:
@@ -156,53 +156,22 @@ def qualified_name(value: str) -> list[str]:
         else:
             errors += ["prefix part " + message for message in dns1123_subdomain(prefix)]
     else:
-        return [
-            "a qualified name "
-            + _regex_error(
-                "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                "alphanumeric character",
-                _QUALIFIED_NAME,
-                "MyName",
-                "my.name",
-                "123-abc",
-            )
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
+        return ["a qualified name " + shape + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
     if not name:
         errors.append("name part must be non-empty")
     elif len(name) > 63:
         errors.append("name part " + _max_length_error(63))
     if not re.fullmatch(_QUALIFIED_NAME, name):
-        errors.append(
-            "name part "
-            + _regex_error(
-                "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                "alphanumeric character",
-                _QUALIFIED_NAME,
-                "MyName",
-                "my.name",
-                "123-abc",
-            )
-        )
+        errors.append("name part " + shape)
     return errors
 
 
 def label_value(value: str) -> list[str]:
-    errors = []
-    if len(value) > 63:
-        errors.append(_max_length_error(63))
-    if not re.fullmatch(_LABEL_VALUE, value):
-        errors.append(
-            _regex_error(
-                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-                "and must start and end with an alphanumeric character",
-                _LABEL_VALUE,
-                "MyValue",
-                "my_value",
-                "12345",
-            )
-        )
-    return errors
+    return _shaped(
+        value, limit=63, pattern=_LABEL_VALUE, examples=("MyValue", "my_value", "12345"),
+        description="a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+        "and must start and end with an alphanumeric character",
+    )
 
 
 _ANNOTATIONS_SIZE_LIMIT = 256 * 1024
