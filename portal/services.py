@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from portal import audit
+from portal import audit, signals
 from portal.errors import InvalidInput
 from portal.models import UserProfile
 
@@ -39,6 +39,7 @@ def user_set_groups(*, user, groups, acting_user) -> UserProfile:
         before = profile.groups
         profile.groups = cleaned
         profile.save(update_fields=["groups", "updated_at"])
+        signals.user_groups_changed.send(sender=UserProfile, user=user)
         audit.record(action="user.set_groups", actor=acting_user, target_type="user", target=user.get_username(),
                      details={"before": before, "after": cleaned})
     return profile

@@ -311,6 +311,29 @@ PIER_PROJECT_DEFAULTS = {
     "limits.request.memory": os.environ.get("PIER_LIMIT_REQUEST_MEMORY", "128Mi"),
     "network.allow_from": PIER_NETWORK_ALLOW_FROM,
 }
+# Platform ceilings: no project (nor an organization's defaults) may go above these; staff may set
+# other ceilings per organization. PIER_PROJECT_CEILINGS="quota.pods=100,quota.limits.cpu=32"
+# replaces some of them.
+PIER_PROJECT_CEILINGS = {
+    "quota.requests.cpu": "64",
+    "quota.requests.memory": "256Gi",
+    "quota.limits.cpu": "128",
+    "quota.limits.memory": "512Gi",
+    "quota.pods": "1000",
+    "limits.default.cpu": "16",
+    "limits.default.memory": "64Gi",
+    "limits.request.cpu": "16",
+    "limits.request.memory": "64Gi",
+}
+for _item in env_list("PIER_PROJECT_CEILINGS"):
+    _key, _, _value = _item.partition("=")
+    if _key.strip() not in PIER_PROJECT_CEILINGS or not _value.strip():
+        raise ImproperlyConfigured(f"PIER_PROJECT_CEILINGS: {_item!r} is not <quantity key>=<quantity>; "
+                                   f"keys: {', '.join(PIER_PROJECT_CEILINGS)}.")
+    PIER_PROJECT_CEILINGS[_key.strip()] = _value.strip()
+# Namespaces outside the organization that a project may admit traffic from (network.allow_from):
+# the ingress router's by default. A project may also name its organization's other projects.
+PIER_NETWORK_ALLOWED_NAMESPACES = env_list("PIER_NETWORK_ALLOWED_NAMESPACES", ",".join(PIER_NETWORK_ALLOW_FROM))
 # Access keys: default and longest lifetime (days), and the secret mixed into their hashes.
 PIER_KEY_DEFAULT_DAYS = env_int("PIER_KEY_DEFAULT_DAYS", 90)
 PIER_KEY_MAX_DAYS = min(env_int("PIER_KEY_MAX_DAYS", 365), 365)

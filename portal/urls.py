@@ -13,6 +13,7 @@ from tenants.projects.api import urls as project_api_urls
 
 api_patterns = [
     path("admin/", include(tenant_api_urls.admin_urlpatterns)),
+    path("admin/", include(project_api_urls.admin_urlpatterns)),
     path("admin/users", users_api.UserListView.as_view(), name="admin-user-list"),
     path("admin/users/<str:username>", users_api.UserDetailView.as_view(), name="admin-user-detail"),
     path("tenants/<slug:tenant_slug>", tenant_api_views.TenantDetailView.as_view(), name="tenant-detail"),

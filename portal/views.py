@@ -47,6 +47,20 @@ class TenantView(View):
     def refused(self, request, exc: PierError, **context):
         """Show a refused action on the page it came from, with what was typed (`context`)."""
         request.pier_refusal = {"code": exc.code, "message": exc.message}
+        form = context.get("form")
+        if form is not None and exc.details:
+            _errors_at_fields(form, exc.details)
         if hasattr(self, "get_context_data"):
             context = self.get_context_data(error=exc.message, **context)
         return render(request, self.template_name, context, status=exc.status)
+
+
+def _errors_at_fields(form, details: dict) -> None:
+    """Put a service's field errors ("config_overrides.quota.pods": […]) on the form's fields
+    ("quota.pods"), so each appears at its field."""
+    for name, messages in details.items():
+        if not isinstance(messages, list):
+            continue
+        field = next((f for f in form.fields if name == f or name.endswith("." + f)), None)
+        if field is not None and field not in form.errors:
+            form.add_error(field, [str(m) for m in messages])

@@ -52,9 +52,11 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["slug", "name"]
     readonly_fields = ["slug", "schema_name", "status", "status_message", "schema_version", "created_at",
-                       "updated_at", "suspended_at", "projects"]
+                       "updated_at", "suspended_at", "projects", "config_ceilings", "config_budget", "config_locks"]
     fields = ["slug", "name", "status", "status_message", "max_projects", "max_members", "schema_name",
-              "schema_version", "created_at", "updated_at", "suspended_at", "projects"]
+              "schema_version", "created_at", "updated_at", "suspended_at", "projects",
+              # Changed through PATCH /api/v1/admin/tenants/<slug>/policy (it re-checks the projects).
+              "config_ceilings", "config_budget", "config_locks"]
     inlines = [MembershipInline, JobInline]
     actions = ["suspend", "resume", "retry", "delete_tenants"]
 

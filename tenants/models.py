@@ -32,6 +32,11 @@ class Tenant(TenantMixin):
     max_key_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Longest access-key lifetime; empty: the platform's (PIER_KEY_MAX_DAYS)."
     )
+    # Set by platform staff (tenants/projects/config.py): ceilings that replace the platform's for
+    # this organization, a budget for the sum of its projects' quotas, keys nobody in it may change.
+    config_ceilings = models.JSONField(default=dict, blank=True, help_text="{setting: quantity}, e.g. {\"quota.pods\": \"100\"}.")
+    config_budget = models.JSONField(default=dict, blank=True, help_text="{quota setting: quantity}: the sum over all projects.")
+    config_locks = models.JSONField(default=list, blank=True, help_text="Settings the organization and its projects cannot change.")
     # Which tenant-app migrations the schema has; compared with the code's at each request.
     schema_version = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -298,6 +298,8 @@ def member_change_role(*, tenant: Tenant, membership: Membership, role: str, act
                            code="last_owner")
         membership.role = role
         membership.save(update_fields=["role"])
+        # Keys never keep more than their issuer now holds (revoked in this transaction).
+        signals.member_role_changed.send(sender=Membership, tenant=tenant, user=membership.user)
         audit.record(
             action="member.change_role", actor=acting_user, tenant=tenant, target_type="member",
             target=membership.user.get_username(), details={"from": previous, "to": role},
@@ -316,25 +318,11 @@ def member_remove(*, tenant: Tenant, membership: Membership, acting_user, acting
                            code="last_owner")
         username = membership.user.get_username()
         membership.delete()
-        _revoke_keys_in(tenant, membership.user)
+        signals.member_removed.send(sender=Membership, tenant=tenant, user=membership.user)
         audit.record(
             action="member.remove", actor=acting_user, tenant=tenant, target_type="member", target=username,
             details={"role": membership.role},
         )
-
-
-def _revoke_keys_in(tenant: Tenant, user) -> None:
-    """Someone who leaves an organization takes their access keys with them."""
-    from django_tenants.utils import schema_context
-
-    from tenants.projects.keys import revoke_keys_of
-
-    if tenant.status in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
-        with schema_context(tenant.schema_name):
-            count = revoke_keys_of(user=user, reason="left the organization")
-        if count:
-            audit.record(action="key.revoke", actor=None, tenant=tenant, target_type="member",
-                         target=user.get_username(), details={"keys": count, "reason": "left the organization"})
 
 
 def pending_member_remove(*, tenant: Tenant, pending: PendingMembership, acting_user, acting_role: str) -> None:

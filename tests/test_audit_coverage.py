@@ -103,6 +103,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("api:admin-tenant-detail", "DELETE"): Case("staff", 202, "tenant.delete"),
     ("api:admin-tenant-suspend", "POST"): Case("staff", 200, "tenant.suspend"),
     ("api:admin-tenant-resume", "POST"): Case("staff", 200, "tenant.resume", prepare=_beta_status("suspended")),
+    ("api:admin-tenant-policy", "PATCH"): Case("staff", 200, "tenant.policy", {"ceilings": {"quota.pods": "100"}}),
     ("api:admin-tenant-retry", "POST"): Case("staff", 202, "tenant.retry", prepare=_beta_status("failed")),
     ("api:member-list", "POST"): Case("carol", 201, "member.add", {"username": "bob", "role": "member"}),
     ("api:member-detail", "PATCH"): Case("carol", 200, "member.change_role", {"role": "admin"}, _bob_in_beta),

@@ -140,9 +140,12 @@ def test_effective_config_shows_values_and_sources_and_reaches_the_cluster(api, 
                             {"project_defaults": {"quota.requests.memory": "2Gi"}}, format="json")
     assert response.status_code == 200
     config = client.get(f"/api/v1/tenants/alpha/projects/{slug}").json()["config"]
-    assert config["quota.pods"] == {"value": "7", "source": "project"}
-    assert config["quota.requests.memory"] == {"value": "2Gi", "source": "tenant"}
-    assert config["quota.requests.cpu"] == {"value": "4", "source": "platform"}
+    pick = lambda entry: {k: entry[k] for k in ("value", "source")}  # noqa: E731
+    assert pick(config["quota.pods"]) == {"value": "7", "source": "project"}
+    assert pick(config["quota.requests.memory"]) == {"value": "2Gi", "source": "tenant"}
+    assert pick(config["quota.requests.cpu"]) == {"value": "4", "source": "platform"}
+    assert config["quota.pods"]["ceiling"] == {"value": "1000", "level": "platform", "scope": "platform"}
+    assert config["quota.pods"]["locked"] is None and config["quota.pods"]["clamped_from"] is None
 
     response = api(users["bob"]).patch(f"/api/v1/tenants/alpha/projects/{slug}",
                                        {"config_overrides": {"quota.pods": "9", "limits.default.cpu": "250m"}}, format="json")

@@ -141,6 +141,8 @@ _GENERIC_REASONS: dict[int, tuple[str, str]] = {
     403: ("Forbidden", "the server does not allow access to the requested resource"),
     404: ("NotFound", "the server could not find the requested resource"),
     409: ("Conflict", "the server reported a conflict"),
+    # What an admission plugin or a stricter API server answers to a value Pier thought valid.
+    422: ("Invalid", "the server rejected our request due to an error in our request"),
     429: ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
     503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
     504: (

@@ -1,19 +1,33 @@
-"""The effective configuration of a project: platform defaults → tenant → project overrides.
+"""The effective configuration of a project: platform defaults → organization defaults → project
+overrides, within ceilings, a budget and locks.
 
-Keys are flat ("quota.requests.cpu"); each effective value says where it comes from, so pages and
-the API can show why a project got what it got.
+Keys are flat ("quota.requests.cpu"). Who sets what:
+
+- **platform** (environment, `PIER_*`): the defaults, a ceiling for every quantity key, and the
+  namespaces any project may admit traffic from (`PIER_NETWORK_ALLOWED_NAMESPACES`);
+- **platform staff, per organization** (Tenant.config_ceilings / config_budget / config_locks):
+  ceilings that replace the platform's for that organization, a budget for the sum of its
+  projects' effective quotas, and keys nobody in the organization may change;
+- **organization admins** (TenantSettings): defaults within the ceilings, and keys projects may
+  not override (`locked_keys`);
+- **project admins**: overrides within all of the above.
+
+Each effective value says where it comes from, its ceiling and lock, and whether it was clamped,
+so pages and the API can show why a project got what it got. Only the keys being changed are
+validated: lowering a ceiling never blocks an unrelated edit; values above a lowered ceiling are
+clamped when computed (the stored override is kept for the record).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 from django.conf import settings
 
-from portal.errors import InvalidInput
+from portal.errors import InvalidInput, QuotaExceeded
 
 
 @dataclass(frozen=True)
@@ -34,41 +48,75 @@ KEYS: dict[str, Key] = {
     "limits.request.memory": Key("quantity", "a container's memory request when it sets none"),
     "network.allow_from": Key("namespaces", "namespaces whose pods may reach this project's pods"),
 }
+QUANTITY_KEYS = tuple(k for k, spec in KEYS.items() if spec.kind == "quantity")
+# The keys whose sum over an organization's projects a budget caps.
+BUDGET_KEYS = tuple(k for k in QUANTITY_KEYS if k.startswith("quota."))
+# (request, limit): a request above its limit is refused (ResourceQuota and LimitRange alike).
+REQUEST_LIMIT_PAIRS = (
+    ("quota.requests.cpu", "quota.limits.cpu"),
+    ("quota.requests.memory", "quota.limits.memory"),
+    ("limits.request.cpu", "limits.default.cpu"),
+    ("limits.request.memory", "limits.default.memory"),
+)
 MAX_QUANTITY = Decimal(2**63 - 1)
+# apimachinery's quantity grammar (resource.ParseQuantity), ASCII digits only: no spaces,
+# underscores or other digits that Python's Decimal would take. Signs are refused separately.
+QUANTITY = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+PLATFORM = "platform"
+ORGANIZATION = "organization"
+
+
+def _refuse(name: str, message: str, short: str) -> InvalidInput:
+    return InvalidInput(f"{name}: {message}", details={name: [short]})
+
+
+def parse_quantity(value: Any) -> Decimal:
+    """The amount of a quantity exactly when the API server would accept it; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError("not a quantity")
+    text = str(value)
+    if not QUANTITY.match(text):
+        raise ValueError("not a quantity")
+    from kubernetes.utils import parse_quantity as parse
+
+    return parse(text)
+
+
+def clean_quantity(value: Any, name: str, *, whole: bool = False) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _refuse(name, 'give a quantity such as "2", "500m" or "4Gi".', "Not a quantity.")
+    text = str(value)
+    if text.startswith("-"):
+        raise _refuse(name, "must not be negative.", "Must not be negative.")
+    try:
+        amount = parse_quantity(text)
+    except (ValueError, ArithmeticError):
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise _refuse(name, f"{shown!r} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi).", "Not a quantity.")
+    # What the API server would store differently (and so never match): finer than 1n, or
+    # beyond its 64-bit range; a pod count is a whole number.
+    if amount > MAX_QUANTITY or amount != amount.quantize(Decimal("1e-9")):
+        raise _refuse(name, f"{text!r} is finer than 1n or too large for Kubernetes.", "Out of range.")
+    if whole and amount != amount.to_integral_value():
+        raise _refuse(name, "a number of pods is a whole number.", "Not a whole number.")
+    return text
 
 
 def _clean_value(key: str, value: Any, field: str) -> Any:
-    kind = KEYS[key].kind
     name = f"{field}.{key}"
-    if kind == "quantity":
-        from kubernetes.utils import parse_quantity
-
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise InvalidInput(f"{name}: give a quantity such as \"2\", \"500m\" or \"4Gi\".",
-                               details={name: ["Not a quantity."]})
-        try:
-            amount = parse_quantity(value)
-        except (ValueError, ArithmeticError):
-            raise InvalidInput(f"{name}: '{value}' is not a Kubernetes quantity (e.g. 500m, 2, 4Gi).",
-                               details={name: ["Not a quantity."]})
-        if amount < 0:
-            raise InvalidInput(f"{name}: must not be negative.", details={name: ["Must not be negative."]})
-        # What the API server would store differently (and so never match): finer than 1n, or
-        # beyond its 64-bit range; a pod count is a whole number.
-        if amount > MAX_QUANTITY or amount != amount.quantize(Decimal("1e-9")):
-            raise InvalidInput(f"{name}: '{value}' is finer than 1n or too large for Kubernetes.",
-                               details={name: ["Out of range."]})
-        if key == "quota.pods" and amount != amount.to_integral_value():
-            raise InvalidInput(f"{name}: a number of pods is a whole number.", details={name: ["Not a whole number."]})
-        return str(value)
-    if not isinstance(value, list) or not all(isinstance(v, str) and _DNS_LABEL.match(v) and len(v) <= 63 for v in value):
-        raise InvalidInput(f"{name}: give a list of namespace names.", details={name: ["A list of namespace names."]})
+    if KEYS[key].kind == "quantity":
+        return clean_quantity(value, name, whole=key == "quota.pods")
+    if (not isinstance(value, list) or len(value) > 100
+            or not all(isinstance(v, str) and len(v) <= 63 and _DNS_LABEL.match(v) for v in value)):
+        raise _refuse(name, "give a list of namespace names.", "A list of namespace names.")
     return sorted(set(value))
 
 
 def clean_overrides(overrides: Any, *, field: str = "config") -> dict[str, Any]:
-    """Validate overrides (tenant or project level); a null value removes an override."""
+    """Validate the shape of overrides (organization or project level). A null value stands for
+    "remove this key" (JSON merge patch); it is dropped here."""
     if overrides is None:
         return {}
     if not isinstance(overrides, dict):
@@ -76,27 +124,248 @@ def clean_overrides(overrides: Any, *, field: str = "config") -> dict[str, Any]:
     cleaned = {}
     for key, value in overrides.items():
         if key not in KEYS:
+            shown = key if len(key) <= 60 else key[:60] + "…"
             raise InvalidInput(
-                f"{field}.{key}: unknown setting; known: {', '.join(KEYS)}.",
-                details={f"{field}.{key}": ["Unknown setting."]},
+                f"{field}.{shown}: unknown setting; known: {', '.join(KEYS)}.",
+                details={f"{field}.{shown}": ["Unknown setting."]},
             )
         if value is not None:
             cleaned[key] = _clean_value(key, value, field)
     return cleaned
 
 
-def effective(*, tenant_defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{key: {"value": …, "source": "platform" | "tenant" | "project"}} for every key."""
-    result = {}
-    for key in KEYS:
-        if key in overrides:
-            result[key] = {"value": overrides[key], "source": "project"}
-        elif key in tenant_defaults:
-            result[key] = {"value": tenant_defaults[key], "source": "tenant"}
+def merge_patch(current: dict[str, Any], patch: Any, *, field: str) -> dict[str, Any]:
+    """RFC 7396 on a flat map: a key with null is removed, a missing key stays."""
+    if not isinstance(patch, dict):
+        raise InvalidInput(f"{field}: give an object of settings.", details={field: ["Must be an object."]})
+    clean_overrides(patch, field=field)  # shape and names first, nulls allowed
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
         else:
-            result[key] = {"value": settings.PIER_PROJECT_DEFAULTS[key], "source": "platform"}
+            merged[key] = value
+    return clean_overrides(merged, field=field)
+
+
+def clean_locks(locks: Any, *, field: str) -> list[str]:
+    if not isinstance(locks, list) or not all(isinstance(k, str) for k in locks):
+        raise InvalidInput(f"{field}: give a list of setting names.", details={field: ["A list of setting names."]})
+    unknown = [k for k in locks if k not in KEYS]
+    if unknown:
+        shown = unknown[0] if len(unknown[0]) <= 60 else unknown[0][:60] + "…"
+        raise InvalidInput(f"{field}: unknown setting {shown!r}; known: {', '.join(KEYS)}.",
+                           details={field: ["Unknown setting."]})
+    return sorted(set(locks))
+
+
+def clean_ceilings(ceilings: Any, *, field: str, keys: Iterable[str] = QUANTITY_KEYS) -> dict[str, str]:
+    """Staff's per-organization ceilings (or budget): quantities for quantity keys."""
+    if not isinstance(ceilings, dict):
+        raise InvalidInput(f"{field}: give an object of quantities.", details={field: ["Must be an object."]})
+    allowed = tuple(keys)
+    cleaned = {}
+    for key, value in ceilings.items():
+        if key not in allowed:
+            shown = key if len(key) <= 60 else key[:60] + "…"
+            raise InvalidInput(f"{field}.{shown}: not one of {', '.join(allowed)}.",
+                               details={f"{field}.{shown}": ["Unknown setting."]})
+        if value is not None:
+            cleaned[key] = clean_quantity(value, f"{field}.{key}", whole=key == "quota.pods")
+    return cleaned
+
+
+# --- Policy: what constrains a tenant's values ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    value: str
+    amount: Decimal
+    scope: str  # "platform" (every organization) or "organization" (staff set it for this one)
+
+    def describe(self) -> str:
+        where = " for this organization" if self.scope == ORGANIZATION else ""
+        return f"the ceiling of {self.value} that the platform set{where}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"value": self.value, "level": PLATFORM, "scope": self.scope}
+
+
+@dataclass
+class Policy:
+    defaults: dict[str, Any] = field(default_factory=dict)  # the organization's defaults
+    ceilings: dict[str, Ceiling] = field(default_factory=dict)
+    locks: dict[str, str] = field(default_factory=dict)  # key → "platform" | "organization"
+    budget: dict[str, Ceiling] = field(default_factory=dict)
+    own_namespaces: frozenset[str] | None = None  # the organization's project namespaces
+
+    @property
+    def allowed_namespaces(self) -> frozenset[str]:
+        platform = frozenset(settings.PIER_NETWORK_ALLOWED_NAMESPACES)
+        return platform | (self.own_namespaces or frozenset())
+
+
+def platform_ceilings() -> dict[str, Ceiling]:
+    return {key: Ceiling(value, parse_quantity(value), PLATFORM) for key, value in settings.PIER_PROJECT_CEILINGS.items()}
+
+
+def policy(*, tenant, defaults: dict[str, Any] | None = None, org_locks: Iterable[str] = (),
+           own_namespaces: Iterable[str] | None = None) -> Policy:
+    """The constraints in force for `tenant` (a Tenant row; its staff-set fields are read from it)."""
+    ceilings = platform_ceilings()
+    for key, value in (getattr(tenant, "config_ceilings", None) or {}).items():
+        if key in QUANTITY_KEYS:
+            ceilings[key] = Ceiling(value, parse_quantity(value), ORGANIZATION)
+    budget = {key: Ceiling(value, parse_quantity(value), ORGANIZATION)
+              for key, value in (getattr(tenant, "config_budget", None) or {}).items() if key in BUDGET_KEYS}
+    locks = {key: ORGANIZATION for key in org_locks if key in KEYS}
+    locks.update({key: PLATFORM for key in (getattr(tenant, "config_locks", None) or []) if key in KEYS})
+    return Policy(defaults=dict(defaults or {}), ceilings=ceilings, locks=locks, budget=budget,
+                  own_namespaces=None if own_namespaces is None else frozenset(own_namespaces))
+
+
+def _display(value: Any) -> str:
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
+def effective(*, policy: Policy, overrides: dict[str, Any], clamp_requests: bool = True) -> dict[str, dict[str, Any]]:
+    """{key: {"value", "source", "ceiling", "locked", "clamped_from"}} for every key.
+
+    `source` is where the value comes from (platform, tenant, project); an override of a locked
+    key is ignored (and kept); a value above its ceiling is clamped to it (`clamped_from` says
+    what was asked); a request above its limit is brought down to the limit."""
+    result: dict[str, dict[str, Any]] = {}
+    for key in KEYS:
+        lock = policy.locks.get(key)
+        if key in overrides and lock is None and _usable(key, overrides[key]):
+            value, source = overrides[key], "project"
+        elif key in policy.defaults and lock != PLATFORM and _usable(key, policy.defaults[key]):
+            value, source = policy.defaults[key], "tenant"
+        else:
+            value, source = settings.PIER_PROJECT_DEFAULTS[key], "platform"
+        ceiling = policy.ceilings.get(key)
+        entry = {"value": value, "source": source, "ceiling": ceiling.as_dict() if ceiling else None,
+                 "locked": {"level": lock} if lock else None, "clamped_from": None}
+        if ceiling is not None and parse_quantity(value) > ceiling.amount:
+            entry["value"], entry["clamped_from"] = ceiling.value, value
+        if key == "network.allow_from" and policy.own_namespaces is not None:
+            allowed = policy.allowed_namespaces
+            kept = [ns for ns in value if ns in allowed]
+            if kept != list(value):
+                entry["value"], entry["clamped_from"] = kept, value
+        result[key] = entry
+    for request_key, limit_key in REQUEST_LIMIT_PAIRS:
+        request, limit = result[request_key], result[limit_key]
+        if clamp_requests and parse_quantity(request["value"]) > parse_quantity(limit["value"]):
+            request["clamped_from"] = request["clamped_from"] or request["value"]
+            request["value"] = limit["value"]
     return result
+
+
+def _usable(key: str, value: Any) -> bool:
+    """A stored value from before the current rules (e.g. " 1", which Decimal took) is skipped
+    rather than sent to a cluster that would refuse it."""
+    if KEYS[key].kind != "quantity":
+        return isinstance(value, list)
+    try:
+        parse_quantity(value)
+    except (ValueError, ArithmeticError):
+        return False
+    return True
 
 
 def values(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {key: entry["value"] for key, entry in config.items()}
+
+
+def clamped(config: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    """{key: (asked, applied)} for the values the ceilings or limits brought down."""
+    return {key: (entry["clamped_from"], entry["value"]) for key, entry in config.items()
+            if entry["clamped_from"] is not None}
+
+
+# --- Validation of a change -------------------------------------------------------------------
+
+
+def check_change(*, policy: Policy, level: str, field: str, before: dict[str, Any], after: dict[str, Any],
+                 effective_before: dict[str, dict[str, Any]], effective_after: dict[str, dict[str, Any]]) -> None:
+    """Refuse a change of `before` → `after` at `level` ("project" overrides or "tenant" defaults)
+    naming the key, the limit and who set it. Only keys whose stored value changes are checked
+    (and, for a request/limit pair, the pair of a changed key). The effective maps are computed
+    with `clamp_requests=False`, so a request above its limit shows."""
+    changed = {k for k in KEYS if before.get(k) != after.get(k)}
+    errors: dict[str, list[str]] = {}
+    messages: list[str] = []
+
+    def fail(key: str, message: str, short: str) -> None:
+        name = f"{field}.{key}"
+        errors.setdefault(name, []).append(short)
+        messages.append(f"{name}: {message}")
+
+    for key in sorted(changed):
+        lock = policy.locks.get(key)
+        if key in after and lock is not None and (level == "project" or lock == PLATFORM):
+            who = "the platform" if lock == PLATFORM else "the organization's admins"
+            fail(key, f"this setting is locked by {who} ({lock}); it cannot be overridden here.",
+                 f"Locked by the {lock}.")
+            continue
+        if key not in after:
+            continue
+        ceiling = policy.ceilings.get(key)
+        if ceiling is not None and parse_quantity(after[key]) > ceiling.amount:
+            fail(key, f"{_display(after[key])} is above {ceiling.describe()}.",
+                 f"At most {ceiling.value} (ceiling set by the platform).")
+        if key == "network.allow_from" and policy.own_namespaces is not None:
+            outside = [ns for ns in after[key] if ns not in policy.allowed_namespaces]
+            if outside:
+                allowed = sorted(settings.PIER_NETWORK_ALLOWED_NAMESPACES)
+                fail(key, f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} neither a project "
+                          f"namespace of this organization nor on the platform's allow-list ({', '.join(allowed)}).",
+                     "Only this organization's project namespaces and the platform's allow-list.")
+    if errors:
+        raise InvalidInput("; ".join(messages), details=errors)
+    for request_key, limit_key in REQUEST_LIMIT_PAIRS:
+        if not ({request_key, limit_key} & changed):
+            continue
+        request = effective_after[request_key]["value"]
+        limit = effective_after[limit_key]["value"]
+        if parse_quantity(request) > parse_quantity(limit):
+            key = request_key if request_key in changed else limit_key
+            source = effective_after[limit_key]["source"] if key == request_key else effective_after[request_key]["source"]
+            fail(key, f"{request_key} ({request}) would be above {limit_key} ({limit}, from the {_level(source)}); "
+                      "a request cannot exceed its limit.", "A request cannot exceed its limit.")
+    if errors:
+        raise InvalidInput("; ".join(messages), details=errors)
+
+
+def _level(source: str) -> str:
+    return {"platform": "platform default", "tenant": "organization default", "project": "project"}[source]
+
+
+def check_budget(*, policy: Policy, field: str, keys: Iterable[str], current_total: dict[str, Decimal],
+                 effective_before: dict[str, dict[str, Any]] | None, effective_after: dict[str, dict[str, Any]]) -> None:
+    """Refuse (409 budget_exceeded) when the organization's total of a budgeted key would cross
+    its budget. `current_total` is the sum over the organization's projects now (including the
+    changed project's current values, which `effective_before` gives; None for a new project)."""
+    errors: dict[str, list[str]] = {}
+    messages = []
+    for key in keys:
+        budget = policy.budget.get(key)
+        if budget is None:
+            continue
+        before = parse_quantity(effective_before[key]["value"]) if effective_before else Decimal(0)
+        after = parse_quantity(effective_after[key]["value"])
+        total = current_total.get(key, Decimal(0)) - before + after
+        if after > before and total > budget.amount:
+            name = f"{field}.{key}"
+            errors[name] = [f"The organization's budget of {budget.value} would be crossed."]
+            messages.append(f"{name}: the organization's projects would use {format_amount(total)} in total, "
+                            f"above the budget of {budget.value} that the platform set for this organization.")
+    if errors:
+        raise QuotaExceeded("; ".join(messages), code="budget_exceeded", details=errors)
+
+
+def format_amount(amount: Decimal) -> str:
+    normalized = amount.normalize()
+    return format(normalized, "f") if normalized == normalized.to_integral_value() else str(normalized)

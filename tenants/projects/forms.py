@@ -15,6 +15,7 @@ class ConfigOverridesForm(forms.Form):
 
     def __init__(self, *args, effective: dict, **kwargs):
         super().__init__(*args, **kwargs)
+        self.effective = effective
         for key, spec in KEYS.items():
             entry = effective[key]
             value = entry["value"]

@@ -167,6 +167,42 @@ def sweep(project: Project, *, tenant_slug: str) -> dict[str, str]:
     return outcomes
 
 
+def revoke_beyond_issuer(*, tenant: Tenant, reason: str, user=None, project: Project | None = None) -> list[AccessKey]:
+    """A key never has more than its issuer: revoke (at once, audited) every live key in the
+    current tenant whose issuer no longer holds the key's role in its project: demoted in the
+    organization, a group grant removed, a group no longer theirs. Call it inside the transaction
+    that took the role away, so both commit together."""
+    from portal.access import member_role
+    from portal.services import groups_of
+    from tenants.projects.access import project_access
+
+    live = AccessKey.objects.filter(revoked_at__isnull=True).select_related("project", "created_by")
+    if user is not None:
+        live = live.filter(created_by=user)
+    if project is not None:
+        live = live.filter(project=project)
+    roles: dict[int, tuple[str | None, list[str]]] = {}
+    revoked = []
+    for key in live.select_for_update(of=("self",)):
+        issuer = key.created_by
+        if issuer.pk not in roles:
+            tenant_role = "staff" if issuer.is_staff else member_role(tenant, issuer)
+            roles[issuer.pk] = (tenant_role, groups_of(issuer))
+        tenant_role, groups = roles[issuer.pk]
+        held = project_access(key.project, user=issuer, tenant_role=tenant_role or "", groups=groups).role
+        if held is not None and RANK[held] >= RANK[key.role]:
+            continue
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit.record(action="key.revoke", actor=None, tenant=tenant, target_type="access_key",
+                     target=f"{key.project.slug}/{key.name}",
+                     details={"reason": reason, "issuer": issuer.get_username(), "key_role": key.role,
+                              "issuer_role": held})
+        _enqueue_delete(key.pk)
+        revoked.append(key)
+    return revoked
+
+
 def revoke_keys_of(*, user, reason: str) -> int:
     """In the current tenant: revoke every key the person issued (they left or lost their role)."""
     ids = list(AccessKey.objects.filter(created_by=user, revoked_at__isnull=True).values_list("pk", flat=True))

@@ -13,6 +13,8 @@ class TenantSettings(models.Model):
 
     singleton = models.BooleanField(default=True, unique=True, editable=False)
     project_defaults = models.JSONField(default=dict, blank=True)
+    # Keys the organization's admins locked: projects cannot override them.
+    locked_keys = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -50,6 +52,8 @@ class Project(models.Model):
     generation = models.PositiveIntegerField(default=1)
     reconciled_generation = models.PositiveIntegerField(default=0)
     reconcile_attempts = models.PositiveIntegerField(default=0)
+    # The generation the cluster refused for good (422 Invalid): not retried until it changes.
+    refused_generation = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["slug"]

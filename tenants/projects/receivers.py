@@ -1,6 +1,13 @@
-from django.dispatch import receiver
+"""How projects react to changes elsewhere (the tenants app and the kernel never import this app)."""
 
-from tenants.signals import tenant_deleting
+from django.dispatch import receiver
+from django_tenants.utils import schema_context
+
+from portal.signals import user_groups_changed
+from tenants.models import Membership, Tenant
+from tenants.signals import member_removed, member_role_changed, tenant_deleting
+
+LIVE = (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED)
 
 
 @receiver(tenant_deleting, dispatch_uid="pier_projects_tenant_teardown")
@@ -8,3 +15,35 @@ def remove_namespaces_of_deleted_tenant(sender, tenant, **kwargs):
     from tenants.projects.reconcile import tenant_teardown
 
     tenant_teardown(tenant)
+
+
+@receiver(member_role_changed, dispatch_uid="pier_projects_keys_follow_role")
+def keys_follow_member_role(sender, tenant, user, **kwargs):
+    from tenants.projects.keys import revoke_beyond_issuer
+
+    if tenant.status in LIVE:
+        with schema_context(tenant.schema_name):
+            revoke_beyond_issuer(tenant=tenant, user=user, reason="the issuer's organization role changed")
+
+
+@receiver(member_removed, dispatch_uid="pier_projects_keys_leave_with_member")
+def keys_leave_with_member(sender, tenant, user, **kwargs):
+    """Someone who leaves an organization takes their access keys with them."""
+    from portal import audit
+    from tenants.projects.keys import revoke_keys_of
+
+    if tenant.status in LIVE:
+        with schema_context(tenant.schema_name):
+            count = revoke_keys_of(user=user, reason="left the organization")
+        if count:
+            audit.record(action="key.revoke", actor=None, tenant=tenant, target_type="member",
+                         target=user.get_username(), details={"keys": count, "reason": "left the organization"})
+
+
+@receiver(user_groups_changed, dispatch_uid="pier_projects_keys_follow_groups")
+def keys_follow_groups(sender, user, **kwargs):
+    from tenants.projects.keys import revoke_beyond_issuer
+
+    for membership in Membership.objects.filter(user=user, tenant__status__in=LIVE).select_related("tenant"):
+        with schema_context(membership.tenant.schema_name):
+            revoke_beyond_issuer(tenant=membership.tenant, user=user, reason="the issuer's groups changed")

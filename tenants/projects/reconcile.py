@@ -18,7 +18,7 @@ from django.utils import timezone
 from portal import audit, kube, locks
 from tenants.models import NamespaceRegistry, Tenant
 from tenants.projects import config
-from tenants.projects.models import Project, ProjectEvent, TenantSettings
+from tenants.projects.models import Project, ProjectEvent
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,11 @@ def group_binding(project: Project, group: str, role: str, labels: dict) -> dict
     }
 
 
-def _effective(project: Project) -> dict:
-    row = TenantSettings.objects.filter(singleton=True).first()
-    return config.values(config.effective(tenant_defaults=row.project_defaults if row else {},
-                                          overrides=project.config_overrides))
+def _effective(project: Project, tenant: Tenant) -> dict:
+    """What the cluster gets: the effective values, clamped by the ceilings in force now."""
+    from tenants.projects.selectors import policy_for
+
+    return config.values(config.effective(policy=policy_for(tenant), overrides=project.config_overrides))
 
 
 def _set_status(project: Project, status: str, message: str = "", *, only_generation: int | None = None,
@@ -151,17 +152,18 @@ def run(project_id: int) -> dict[str, str]:
         if project is None:
             return {}
         if project.status == Project.Status.DELETING:
-            return teardown(project)
-        return apply(project)
+            return teardown(project, tenant)
+        if project.status == Project.Status.FAILED and project.refused_generation == project.generation:
+            return {}  # the cluster refused this configuration for good: wait for a new one
+        return apply(project, tenant)
 
 
-def apply(project: Project) -> dict[str, str]:
-    tenant = connection.tenant
+def apply(project: Project, tenant: Tenant) -> dict[str, str]:
     generation = project.generation
     if project.status == Project.Status.PENDING:
         _set_status(project, Project.Status.PROVISIONING, "creating the namespace and its objects")
     outcomes = {}
-    desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project))
+    desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, tenant))
     for desired in desired_all:
         outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired)
     # Group bindings whose grant was removed.
@@ -186,11 +188,10 @@ def apply(project: Project) -> dict[str, str]:
     return outcomes
 
 
-def teardown(project: Project) -> dict[str, str]:
+def teardown(project: Project, tenant: Tenant) -> dict[str, str]:
     """Remove Pier's objects in reverse order, then the namespace; the row goes once it is gone."""
-    tenant = connection.tenant
     outcomes = {}
-    objects = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project))
+    objects = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, tenant))
     namespace_obj, inside = objects[0], objects[1:]
     current_ns = kube.get("Namespace", project.namespace)
     if current_ns is not None and kube.is_managed(current_ns):
@@ -214,12 +215,25 @@ def teardown(project: Project) -> dict[str, str]:
     return outcomes
 
 
-def record_error(project_id: int, exc: Exception, *, final: bool) -> None:
-    """Show the last error on the project; after the last retry it is `failed` with the reason."""
+def refused_for_good(exc: Exception) -> bool:
+    """The API server refused what Pier sent as invalid (422): sending it again changes nothing."""
+    return isinstance(exc, kube.KubeError) and not isinstance(exc, kube.KubeUnavailable) and exc.status == 422
+
+
+def record_error(project_id: int, exc: Exception, *, final: bool) -> bool:
+    """Show the last error on the project; after the last retry it is `failed` with the reason.
+    A configuration the cluster refused for good fails at once, once: it is not retried (by the
+    task or the periodic pass) until the configuration changes. Returns True when it should be
+    retried."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
-        return
+        return False
     message = f"{type(exc).__name__}: {exc}"
+    if refused_for_good(exc) and project.status != Project.Status.DELETING:
+        _set_status(project, Project.Status.FAILED, f"the cluster refused this configuration: {exc}",
+                    only_generation=project.generation, refused_generation=project.generation,
+                    reconcile_attempts=project.reconcile_attempts + 1)
+        return False
     if project.status == Project.Status.DELETING:
         _set_status(project, Project.Status.DELETING, f"last error: {message}")
     elif final:
@@ -228,6 +242,7 @@ def record_error(project_id: int, exc: Exception, *, final: bool) -> None:
         status = Project.Status.PROVISIONING if project.status != Project.Status.READY else Project.Status.READY
         _set_status(project, status, f"last error (retrying): {message}",
                     reconcile_attempts=project.reconcile_attempts + 1)
+    return not final
 
 
 def reconcile_all() -> dict[str, int]:

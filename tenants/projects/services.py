@@ -5,17 +5,18 @@ Kubernetes call happens here: the reconciler makes the cluster follow."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from portal import audit
+from portal import audit, tenancy
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded
 from portal.services import clean_groups
 from tenants.models import NamespaceRegistry, Tenant
-from tenants.projects import config
+from tenants.projects import config, keys, selectors
 from tenants.projects.access import Access
 from tenants.projects.models import GroupAccess, Project, ProjectEvent, ProjectRole, TenantSettings
 from tenants.validators import namespace_name_for, validate_namespace_name, validate_project_slug
@@ -26,15 +27,22 @@ def _invalid(field: str, exc: ValidationError) -> InvalidInput:
     return InvalidInput(f"{field}: {message}", details={field: exc.messages})
 
 
-def _enqueue_reconcile(project: Project) -> None:
+def _enqueue_reconcile(project: Project, *, schema_name: str | None = None) -> None:
+    """After the commit, in this tenant's schema (named now: the commit may happen elsewhere)."""
     from tenants.projects.tasks import reconcile_project
 
-    project_id = project.pk
-    transaction.on_commit(lambda: reconcile_project.delay(project_id))
+    project_id, schema = project.pk, schema_name or connection.schema_name
+    transaction.on_commit(lambda: reconcile_project.apply_async(args=[project_id], headers={"_schema_name": schema}))
 
 
 def _event(project: Project, message: str = "") -> None:
     ProjectEvent.objects.create(project=project, status=project.status, message=message)
+
+
+def _locked_tenant(tenant: Tenant) -> Tenant:
+    """The tenant's row, locked: serialises quota and budget checks, and reads the ceilings staff
+    set as they are now (the request's copy may be a few seconds old)."""
+    return Tenant.objects.select_for_update().get(pk=tenant.pk)
 
 
 def project_create(
@@ -55,7 +63,8 @@ def project_create(
         validate_namespace_name(namespace)
     except ValidationError as exc:
         raise _invalid("slug", exc)
-    overrides = config.clean_overrides(config_overrides, field="config_overrides")
+    field = "config_overrides"
+    overrides = config.clean_overrides(config_overrides, field=field)
     project = Project(
         slug=slug, display_name=(display_name or "").strip(), description=description or "",
         namespace=namespace, config_overrides=overrides, created_by=acting_user,
@@ -68,8 +77,8 @@ def project_create(
         raise from_django_validation_error(exc)
     try:
         with transaction.atomic():
-            Tenant.objects.select_for_update().filter(pk=tenant.pk).exists()  # serialises the quota check
-            limit = tenant.effective_max_projects
+            locked = _locked_tenant(tenant)
+            limit = locked.effective_max_projects
             if Project.objects.count() >= limit:
                 raise QuotaExceeded(
                     f"This organization has reached its limit of {limit} projects; delete one or ask the "
@@ -84,9 +93,18 @@ def project_create(
                     "choose another slug.", code="namespace_taken",
                     details={"slug": ["Its namespace name is taken."]},
                 )
+            policy = selectors.policy_for(locked)
+            base = config.effective(policy=policy, overrides={}, clamp_requests=False)
+            after = config.effective(policy=policy, overrides=overrides, clamp_requests=False)
+            config.check_change(policy=policy, level="project", field=field, before={}, after=overrides,
+                                effective_before=base, effective_after=after)
+            if policy.budget:
+                config.check_budget(policy=policy, field=field, keys=config.BUDGET_KEYS,
+                                    current_total=selectors.budget_usage(policy), effective_before=None,
+                                    effective_after=after)
             project.save()
             NamespaceRegistry.objects.create(name=namespace, tenant=tenant, project_id=project.pk)
-            _event(project, "created")
+            _event(project, f"created by {_who(acting_user)}")
             audit.record(
                 action="project.create", actor=acting_user, tenant=tenant, target_type="project",
                 target=slug, details={"namespace": namespace, "config_overrides": overrides},
@@ -98,25 +116,62 @@ def project_create(
     return project
 
 
-def project_update(*, tenant: Tenant, project: Project, acting_user, access: Access, **changes: Any) -> Project:
+def _who(acting_user) -> str:
+    return audit.actor_fields(acting_user)[0]
+
+
+def describe_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """"quota.pods 7 → 9, limits.default.cpu (inherited) → 250m" for a history entry."""
+    parts = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            old = config._display(before[key]) if key in before else "(inherited)"
+            new = config._display(after[key]) if key in after else "(inherited)"
+            parts.append(f"{key} {old} → {new}")
+    return ", ".join(parts)
+
+
+def project_update(*, tenant: Tenant, project: Project, acting_user, access: Access, merge: bool = False,
+                   **changes: Any) -> Project:
+    """Change a project's display name, description or overrides. With `merge`, `config_overrides`
+    is a JSON merge patch (a key with null is removed, a missing key stays); without it, the
+    whole map (the page's form)."""
     access.require("configure" if "config_overrides" in changes else "edit", project=project)
     allowed = {"display_name", "description", "config_overrides"}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise InvalidInput(f"{unknown[0]}: this field cannot be changed.", details={unknown[0]: ["Cannot be changed."]})
+    field = "config_overrides"
+    if field in changes:  # shape first, before any lock
+        config.clean_overrides(changes[field], field=field)
     with transaction.atomic():
+        locked = _locked_tenant(tenant) if field in changes else tenant
         project = Project.objects.select_for_update().get(pk=project.pk)
         if project.status == Project.Status.DELETING:
             raise Conflict(f"The project '{project.slug}' is being deleted.", code="invalid_state")
         before = {k: getattr(project, k) for k in changes}
-        if "config_overrides" in changes:
-            changes["config_overrides"] = config.clean_overrides(changes["config_overrides"], field="config_overrides")
+        if field in changes:
+            current = project.config_overrides
+            new = (config.merge_patch(current, changes[field], field=field) if merge
+                   else config.clean_overrides(changes[field], field=field))
+            changes[field] = new
+            if new != current:
+                policy = selectors.policy_for(locked)
+                effective_before = config.effective(policy=policy, overrides=current, clamp_requests=False)
+                effective_after = config.effective(policy=policy, overrides=new, clamp_requests=False)
+                config.check_change(policy=policy, level="project", field=field, before=current, after=new,
+                                    effective_before=effective_before, effective_after=effective_after)
+                if policy.budget:
+                    changed = [k for k in config.BUDGET_KEYS if current.get(k) != new.get(k)]
+                    config.check_budget(policy=policy, field=field, keys=changed,
+                                        current_total=selectors.budget_usage(policy),
+                                        effective_before=effective_before, effective_after=effective_after)
         for key, value in changes.items():
             setattr(project, key, value.strip() if key == "display_name" and isinstance(value, str) else value)
         fields = list(changes)
         if any(before[k] != getattr(project, k) for k in ("display_name", "description") if k in changes):
             _enqueue_reconcile(project)  # the namespace's annotations show them
-        if "config_overrides" in changes and before["config_overrides"] != project.config_overrides:
+        if field in changes and before[field] != project.config_overrides:
             project.generation = F("generation") + 1
             project.status = Project.Status.PROVISIONING
             fields += ["generation", "status"]
@@ -124,7 +179,8 @@ def project_update(*, tenant: Tenant, project: Project, acting_user, access: Acc
         project.save(update_fields=[*fields, "updated_at"])
         project.refresh_from_db()
         if "status" in fields:
-            _event(project, "configuration changed")
+            _event(project, f"configuration changed by {_who(acting_user)}: "
+                            f"{describe_changes(before[field], project.config_overrides)}")
         audit.record(
             action="project.update", actor=acting_user, tenant=tenant, target_type="project",
             target=project.slug, details={"before": before, "after": {k: getattr(project, k) for k in changes}},
@@ -189,25 +245,147 @@ def group_revoke(*, tenant: Tenant, project: Project, grant: GroupAccess, acting
         grant.delete()
         _reconcile_again(project)
         ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING,
-                                    message=f"group {grant.group} no longer {grant.role}")
+                                    message=f"group {grant.group} no longer {grant.role} ({_who(acting_user)})")
         audit.record(action="project.unshare", actor=acting_user, tenant=tenant, target_type="project",
                      target=project.slug, details={"group": grant.group, "role": grant.role})
+        # A key never has more than its issuer: those the grant carried go with it.
+        keys.revoke_beyond_issuer(tenant=tenant, project=project,
+                                  reason=f"group {grant.group} no longer has {grant.role} in {project.slug}")
 
 
-def tenant_defaults_update(*, tenant: Tenant, defaults: dict[str, Any], acting_user) -> TenantSettings:
-    """Set the tenant level of the effective configuration; projects follow at their next reconcile."""
-    cleaned = config.clean_overrides(defaults, field="project_defaults")
+def tenant_defaults_update(*, tenant: Tenant, acting_user, defaults: dict[str, Any] | None = None,
+                           locked_keys: list[str] | None = None) -> TenantSettings:
+    """The organization level of the effective configuration: `defaults` is a JSON merge patch of
+    the defaults, `locked_keys` the whole list of keys projects may not override. Projects follow
+    at their next reconcile."""
+    field = "project_defaults"
+    if defaults is not None:
+        config.clean_overrides(defaults, field=field)
+    locks = None if locked_keys is None else config.clean_locks(locked_keys, field="locked_keys")
     with transaction.atomic():
+        locked = _locked_tenant(tenant)
         row, _ = TenantSettings.objects.select_for_update().get_or_create(singleton=True)
-        before = row.project_defaults
-        row.project_defaults = cleaned
-        row.save(update_fields=["project_defaults", "updated_at"])
-        if before != cleaned:
-            Project.objects.exclude(status=Project.Status.DELETING).update(
-                generation=F("generation") + 1, status=Project.Status.PROVISIONING
-            )
-            for project in Project.objects.exclude(status=Project.Status.DELETING):
-                _enqueue_reconcile(project)
+        before_defaults, before_locks = row.project_defaults, list(row.locked_keys)
+        new_defaults = before_defaults if defaults is None else config.merge_patch(before_defaults, defaults, field=field)
+        new_locks = before_locks if locks is None else locks
+        if new_defaults != before_defaults:
+            policy = selectors.policy_for(locked, row=row)
+            after_policy = dataclasses.replace(policy, defaults=new_defaults)
+            effective_before = config.effective(policy=policy, overrides={}, clamp_requests=False)
+            effective_after = config.effective(policy=after_policy, overrides={}, clamp_requests=False)
+            config.check_change(policy=policy, level="tenant", field=field, before=before_defaults,
+                                after=new_defaults, effective_before=effective_before, effective_after=effective_after)
+            changed = [k for k in config.BUDGET_KEYS if before_defaults.get(k) != new_defaults.get(k)]
+            if policy.budget and changed:
+                usage_after = selectors.budget_usage(after_policy)
+                for key in changed:
+                    budget = policy.budget.get(key)
+                    if budget is not None and usage_after[key] > budget.amount and \
+                            usage_after[key] > selectors.budget_usage(policy)[key]:
+                        raise QuotaExceeded(
+                            f"{field}.{key}: the organization's projects would use "
+                            f"{config.format_amount(usage_after[key])} in total, above the budget of "
+                            f"{budget.value} that the platform set for this organization.",
+                            code="budget_exceeded", details={f"{field}.{key}": ["The budget would be crossed."]})
+        row.project_defaults, row.locked_keys = new_defaults, new_locks
+        row.save(update_fields=["project_defaults", "locked_keys", "updated_at"])
+        if new_defaults != before_defaults or new_locks != before_locks:
+            message = f"organization defaults changed by {_who(acting_user)}: " + ", ".join(filter(None, [
+                describe_changes(before_defaults, new_defaults),
+                f"locked {', '.join(new_locks) or '(none)'}" if new_locks != before_locks else "",
+            ]))
+            _reconcile_all_live(message)
         audit.record(action="tenant.project_defaults", actor=acting_user, tenant=tenant,
-                     target_type="tenant", target=tenant.slug, details={"before": before, "after": cleaned})
+                     target_type="tenant", target=tenant.slug,
+                     details={"before": {"project_defaults": before_defaults, "locked_keys": before_locks},
+                              "after": {"project_defaults": new_defaults, "locked_keys": new_locks}})
     return row
+
+
+def _reconcile_all_live(message: str, *, only: list[int] | None = None) -> None:
+    """Every live project (or those in `only`) follows a change of what they inherit."""
+    rows = Project.objects.exclude(status=Project.Status.DELETING)
+    if only is not None:
+        rows = rows.filter(pk__in=only)
+    ids = list(rows.values_list("pk", flat=True))
+    Project.objects.filter(pk__in=ids).update(generation=F("generation") + 1, status=Project.Status.PROVISIONING)
+    ProjectEvent.objects.bulk_create([ProjectEvent(project_id=pk, status=Project.Status.PROVISIONING, message=message)
+                                      for pk in ids])
+    schema_name = connection.schema_name
+    for pk in ids:
+        _enqueue_reconcile(Project(pk=pk), schema_name=schema_name)
+
+
+def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any] | None = None,
+                         budget: dict[str, Any] | None = None, locks: list[str] | None = None) -> dict[str, Any]:
+    """Platform staff: the ceilings, budget and locks of one organization (`ceilings` and `budget`
+    are JSON merge patches; `locks` the whole list). Nothing already stored is refused: a project
+    above a lowered ceiling keeps its override for the record, and its effective value is clamped
+    at its next reconcile, with a history entry saying why. Returns the policy and the projects
+    whose values are now clamped."""
+    from django_tenants.utils import schema_context
+
+    ceilings_patch = None if ceilings is None else config.clean_ceilings(
+        {k: v for k, v in ceilings.items() if v is not None} if isinstance(ceilings, dict) else ceilings,
+        field="ceilings")
+    budget_patch = None if budget is None else config.clean_ceilings(
+        {k: v for k, v in budget.items() if v is not None} if isinstance(budget, dict) else budget,
+        field="budget", keys=config.BUDGET_KEYS)
+    new_locks = None if locks is None else config.clean_locks(locks, field="locks")
+    if tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
+        raise Conflict(f"The organization '{tenant.slug}' is {tenant.status}; its policy can change once it is "
+                       "active or suspended.", code="invalid_state")
+    with transaction.atomic():
+        locked = _locked_tenant(tenant)
+        before = {"ceilings": dict(locked.config_ceilings), "budget": dict(locked.config_budget),
+                  "locks": list(locked.config_locks)}
+
+        def merged(current: dict, patch: dict | None, raw: Any) -> dict:
+            if patch is None:
+                return current
+            result = {**current, **patch}
+            for key, value in raw.items():
+                if value is None:
+                    result.pop(key, None)
+            return result
+
+        locked.config_ceilings = merged(before["ceilings"], ceilings_patch, ceilings or {})
+        locked.config_budget = merged(before["budget"], budget_patch, budget or {})
+        if new_locks is not None:
+            locked.config_locks = new_locks
+        locked.save(update_fields=["config_ceilings", "config_budget", "config_locks", "updated_at"])
+        after = {"ceilings": locked.config_ceilings, "budget": locked.config_budget, "locks": locked.config_locks}
+        with schema_context(locked.schema_name):
+            policy_before = selectors.policy_for(Tenant(pk=locked.pk, **before_fields(before)))
+            policy_after = selectors.policy_for(locked)
+            changed_ids = []
+            for project in Project.objects.exclude(status=Project.Status.DELETING).order_by("slug"):
+                old = config.effective(policy=policy_before, overrides=project.config_overrides)
+                new = config.effective(policy=policy_after, overrides=project.config_overrides)
+                moved = [key for key in config.KEYS if old[key]["value"] != new[key]["value"]]
+                if not moved:
+                    continue
+                changed_ids.append(project.pk)
+                ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING, message=(
+                    f"platform policy changed by {_who(acting_user)}: " + ", ".join(
+                        f"{key} {config._display(old[key]['value'])} → {config._display(new[key]['value'])}"
+                        + (f" (clamped by the ceiling; the override {config._display(new[key]['clamped_from'])} "
+                           "is kept)" if new[key]["clamped_from"] is not None and key in project.config_overrides
+                           else "")
+                        for key in moved)))
+            if changed_ids:
+                Project.objects.filter(pk__in=changed_ids).update(generation=F("generation") + 1,
+                                                                   status=Project.Status.PROVISIONING)
+                for pk in changed_ids:
+                    _enqueue_reconcile(Project(pk=pk), schema_name=locked.schema_name)
+            clamped_projects = selectors.clamped_projects(policy_after)
+        audit.record(action="tenant.policy", actor=acting_user, tenant=locked, target_type="tenant",
+                     target=locked.slug, details={"before": before, "after": after,
+                                                  "clamped": [p["project"] for p in clamped_projects]})
+        slug = locked.slug
+        transaction.on_commit(lambda: tenancy.invalidate(slug))
+    return {**after, "clamped_projects": clamped_projects}
+
+
+def before_fields(before: dict[str, Any]) -> dict[str, Any]:
+    return {"config_ceilings": before["ceilings"], "config_budget": before["budget"], "config_locks": before["locks"]}

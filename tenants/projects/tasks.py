@@ -30,8 +30,7 @@ def reconcile_project(self, project_id: int) -> None:
             raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS)
         except Exception as exc:  # a cluster fault, a conflict, …: show it, retry with backoff
             final = self.request.retries >= settings.PIER_PROJECT_MAX_RETRIES
-            reconcile.record_error(project_id, exc, final=final)
-            if final:
+            if not reconcile.record_error(project_id, exc, final=final):
                 log.warning("project %s: giving up after %s retries: %s", project_id, self.request.retries, exc)
                 return
             raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc)

@@ -15,6 +15,12 @@ from tenants.projects.filtersets import ProjectFilterSet
 from tenants.projects.forms import AccessKeyForm, ConfigOverridesForm, GroupAccessForm, ProjectCreateForm
 
 
+def _display(value) -> str:
+    if value is None:
+        return ""
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
 class ProjectListView(TenantView):
     template_name = "projects/list.html"
     min_role_for_write = "member"
@@ -67,11 +73,13 @@ class ProjectDetailView(ProjectPage):
 
     def get_context_data(self, form=None, **extra):
         project = self.get_project()
-        effective = selectors.effective_config(project)
+        effective = selectors.effective_config(project, policy=selectors.policy_for(self.request.tenant))
         form = form or ConfigOverridesForm(effective=effective)
         rows = [
-            {"key": key, "source": entry["source"], "field": form[key],
-             "display": ", ".join(entry["value"]) or "(none)" if isinstance(entry["value"], list) else entry["value"]}
+            {"key": key, "source": entry["source"], "field": form[key], "ceiling": entry["ceiling"],
+             "locked": entry["locked"], "clamped_from": _display(entry["clamped_from"]),
+             "override": _display(project.config_overrides.get(key)),
+             "display": _display(entry["value"]) or "(none)"}
             for key, entry in effective.items()
         ]
         return {
@@ -90,11 +98,16 @@ class ProjectConfigView(ProjectDetailView):
 
     def post(self, request, tenant_slug, project_slug):
         project = self.get_project()
-        form = ConfigOverridesForm(request.POST, effective=selectors.effective_config(project))
+        form = ConfigOverridesForm(request.POST, effective=selectors.effective_config(
+            project, policy=selectors.policy_for(request.tenant)))
         form.is_valid()
+        overrides = form.overrides()
+        for key, entry in form.effective.items():  # locked rows show no field: their override is kept
+            if entry["locked"] and key in project.config_overrides:
+                overrides[key] = project.config_overrides[key]
         try:
             services.project_update(tenant=request.tenant, project=project, acting_user=request.user,
-                                    access=self.access, config_overrides=form.overrides())
+                                    access=self.access, config_overrides=overrides)
         except PierError as exc:
             return self.refused(request, exc, form=form)
         messages.success(request, "Configuration saved; the cluster follows in a moment.")

@@ -22,9 +22,12 @@ class ProjectSerializer(serializers.ModelSerializer):
         ]
 
     def get_config(self, project) -> dict:
-        from tenants.projects.selectors import effective_config
+        from tenants.projects.selectors import effective_config, policy_for
 
-        return effective_config(project, defaults=self.context.get("tenant_defaults"))
+        policy = self.context.get("policy")
+        if policy is None:
+            policy = self.context["policy"] = policy_for(self.context["tenant"])
+        return effective_config(project, policy=policy)
 
 
 class ProjectDetailSerializer(ProjectSerializer):
@@ -47,11 +50,55 @@ class ProjectCreateSerializer(StrictSerializer):
 class ProjectUpdateSerializer(StrictSerializer):
     display_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-    config_overrides = serializers.DictField(required=False)
+    config_overrides = serializers.DictField(
+        required=False, help_text="A JSON merge patch of the overrides: a key with null is removed (the project "
+                                  "inherits it again), a key left out stays as it is.")
 
 
-class ProjectDefaultsSerializer(StrictSerializer):
+class ProjectDefaultsUpdateSerializer(StrictSerializer):
+    project_defaults = serializers.DictField(
+        required=False, help_text="A JSON merge patch of the organization's defaults (null removes a key).")
+    locked_keys = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=20,
+                                        help_text="The whole list of settings projects may not override.")
+
+
+class CeilingSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    level = serializers.CharField(help_text="Who set it: platform.")
+    scope = serializers.CharField(help_text="platform (every organization) or organization (this one).")
+
+
+class BudgetEntrySerializer(serializers.Serializer):
+    budget = serializers.CharField()
+    used = serializers.CharField(help_text="The sum over the organization's projects now.")
+
+
+class ProjectDefaultsSerializer(serializers.Serializer):
     project_defaults = serializers.DictField()
+    locked_keys = serializers.ListField(child=serializers.CharField())
+    platform_locks = serializers.ListField(child=serializers.CharField(), help_text="Set by platform staff.")
+    ceilings = serializers.DictField(child=CeilingSerializer())
+    budget = serializers.DictField(child=BudgetEntrySerializer())
+
+
+class TenantPolicyUpdateSerializer(StrictSerializer):
+    ceilings = serializers.DictField(required=False, help_text="A JSON merge patch: {setting: quantity or null}.")
+    budget = serializers.DictField(required=False, help_text="A JSON merge patch: {quota setting: quantity or null}.")
+    locks = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=20,
+                                  help_text="The whole list of settings nobody in the organization may change.")
+
+
+class ClampedProjectSerializer(serializers.Serializer):
+    project = serializers.CharField()
+    keys = serializers.DictField(help_text="{setting: {asked, applied}}")
+
+
+class TenantPolicySerializer(serializers.Serializer):
+    ceilings = serializers.DictField()
+    budget = serializers.DictField()
+    locks = serializers.ListField(child=serializers.CharField())
+    clamped_projects = serializers.ListField(child=ClampedProjectSerializer(),
+                                             help_text="Projects whose values the ceilings now bring down.")
 
 
 class GroupAccessSerializer(serializers.ModelSerializer):

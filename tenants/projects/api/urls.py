@@ -15,3 +15,8 @@ urlpatterns = [
          name="project-key-detail"),
     path("project-defaults", views.ProjectDefaultsView.as_view(), name="project-defaults"),
 ]
+
+# Under api/v1/admin/ (platform staff; the tenant is named in the path, not routed).
+admin_urlpatterns = [
+    path("tenants/<slug:slug>/policy", views.AdminTenantPolicyView.as_view(), name="admin-tenant-policy"),
+]

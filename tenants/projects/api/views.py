@@ -9,7 +9,8 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api import TenantScopedMixin
+from portal.api import IsStaff, TenantScopedMixin
+from tenants.models import Tenant
 from tenants.projects import keys, selectors, services
 from tenants.projects.api import serializers as s
 from tenants.projects.filtersets import ProjectFilterSet
@@ -32,7 +33,7 @@ class ProjectListView(TenantScopedMixin, generics.ListAPIView):
     def get_serializer_context(self):
         context = super().get_serializer_context()
         if not getattr(self, "swagger_fake_view", False):
-            context["tenant_defaults"] = selectors.tenant_defaults()  # one query, not one per row
+            context["policy"] = selectors.policy_for(self.request.tenant)  # once, not once per row
         return context
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={202: s.ProjectDetailSerializer})
@@ -42,8 +43,8 @@ class ProjectListView(TenantScopedMixin, generics.ListAPIView):
         data = s.ProjectCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = services.project_create(tenant=request.tenant, acting_user=request.user, **data.validated_data)
-        return Response(s.ProjectDetailSerializer(project).data, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": f"/api/v1/tenants/{request.tenant.slug}/projects/{project.slug}"})
+        return Response(s.ProjectDetailSerializer(project, context={"tenant": request.tenant}).data,
+                        status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/tenants/{request.tenant.slug}/projects/{project.slug}"})
 
 
 class ProjectScopedMixin(TenantScopedMixin):
@@ -62,23 +63,26 @@ class ProjectScopedMixin(TenantScopedMixin):
 class ProjectDetailView(ProjectScopedMixin, APIView):
     """Viewers read; editors change the description; admins configure and delete."""
 
+    def detail(self, project):
+        return s.ProjectDetailSerializer(project, context={"tenant": self.request.tenant}).data
+
     @extend_schema(responses=s.ProjectDetailSerializer)
     def get(self, request, tenant_slug, project_slug):
-        return Response(s.ProjectDetailSerializer(self.project).data)
+        return Response(self.detail(self.project))
 
     @extend_schema(request=s.ProjectUpdateSerializer, responses=s.ProjectDetailSerializer)
     def patch(self, request, tenant_slug, project_slug):
         data = s.ProjectUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = services.project_update(tenant=request.tenant, project=self.project, acting_user=request.user,
-                                          access=self.access, **data.validated_data)
-        return Response(s.ProjectDetailSerializer(project).data)
+                                          access=self.access, merge=True, **data.validated_data)
+        return Response(self.detail(project))
 
     @extend_schema(request=None, responses={202: s.ProjectDetailSerializer})
     def delete(self, request, tenant_slug, project_slug):
         project = services.project_delete(tenant=request.tenant, project=self.project, acting_user=request.user,
                                           access=self.access)
-        return Response(s.ProjectDetailSerializer(project).data, status=status.HTTP_202_ACCEPTED)
+        return Response(self.detail(project), status=status.HTTP_202_ACCEPTED)
 
 
 class ProjectAccessView(ProjectScopedMixin, APIView):
@@ -117,19 +121,39 @@ class GroupAccessDetailView(ProjectScopedMixin, APIView):
 
 
 class ProjectDefaultsView(TenantScopedMixin, APIView):
-    """The tenant level of the effective configuration; owners and admins change it."""
+    """The organization level of the effective configuration: owners and admins change the defaults
+    and lock keys; the ceilings, budget and locks platform staff set are shown read-only."""
 
     @extend_schema(responses=s.ProjectDefaultsSerializer)
     def get(self, request, tenant_slug):
-        return Response({"project_defaults": selectors.tenant_defaults()})
+        return Response(selectors.organization_policy(request.tenant))
 
-    @extend_schema(request=s.ProjectDefaultsSerializer, responses=s.ProjectDefaultsSerializer)
+    @extend_schema(request=s.ProjectDefaultsUpdateSerializer, responses=s.ProjectDefaultsSerializer)
     def patch(self, request, tenant_slug):
-        data = s.ProjectDefaultsSerializer(data=request.data)
+        data = s.ProjectDefaultsUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row = services.tenant_defaults_update(tenant=request.tenant, defaults=data.validated_data["project_defaults"],
-                                              acting_user=request.user)
-        return Response({"project_defaults": row.project_defaults})
+        services.tenant_defaults_update(tenant=request.tenant, acting_user=request.user,
+                                        defaults=data.validated_data.get("project_defaults"),
+                                        locked_keys=data.validated_data.get("locked_keys"))
+        return Response(selectors.organization_policy(request.tenant))
+
+
+class AdminTenantPolicyView(APIView):
+    """Platform staff: an organization's ceilings, budget and locks (/api/v1/admin/tenants/<slug>/policy)."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses=s.TenantPolicySerializer)
+    def get(self, request, slug):
+        tenant = get_object_or_404(Tenant, slug=slug)
+        return Response(selectors.staff_policy(tenant))
+
+    @extend_schema(request=s.TenantPolicyUpdateSerializer, responses=s.TenantPolicySerializer)
+    def patch(self, request, slug):
+        tenant = get_object_or_404(Tenant, slug=slug)
+        data = s.TenantPolicyUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(services.tenant_policy_update(tenant=tenant, acting_user=request.user, **data.validated_data))
 
 
 class AccessKeyListView(ProjectScopedMixin, generics.ListAPIView):

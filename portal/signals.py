@@ -1,0 +1,6 @@
+"""Signals of the kernel, so that portal/ never imports the apps that react to them."""
+
+from django.dispatch import Signal
+
+# Sent inside the transaction that changed a person's groups. Argument: user.
+user_groups_changed = Signal()
