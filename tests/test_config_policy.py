@@ -301,14 +301,23 @@ def test_the_page_form_keeps_the_whole_map(client, users, unique_slug, alpha, ap
         assert Project.objects.get(slug=slug).config_overrides == {"quota.pods": "8"}
 
 
+def test_every_bad_value_is_reported_at_once(api, users, unique_slug):
+    response = _create(api, users["bob"], unique_slug("q"),
+                       config_overrides={"quota.pods": "lots", "limits.default.cpu": "-1", "nope": "1"})
+    assert response.status_code == 400
+    assert set(response.json()["error"]["details"]) == {
+        "config_overrides.quota.pods", "config_overrides.limits.default.cpu", "config_overrides.nope"}
+
+
 def test_the_page_shows_errors_at_their_fields_with_ceilings_and_locks(client, users, unique_slug, api):
     slug = unique_slug("m")
     assert _create(api, users["bob"], slug).status_code == 202
     client.force_login(users["bob"])
-    response = client.post(f"/t/alpha/projects/{slug}/config", {"quota.pods": "5000", "quota.requests.cpu": " 1"})
+    response = client.post(f"/t/alpha/projects/{slug}/config", {"quota.pods": "5000", "limits.default.cpu": "5000"})
     assert response.status_code == 400
     form = response.context["form"]
-    assert "ceiling" in " ".join(form.errors["quota.pods"]) or "At most" in " ".join(form.errors["quota.pods"])
+    assert form.errors["quota.pods"] == ["At most 1000 (ceiling set by the platform)."]
+    assert form.errors["limits.default.cpu"] == ["At most 16 (ceiling set by the platform)."]
     page = response.content.decode()
     assert "at most <span class=\"mono\">1000</span>" in page
 

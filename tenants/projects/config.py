@@ -121,16 +121,20 @@ def clean_overrides(overrides: Any, *, field: str = "config") -> dict[str, Any]:
         return {}
     if not isinstance(overrides, dict):
         raise InvalidInput(f"{field}: give an object of settings.", details={field: ["Must be an object."]})
-    cleaned = {}
-    for key, value in overrides.items():
-        if key not in KEYS:
-            shown = key if len(key) <= 60 else key[:60] + "…"
-            raise InvalidInput(
-                f"{field}.{shown}: unknown setting; known: {', '.join(KEYS)}.",
-                details={f"{field}.{shown}": ["Unknown setting."]},
-            )
-        if value is not None:
-            cleaned[key] = _clean_value(key, value, field)
+    cleaned, messages, details = {}, [], {}
+    for key, value in overrides.items():  # every bad value is reported at once
+        try:
+            if key not in KEYS:
+                shown = key if len(key) <= 60 else key[:60] + "…"
+                raise InvalidInput(f"{field}.{shown}: unknown setting; known: {', '.join(KEYS)}.",
+                                   details={f"{field}.{shown}": ["Unknown setting."]})
+            if value is not None:
+                cleaned[key] = _clean_value(key, value, field)
+        except InvalidInput as exc:
+            messages.append(exc.message)
+            details.update(exc.details)
+    if messages:
+        raise InvalidInput("; ".join(messages), details=details)
     return cleaned
 
 
