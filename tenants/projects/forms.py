@@ -26,7 +26,9 @@ class ConfigOverridesForm(forms.Form):
                 }),
             )
             if entry["source"] == "project":
-                self.initial[key] = ", ".join(value) if isinstance(value, list) else value
+                # The stored override, even when a ceiling brings it down (it is kept for the record).
+                stored = entry["clamped_from"] if entry["clamped_from"] is not None else value
+                self.initial[key] = ", ".join(stored) if isinstance(stored, list) else stored
 
     def overrides(self) -> dict:
         result = {}
