@@ -242,6 +242,7 @@ SPECTACULAR_SETTINGS = {
         "ProjectStatusEnum": "tenants.projects.models.Project.Status",
         "TenantRoleEnum": "tenants.models.Role",
         "ProjectRoleEnum": "tenants.projects.models.ProjectRole",
+        "ProjectGrantKindEnum": "tenants.projects.models.ProjectGrant.Kind",
     },
 }
 

@@ -56,9 +56,10 @@ def _site_shared(users):
     with tenant_context(beta):
         from tenants.projects.models import Project
 
-        grant = project_services.group_grant(tenant=beta, project=Project.objects.get(slug="site"), group="ops",
-                                             role="view", acting_user=users["carol"], access=Access("admin", "test"))
-    return {**kwargs, "access_id": grant.pk}
+        grant = project_services.grant_add(tenant=beta, project=Project.objects.get(slug="site"), kind="group",
+                                           name="ops", role="view", acting_user=users["carol"],
+                                           access=Access("admin", "test"))
+    return {**kwargs, "grant_id": grant.pk}
 
 
 def _site_ready_in_beta(users):
@@ -120,9 +121,13 @@ CASES: dict[tuple[str, str], Case] = {
     ("projects:list", "POST"): Case("carol", 302, "project.create", {"slug": "shop"}),
     ("projects:config", "POST"): Case("carol", 302, "project.update", {"quota.pods": "3"}, _site_in_beta),
     ("projects:delete", "POST"): Case("carol", 302, "project.delete", prepare=_site_in_beta),
-    ("api:project-group-list", "POST"): Case("carol", 201, "project.share", {"group": "devs", "role": "edit"}, _site_in_beta),
-    ("api:project-group-detail", "DELETE"): Case("carol", 204, "project.unshare", prepare=_site_shared),
-    ("projects:sharing", "POST"): Case("carol", 302, "project.share", {"group": "devs", "role": "edit"}, _site_in_beta),
+    ("api:project-grant-list", "POST"): Case("carol", 201, "project.share", {"kind": "group", "name": "devs", "role": "edit"},
+                                             _site_in_beta),
+    ("api:project-grant-detail", "PATCH"): Case("carol", 200, "project.share_change", {"role": "edit"}, _site_shared),
+    ("api:project-grant-detail", "DELETE"): Case("carol", 204, "project.unshare", prepare=_site_shared),
+    ("projects:sharing", "POST"): Case("carol", 302, "project.share", {"kind": "group", "name": "devs", "role": "edit"},
+                                       _site_in_beta),
+    ("projects:sharing_role", "POST"): Case("carol", 302, "project.share_change", {"role": "edit"}, _site_shared),
     ("projects:sharing_remove", "POST"): Case("carol", 302, "project.unshare", prepare=_site_shared),
     ("api:admin-user-detail", "PATCH"): Case("staff", 200, "user.set_groups", {"groups": ["devs"]}),
     ("api:project-key-list", "POST"): Case("carol", 201, "key.create", {"name": "ci", "role": "view"}, _site_ready_in_beta),

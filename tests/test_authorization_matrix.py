@@ -23,7 +23,7 @@ from routes import pier_routes
 from tenants.models import Membership, PendingMembership
 from tenants.projects import keys, reconcile, services
 from tenants.projects.access import Access
-from tenants.projects.models import AccessKey, GroupAccess
+from tenants.projects.models import AccessKey, ProjectGrant
 
 pytestmark = pytest.mark.django_db
 
@@ -76,9 +76,12 @@ EXPECTED = {
     ("api:project-detail", "PATCH"): ({"description": "changed"}, _project_rule(2, 200)),
     ("api:project-detail", "DELETE"): (None, _project_rule(3, 202)),
     ("api:project-access", "GET"): (None, _project_rule(1, 200)),
-    ("api:project-group-list", "GET"): (None, _project_rule(1, 200)),
-    ("api:project-group-list", "POST"): ({"group": "newcomers", "role": "view"}, _project_rule(3, 201, people_only=True)),
-    ("api:project-group-detail", "DELETE"): (None, _project_rule(3, 204, people_only=True)),
+    ("api:project-grant-list", "GET"): (None, _project_rule(1, 200)),
+    ("api:project-grant-list", "POST"): ({"kind": "group", "name": "newcomers", "role": "view"},
+                                         _project_rule(3, 201, people_only=True)),
+    ("api:project-grant-detail", "GET"): (None, _project_rule(1, 200)),
+    ("api:project-grant-detail", "PATCH"): ({"role": "view"}, _project_rule(3, 200, people_only=True)),
+    ("api:project-grant-detail", "DELETE"): (None, _project_rule(3, 204, people_only=True)),
     ("api:project-key-list", "GET"): (None, _project_rule(1, 200)),
     ("api:project-key-list", "POST"): ({"name": "matrix", "role": "view"}, _project_rule(3, 201, people_only=True)),
     ("api:project-key-detail", "DELETE"): (None, _project_rule(3, 204, people_only=True)),
@@ -115,8 +118,8 @@ def world(users, alpha, beta):
         site = services.project_create(tenant=alpha, slug="site", acting_user=users["dave"])
         other = services.project_create(tenant=alpha, slug="other", acting_user=users["dave"])
         for role in ("view", "edit", "admin"):
-            services.group_grant(tenant=alpha, project=site, group=f"g-{role}", role=role, acting_user=users["dave"],
-                                 access=admin)
+            services.grant_add(tenant=alpha, project=site, kind="group", name=f"g-{role}", role=role,
+                               acting_user=users["dave"], access=admin)
         reconcile.run(site.pk)
         reconcile.run(other.pk)
         site.refresh_from_db()
@@ -133,7 +136,7 @@ def world(users, alpha, beta):
         revoked, tokens["key_revoked"] = keys.key_create(tenant=alpha, project=site, name="k-revoked", role="admin",
                                                          acting_user=users["dave"], access=admin)
         AccessKey.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
-        grant_id = GroupAccess.objects.get(project=site, group="g-view").pk
+        grant_id = ProjectGrant.objects.get(project=site, subject="g-view").pk
         key_id = AccessKey.objects.get(name="k-view").pk
     invitation = PendingMembership.objects.create(tenant=alpha, username="ghost")
     return {
@@ -141,7 +144,7 @@ def world(users, alpha, beta):
                    "editor": people["g-edit"], "project_admin": people["g-admin"], "tenant_admin": users["dave"]},
         "tokens": tokens,
         "kwargs": {"tenant_slug": "alpha", "project_slug": "site", "username": "bob", "pk": invitation.pk,
-                   "access_id": grant_id, "key_id": key_id},
+                   "grant_id": grant_id, "key_id": key_id},
     }
 
 
@@ -194,7 +197,8 @@ HTML_EXPECTED = {
     ("projects:config", "POST"): ({"quota.pods": "3"}, _project_rule(3, 302)),
     ("projects:delete", "POST"): (None, _project_rule(3, 302)),
     ("projects:sharing", "GET"): (None, _project_rule(1, 200)),
-    ("projects:sharing", "POST"): ({"group": "newcomers", "role": "view"}, _project_rule(3, 302)),
+    ("projects:sharing", "POST"): ({"kind": "group", "name": "newcomers", "role": "view"}, _project_rule(3, 302)),
+    ("projects:sharing_role", "POST"): ({"role": "view"}, _project_rule(3, 302)),
     ("projects:sharing_remove", "POST"): (None, _project_rule(3, 302)),
     ("projects:keys", "GET"): (None, _project_rule(1, 200)),
     ("projects:keys", "POST"): ({"name": "page", "role": "view", "expires_in_days": "30"}, _project_rule(3, 201)),

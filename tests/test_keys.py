@@ -156,7 +156,7 @@ def test_keys_cannot_outrank_their_issuer_or_be_issued_by_viewers(api, users, al
 
     slug = ready_project(owner="dave")
     user_set_groups(user=users["bob"], groups=["qa"], acting_user=users["staff"])
-    api(users["dave"]).post(f"/api/v1/tenants/alpha/projects/{slug}/groups", {"group": "qa", "role": "view"}, format="json")
+    api(users["dave"]).post(f"/api/v1/tenants/alpha/projects/{slug}/grants", {"kind": "group", "name": "qa", "role": "view"}, format="json")
     response = _issue(api, users["bob"], slug)
     assert response.status_code == 403 and "admin role" in response.json()["error"]["message"]
     assert _issue(api, users["dave"], slug, name="dup").status_code == 201
@@ -202,12 +202,12 @@ def test_group_and_key_lists_cost_the_same_queries_however_many_rows(api, users,
     base = f"/api/v1/tenants/alpha/projects/{slug}"
     counts = {}
     for n in (1, 6):
-        while len(client.get(f"{base}/groups").json()) < n:
-            client.post(f"{base}/groups", {"group": f"g{len(client.get(f'{base}/groups').json())}", "role": "view"}, format="json")
+        while len(client.get(f"{base}/grants").json()) < n:
+            client.post(f"{base}/grants", {"kind": "group", "name": f"g{len(client.get(f'{base}/grants').json())}", "role": "view"}, format="json")
         while client.get(f"{base}/keys").json()["count"] < n:
             _issue(api, users["bob"], slug, name=f"k{client.get(f'{base}/keys').json()['count']}")
         with CaptureQueriesContext(connection) as groups_q:
-            client.get(f"{base}/groups")
+            client.get(f"{base}/grants")
         with CaptureQueriesContext(connection) as keys_q:
             client.get(f"{base}/keys")
         with CaptureQueriesContext(connection) as projects_q:

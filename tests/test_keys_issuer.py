@@ -50,7 +50,7 @@ def _issue(api, user, slug, role):
 
 
 def _grant(api, users, slug, group, role) -> int:
-    response = api(users["bob"]).post(f"/api/v1/tenants/alpha/projects/{slug}/groups", {"group": group, "role": role},
+    response = api(users["bob"]).post(f"/api/v1/tenants/alpha/projects/{slug}/grants", {"kind": "group", "name": group, "role": role},
                                       format="json")
     assert response.status_code == 201
     return response.json()["id"]
@@ -92,12 +92,22 @@ def test_removing_the_group_grant_revokes_the_keys_it_carried_and_only_those(api
     _grant(api, users, project, "everyone", "view")
     admin_token = _issue(api, erin, project, "admin")
     view_token = _issue(api, erin, project, "view")
-    response = api(users["bob"]).delete(f"/api/v1/tenants/alpha/projects/{project}/groups/{admin_grant}")
+    response = api(users["bob"]).delete(f"/api/v1/tenants/alpha/projects/{project}/grants/{admin_grant}")
     assert response.status_code == 204
     assert _reads(admin_token, project) == 401
     assert _reads(view_token, project) == 200  # erin still has view through "everyone"
     [event] = _revocations(f"{project}/ci-admin")
     assert event.details["issuer_role"] == "view" and "group devs" in event.details["reason"]
+
+
+def test_lowering_a_grant_in_place_revokes_the_keys_above_it(api, users, project, erin):
+    grant = _grant(api, users, project, "devs", "admin")
+    token = _issue(api, erin, project, "edit")
+    response = api(users["bob"]).patch(f"/api/v1/tenants/alpha/projects/{project}/grants/{grant}", {"role": "view"},
+                                       format="json")
+    assert response.status_code == 200
+    assert _reads(token, project) == 401
+    assert "went from admin to view" in _revocations(f"{project}/ci-edit")[0].details["reason"]
 
 
 def test_a_group_no_longer_theirs_revokes_the_key(api, users, project, erin):

@@ -225,14 +225,15 @@ def test_projects_are_seen_and_changed_according_to_the_project_role(api, users,
 
     user_set_groups(user=users["bob"], groups=["qa"], acting_user=users["staff"])
     dave = api(users["dave"])
-    assert dave.post(f"{path}/groups", {"group": "qa", "role": "view"}, format="json").status_code == 201
+    assert dave.post(f"{path}/grants", {"kind": "group", "name": "qa", "role": "view"}, format="json").status_code == 201
     assert bob.get(path).status_code == 200
     assert bob.get(f"{path}/access").json() == {"role": "view", "source": "group qa", "actions": ["read"]}
     response = bob.patch(path, {"description": "x"}, format="json")
     assert response.status_code == 403 and "needs the edit role" in response.json()["error"]["message"]
     assert bob.delete(path).status_code == 403
 
-    assert dave.post(f"{path}/groups", {"group": "qa", "role": "edit"}, format="json").status_code == 201
+    grant = dave.get(f"{path}/grants").json()[0]
+    assert dave.patch(f"{path}/grants/{grant['id']}", {"role": "edit"}, format="json").status_code == 200
     assert bob.patch(path, {"description": "better words"}, format="json").status_code == 200
     response = bob.patch(path, {"config_overrides": {"quota.pods": "99"}}, format="json")
     assert response.status_code == 403 and "needs the admin role" in response.json()["error"]["message"]
@@ -245,15 +246,15 @@ def test_sharing_with_groups_as_identity_providers_name_them(api, users, alpha, 
     ns = f"alpha-{slug}"
     _create(api, users["bob"], "alpha", slug)
     client = api(users["bob"])
-    path = f"/api/v1/tenants/alpha/projects/{slug}/groups"
+    path = f"/api/v1/tenants/alpha/projects/{slug}/grants"
     names = ["system:authenticated", "/acme/platform team", "Developers"]
     for group in names:
-        assert client.post(path, {"group": group, "role": "view"}, format="json").status_code == 201
-    duplicate = client.post(path, {"group": "Developers", "role": "view"}, format="json")
+        assert client.post(path, {"kind": "group", "name": group, "role": "view"}, format="json").status_code == 201
+    duplicate = client.post(path, {"kind": "group", "name": "Developers", "role": "view"}, format="json")
     assert duplicate.status_code == 409 and duplicate.json()["error"]["code"] == "already_granted"
-    bad = client.post(path, {"group": "", "role": "view"}, format="json")
-    assert bad.status_code == 400 and "group" in bad.json()["error"]["details"]
-    assert client.post(path, {"group": "ops", "role": "owner"}, format="json").status_code == 400
+    bad = client.post(path, {"kind": "group", "name": "", "role": "view"}, format="json")
+    assert bad.status_code == 400 and "name" in bad.json()["error"]["details"]
+    assert client.post(path, {"kind": "group", "name": "ops", "role": "owner"}, format="json").status_code == 400
 
     reconcile_now(alpha, slug)
     bindings = kube.list_objects("RoleBinding", ns, label_selector="pier.dev/group-access=true")
@@ -263,7 +264,7 @@ def test_sharing_with_groups_as_identity_providers_name_them(api, users, alpha, 
     assert all(b["metadata"]["annotations"]["pier.dev/group"] == b["subjects"][0]["name"] for b in bindings)
 
     grants = client.get(path).json()
-    grant_id = next(g["id"] for g in grants if g["group"] == "system:authenticated")
+    grant_id = next(g["id"] for g in grants if g["name"] == "system:authenticated")
     assert client.delete(f"{path}/{grant_id}").status_code == 204
     reconcile_now(alpha, slug)
     subjects = sorted(b["subjects"][0]["name"] for b in kube.list_objects("RoleBinding", ns, label_selector="pier.dev/group-access=true"))
@@ -275,12 +276,64 @@ def test_sharing_page(client, users, alpha, unique_slug):
     client.force_login(users["bob"])
     slug = unique_slug("shpage")
     client.post("/t/alpha/projects", {"slug": slug})
-    response = client.post(f"/t/alpha/projects/{slug}/sharing", {"group": "system:authenticated", "role": "view"}, follow=True)
+    response = client.post(f"/t/alpha/projects/{slug}/sharing", {"kind": "group", "name": "system:authenticated", "role": "view"}, follow=True)
     page = response.content.decode()
     assert "Group system:authenticated now has the view role." in page
-    assert 'data-group="system:authenticated"' in page
-    response = client.post(f"/t/alpha/projects/{slug}/sharing", {"group": "system:authenticated", "role": "view"})
-    assert response.status_code == 409 and "already has the view role" in response.content.decode()
+    assert 'data-subject="group:system:authenticated"' in page
+    response = client.post(f"/t/alpha/projects/{slug}/sharing", {"kind": "group", "name": "system:authenticated", "role": "view"})
+    assert response.status_code == 409 and "already has access" in response.content.decode()
+
+
+def test_sharing_with_a_person_and_changing_roles_in_place(api, users, alpha, reconcile_now, unique_slug):
+    """One row per subject, like OpenShift's Project access tab: a person or a group, its role
+    changed in place (the RoleBinding follows), a second grant for the same subject refused."""
+    slug = unique_slug("people")
+    ns = f"alpha-{slug}"
+    _create(api, users["dave"], "alpha", slug)
+    client = api(users["dave"])
+    path = f"/api/v1/tenants/alpha/projects/{slug}/grants"
+    response = client.post(path, {"kind": "user", "name": "bob", "role": "view"}, format="json")
+    assert response.status_code == 201
+    grant = response.json()
+    assert {k: grant[k] for k in ("kind", "name", "role", "created_by", "updated_by")} == {
+        "kind": "user", "name": "bob", "role": "view", "created_by": "dave", "updated_by": None}
+    assert client.post(path, {"kind": "user", "name": "bob", "role": "edit"}, format="json").status_code == 409
+    # Only members of the organization can be given access (carol is in beta).
+    response = client.post(path, {"kind": "user", "name": "carol", "role": "view"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()["error"]["details"]
+    bob = api(users["bob"])
+    assert bob.get(f"/api/v1/tenants/alpha/projects/{slug}/access").json()["source"] == "shared with you"
+    assert bob.patch(f"/api/v1/tenants/alpha/projects/{slug}", {"description": "x"}, format="json").status_code == 403
+
+    reconcile_now(alpha, slug)
+    [binding] = kube.list_objects("RoleBinding", ns, label_selector="pier.dev/group-access=true")
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
+    assert binding["roleRef"]["name"] == "pier-project-view"
+
+    response = client.patch(f"{path}/{grant['id']}", {"role": "edit"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["role"] == "edit" and response.json()["updated_by"] == "dave"
+    assert bob.patch(f"/api/v1/tenants/alpha/projects/{slug}", {"description": "x"}, format="json").status_code == 200
+    reconcile_now(alpha, slug)
+    [binding] = kube.list_objects("RoleBinding", ns, label_selector="pier.dev/group-access=true")
+    assert binding["roleRef"]["name"] == "pier-project-edit"  # same name, roleRef replaced
+    assert client.patch(f"{path}/{grant['id']}", {"role": "owner"}, format="json").status_code == 400
+    assert bob.patch(f"{path}/{grant['id']}", {"role": "admin"}, format="json").status_code == 403
+
+
+def test_sharing_page_changes_a_role_in_place(client, users, alpha, unique_slug):
+    client.force_login(users["dave"])
+    slug = unique_slug("shpage")
+    client.post("/t/alpha/projects", {"slug": slug})
+    client.post(f"/t/alpha/projects/{slug}/sharing", {"kind": "user", "name": "bob", "role": "view"})
+    with tenant_context(alpha):
+        grant = Project.objects.get(slug=slug).grants.get()
+    response = client.post(f"/t/alpha/projects/{slug}/sharing/{grant.pk}/role", {"role": "admin"},
+                           follow=True)
+    assert "User bob now has the admin role." in response.content.decode()
+    with tenant_context(alpha):
+        grant.refresh_from_db()
+        assert grant.role == "admin" and grant.updated_by == users["dave"]
 
 
 def test_delete_removes_everything_then_frees_the_name(api, users, alpha, reconcile_now, unique_slug):
@@ -414,8 +467,8 @@ def test_a_grant_removed_during_deletion_does_not_bring_the_project_back(api, us
     slug = unique_slug("undead")
     _create(api, users["bob"], "alpha", slug)
     client = api(users["bob"])
-    grant = client.post(f"/api/v1/tenants/alpha/projects/{slug}/groups", {"group": "ops", "role": "view"}, format="json").json()
+    grant = client.post(f"/api/v1/tenants/alpha/projects/{slug}/grants", {"kind": "group", "name": "ops", "role": "view"}, format="json").json()
     assert client.delete(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 202
-    response = client.delete(f"/api/v1/tenants/alpha/projects/{slug}/groups/{grant['id']}")
+    response = client.delete(f"/api/v1/tenants/alpha/projects/{slug}/grants/{grant['id']}")
     assert response.status_code == 409 and response.json()["error"]["code"] == "invalid_state"
     assert client.get(f"/api/v1/tenants/alpha/projects/{slug}").json()["status"] == "deleting"

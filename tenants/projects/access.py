@@ -1,7 +1,8 @@
 """Who may do what in a project, decided in one place for pages and API alike.
 
 A person's project role is the highest of: admin as the organization's owner or admin (or
-platform staff), admin as the project's creator, and the roles granted to groups they belong to.
+platform staff), admin as the project's creator, the role granted to them, and the roles granted
+to groups they belong to.
 Without any role the project does not exist for them (404)."""
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def project_access(project: Project, *, user, tenant_role: str, groups: list[str
     if project.created_by_id == user.pk:
         candidates.append(("admin", "project creator"))
     member_of = set(groups)
-    for grant in project.group_access.all():
-        if grant.group in member_of:
-            candidates.append((grant.role, f"group {grant.group}"))
+    for grant in project.grants.all():
+        if grant.kind == "group" and grant.subject in member_of:
+            candidates.append((grant.role, f"group {grant.subject}"))
+        elif grant.kind == "user" and grant.user_id == user.pk:
+            candidates.append((grant.role, "shared with you"))
     if not candidates:
         return Access(role=None, source="")
     role, source = max(candidates, key=lambda c: RANK[c[0]])
@@ -68,4 +71,5 @@ def visible_projects(queryset: QuerySet[Project], *, user, tenant_role: str, gro
         return queryset.filter(pk=user.project_id)
     if tenant_role in (*MANAGER_ROLES, "staff"):
         return queryset
-    return queryset.filter(Q(created_by=user) | Q(group_access__group__in=groups)).distinct()
+    return queryset.filter(Q(created_by=user) | Q(grants__kind="user", grants__user=user)
+                           | Q(grants__kind="group", grants__subject__in=groups)).distinct()

@@ -40,10 +40,16 @@ class ConfigOverridesForm(forms.Form):
         return result
 
 
-class GroupAccessForm(forms.Form):
-    group = forms.CharField(max_length=255, strip=True,
-                            help_text="As your identity provider names it, e.g. developers, /org/team or system:authenticated.")
+class GrantForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("user", "Person"), ("group", "Group")], initial="user", label="Type")
+    name = forms.CharField(max_length=255, strip=True, label="Username or group",
+                           help_text="A member's username, or a group as your identity provider names it "
+                                     "(developers, /org/team, system:authenticated).")
     role = forms.ChoiceField(choices=ProjectRole.choices, initial=ProjectRole.VIEW)
+
+
+class GrantRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=ProjectRole.choices)
 
 
 class AccessKeyForm(forms.Form):

@@ -87,22 +87,34 @@ class ProjectRole(models.TextChoices):
     VIEW = "view", "view"
 
 
-class GroupAccess(models.Model):
-    """A group's role in a project: in Pier (who sees and changes the project) and in the cluster
-    (a RoleBinding to the ClusterRole pier-project-<role>)."""
+class ProjectGrant(models.Model):
+    """A person's or a group's role in a project, one per subject (like the OpenShift console's
+    Project access tab): in Pier (who sees and changes the project) and in the cluster (one
+    RoleBinding per subject to the ClusterRole pier-project-<role>)."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="group_access")
-    group = models.CharField(max_length=255)
+    class Kind(models.TextChoices):
+        USER = "user", "user"
+        GROUP = "group", "group"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="grants")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.GROUP)
+    # The group as the identity provider spells it, or the person's username.
+    subject = models.CharField(max_length=255)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="+")
     role = models.CharField(max_length=8, choices=ProjectRole.choices)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="+")
+    updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["group", "role"]
-        constraints = [models.UniqueConstraint(fields=["project", "group", "role"], name="group_access_unique")]
+        ordering = ["kind", "subject"]
+        constraints = [models.UniqueConstraint(fields=["project", "kind", "subject"], name="project_grant_one_per_subject")]
 
     def __str__(self) -> str:
-        return f"{self.group} {self.role} on {self.project}"
+        return f"{self.kind} {self.subject} {self.role} on {self.project}"
 
 
 class AccessKey(models.Model):

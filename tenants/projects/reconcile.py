@@ -27,7 +27,7 @@ LIMITS_NAME = "pier-limits"
 POLICY_NAME = "pier-isolation"
 CREATOR_BINDING = "pier-creator-admin"
 RUNNER_ACCOUNT = "pier-runner"
-GROUP_ACCESS_LABEL = "pier.dev/group-access"
+GROUP_ACCESS_LABEL = "pier.dev/group-access"  # every grant's RoleBinding (people's too)
 PROJECT_ROLES = ("admin", "edit", "view")
 
 
@@ -93,23 +93,30 @@ def desired_objects(project: Project, *, tenant_slug: str, effective: dict) -> l
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube_username(creator)}],
         },
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(RUNNER_ACCOUNT)},
-        *(group_binding(project, grant.group, grant.role, labels) for grant in project.group_access.all()),
+        *(grant_binding(project, grant, labels) for grant in project.grants.all()),
     ]
 
 
-def group_binding_name(group: str, role: str) -> str:
-    # Group names may hold any character (`/org/team`, `system:authenticated`): the object name
-    # is derived from a hash, the group itself goes in the subject and an annotation.
-    return f"pier-group-{role}-{hashlib.sha256(group.encode()).hexdigest()[:12]}"
+def grant_binding_name(kind: str, subject: str) -> str:
+    # One binding per subject, whatever its role (a role change replaces the binding: roleRef is
+    # immutable). Group names and usernames may hold any character (`/org/team`,
+    # `system:authenticated`): the name is derived from a hash; the subject itself is in the
+    # binding's subjects and an annotation.
+    return f"pier-{kind}-{hashlib.sha256(subject.encode()).hexdigest()[:12]}"
 
 
-def group_binding(project: Project, group: str, role: str, labels: dict) -> dict:
+def grant_binding(project: Project, grant, labels: dict) -> dict:
+    if grant.kind == "user":
+        subject = {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube_username(grant.user)}
+    else:
+        subject = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": grant.subject}
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": group_binding_name(group, role), "namespace": project.namespace,
-                     "labels": {**labels, GROUP_ACCESS_LABEL: "true"}, "annotations": {"pier.dev/group": group}},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"pier-project-{role}"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        "metadata": {"name": grant_binding_name(grant.kind, grant.subject), "namespace": project.namespace,
+                     "labels": {**labels, GROUP_ACCESS_LABEL: "true"},
+                     "annotations": {f"pier.dev/{grant.kind}": grant.subject}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"pier-project-{grant.role}"},
+        "subjects": [subject],
     }
 
 
@@ -147,7 +154,7 @@ def run(project_id: int) -> dict[str, str]:
         return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
     with locks.held("project", connection.schema_name, project_id):
         # Read under the lock: what another worker wrote before we held it counts.
-        project = (Project.objects.select_related("created_by").prefetch_related("group_access")
+        project = (Project.objects.select_related("created_by").prefetch_related("grants__user")
                    .filter(pk=project_id).first())
         if project is None:
             return {}

@@ -30,7 +30,7 @@ def projects_for(request) -> QuerySet[Project]:
 
 def project_for(request, slug: str) -> tuple[Project, Access]:
     """The project and the caller's access to it; 404 if they may not see it."""
-    project = Project.objects.select_related("created_by").prefetch_related("group_access").filter(slug=slug).first()
+    project = Project.objects.select_related("created_by").prefetch_related("grants").filter(slug=slug).first()
     if project is None:
         raise Http404("No such project.")
     access = project_access(project, user=request.user, tenant_role=request.tenant_role, groups=_groups(request.user))

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from portal import audit, tenancy
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded
@@ -18,7 +19,7 @@ from portal.services import clean_groups
 from tenants.models import NamespaceRegistry, Tenant
 from tenants.projects import config, keys, selectors
 from tenants.projects.access import Access
-from tenants.projects.models import GroupAccess, Project, ProjectEvent, ProjectRole, TenantSettings
+from tenants.projects.models import Project, ProjectEvent, ProjectGrant, ProjectRole, TenantSettings
 from tenants.validators import namespace_name_for, validate_namespace_name, validate_project_slug
 
 
@@ -210,47 +211,104 @@ def _reconcile_again(project: Project) -> None:
     _enqueue_reconcile(project)
 
 
-def group_grant(*, tenant: Tenant, project: Project, group: str, role: str, acting_user, access: Access) -> GroupAccess:
+def _sharing(acting_user, access: Access, project: Project) -> None:
     if getattr(acting_user, "is_access_key", False):
         raise Forbidden("Access keys cannot share projects.")
     access.require("share", project=project)
-    group = clean_groups([group], field="group")[0]
+
+
+def _clean_role(role: Any) -> str:
     if role not in ProjectRole.values:
-        raise InvalidInput(f"role: '{role}' is not one of {', '.join(ProjectRole.values)}.",
+        raise InvalidInput(f"role: {str(role)[:20]!r} is not one of {', '.join(ProjectRole.values)}.",
                            details={"role": ["Not a project role."]})
+    return role
+
+
+def _locked_live_project(project: Project) -> Project:
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    if project.status == Project.Status.DELETING:
+        raise Conflict(f"The project '{project.slug}' is being deleted.", code="invalid_state")
+    return project
+
+
+def _subject_label(grant: ProjectGrant) -> str:
+    return f"{grant.kind} {grant.subject}"
+
+
+def grant_add(*, tenant: Tenant, project: Project, kind: str, name: str, role: str, acting_user,
+              access: Access) -> ProjectGrant:
+    """Give a person (a member of the organization, by username) or a group (as the identity
+    provider names it) a role in the project: one grant per subject (409 for a second)."""
+    _sharing(acting_user, access, project)
+    role = _clean_role(role)
+    user = None
+    if kind == ProjectGrant.Kind.GROUP:
+        subject = clean_groups([name], field="name")[0]
+    elif kind == ProjectGrant.Kind.USER:
+        from django.contrib.auth import get_user_model
+
+        from tenants.models import Membership
+
+        subject = (name or "").strip() if isinstance(name, str) else ""
+        user = get_user_model().objects.filter(username=subject, is_active=True).first() if 0 < len(subject) <= 150 else None
+        if user is None or not Membership.objects.filter(tenant=tenant, user=user).exists():
+            shown = subject[:60]
+            raise InvalidInput(f"name: {shown!r} is not a member of this organization; add them as a member first.",
+                               details={"name": ["Not a member of this organization."]})
+    else:
+        raise InvalidInput(f"kind: {str(kind)[:20]!r} is not one of user, group.", details={"kind": ["user or group."]})
     with transaction.atomic():
-        project = Project.objects.select_for_update().get(pk=project.pk)
-        if project.status == Project.Status.DELETING:
-            raise Conflict(f"The project '{project.slug}' is being deleted.", code="invalid_state")
-        if GroupAccess.objects.filter(project=project, group=group, role=role).exists():
-            raise Conflict(f"group: '{group}' already has the {role} role in '{project.slug}'.",
-                           code="already_granted", details={"group": ["Already granted this role."]})
-        grant = GroupAccess.objects.create(project=project, group=group, role=role, created_by=acting_user)
+        project = _locked_live_project(project)
+        if ProjectGrant.objects.filter(project=project, kind=kind, subject=subject).exists():
+            raise Conflict(f"name: the {kind} '{subject}' already has access to '{project.slug}'; change its role "
+                           "instead.", code="already_granted", details={"name": ["Already has access."]})
+        grant = ProjectGrant.objects.create(project=project, kind=kind, subject=subject, user=user, role=role,
+                                            created_by=acting_user)
         _reconcile_again(project)
         ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING,
-                                    message=f"group {group} granted {role}")
+                                    message=f"{_subject_label(grant)} granted {role} by {_who(acting_user)}")
         audit.record(action="project.share", actor=acting_user, tenant=tenant, target_type="project",
-                     target=project.slug, details={"group": group, "role": role})
+                     target=project.slug, details={"kind": kind, "subject": subject, "role": role})
     return grant
 
 
-def group_revoke(*, tenant: Tenant, project: Project, grant: GroupAccess, acting_user, access: Access) -> None:
-    if getattr(acting_user, "is_access_key", False):
-        raise Forbidden("Access keys cannot share projects.")
-    access.require("share", project=project)
+def grant_change(*, tenant: Tenant, project: Project, grant: ProjectGrant, role: str, acting_user,
+                 access: Access) -> ProjectGrant:
+    """Change a subject's role in place; keys its people issued above the new role are revoked."""
+    _sharing(acting_user, access, project)
+    role = _clean_role(role)
     with transaction.atomic():
-        project = Project.objects.select_for_update().get(pk=project.pk)
-        if project.status == Project.Status.DELETING:
-            raise Conflict(f"The project '{project.slug}' is being deleted.", code="invalid_state")
+        project = _locked_live_project(project)
+        grant = ProjectGrant.objects.select_for_update().get(pk=grant.pk)
+        previous = grant.role
+        if previous == role:
+            return grant
+        grant.role, grant.updated_by, grant.updated_at = role, acting_user, timezone.now()
+        grant.save(update_fields=["role", "updated_by", "updated_at"])
+        _reconcile_again(project)
+        ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING,
+                                    message=f"{_subject_label(grant)} {previous} → {role} by {_who(acting_user)}")
+        audit.record(action="project.share_change", actor=acting_user, tenant=tenant, target_type="project",
+                     target=project.slug, details={"kind": grant.kind, "subject": grant.subject, "from": previous,
+                                                   "to": role})
+        keys.revoke_beyond_issuer(tenant=tenant, project=project,
+                                  reason=f"{_subject_label(grant)} went from {previous} to {role} in {project.slug}")
+    return grant
+
+
+def grant_remove(*, tenant: Tenant, project: Project, grant: ProjectGrant, acting_user, access: Access) -> None:
+    _sharing(acting_user, access, project)
+    with transaction.atomic():
+        project = _locked_live_project(project)
         grant.delete()
         _reconcile_again(project)
         ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING,
-                                    message=f"group {grant.group} no longer {grant.role} ({_who(acting_user)})")
+                                    message=f"{_subject_label(grant)} no longer {grant.role} ({_who(acting_user)})")
         audit.record(action="project.unshare", actor=acting_user, tenant=tenant, target_type="project",
-                     target=project.slug, details={"group": grant.group, "role": grant.role})
+                     target=project.slug, details={"kind": grant.kind, "subject": grant.subject, "role": grant.role})
         # A key never has more than its issuer: those the grant carried go with it.
         keys.revoke_beyond_issuer(tenant=tenant, project=project,
-                                  reason=f"group {grant.group} no longer has {grant.role} in {project.slug}")
+                                  reason=f"{_subject_label(grant)} no longer has {grant.role} in {project.slug}")
 
 
 def tenant_defaults_update(*, tenant: Tenant, acting_user, defaults: dict[str, Any] | None = None,

@@ -13,6 +13,8 @@ urlpatterns = [
     path("projects/<slug:project_slug>/sharing", views.SharingView.as_view(), name="sharing"),
     path("projects/<slug:project_slug>/keys", views.KeysView.as_view(), name="keys"),
     path("projects/<slug:project_slug>/keys/<int:key_id>/revoke", views.KeyRevokeView.as_view(), name="key_revoke"),
-    path("projects/<slug:project_slug>/sharing/<int:access_id>/remove", views.SharingRemoveView.as_view(),
+    path("projects/<slug:project_slug>/sharing/<int:grant_id>/role", views.SharingRoleView.as_view(),
+         name="sharing_role"),
+    path("projects/<slug:project_slug>/sharing/<int:grant_id>/remove", views.SharingRemoveView.as_view(),
          name="sharing_remove"),
 ]

@@ -12,7 +12,7 @@ from portal.errors import PierError
 from portal.views import TenantView
 from tenants.projects import keys, selectors, services
 from tenants.projects.filtersets import ProjectFilterSet
-from tenants.projects.forms import AccessKeyForm, ConfigOverridesForm, GroupAccessForm, ProjectCreateForm
+from tenants.projects.forms import AccessKeyForm, ConfigOverridesForm, GrantForm, GrantRoleForm, ProjectCreateForm
 
 
 def _display(value) -> str:
@@ -125,40 +125,58 @@ class ProjectDeleteView(ProjectDetailView):
 
 
 class SharingView(ProjectPage):
-    """Who has access, modelled on the OpenShift console's project access tab."""
+    """Who has access, modelled on the OpenShift console's Project access tab: one row per person
+    or group, its role changed in place."""
 
     template_name = "projects/sharing.html"
 
     def get_context_data(self, form=None, **extra):
         project = self.get_project()
+        grants = project.grants.select_related("created_by", "updated_by").order_by("kind", "subject")
         return {"tenant": self.request.tenant, "project": project, "access": self.access,
-                "grants": project.group_access.select_related("created_by").order_by("group", "role"),
-                "form": form or GroupAccessForm(), "can_share": "share" in self.access.actions, **extra}
+                "grants": [(grant, GrantRoleForm(initial={"role": grant.role}, auto_id=f"id_g{grant.pk}_%s"))
+                           for grant in grants],
+                "form": form or GrantForm(), "can_share": "share" in self.access.actions, **extra}
 
     def get(self, request, tenant_slug, project_slug):
         return render(request, self.template_name, self.get_context_data())
 
     def post(self, request, tenant_slug, project_slug):
-        form = GroupAccessForm(request.POST)
+        form = GrantForm(request.POST)
         if not form.is_valid():
             return render(request, self.template_name, self.get_context_data(form=form), status=400)
         try:
-            services.group_grant(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
-                                 access=self.access, **form.cleaned_data)
+            grant = services.grant_add(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
+                                       access=self.access, **form.cleaned_data)
         except PierError as exc:
             return self.refused(request, exc, form=form)
-        messages.success(request, f"Group {form.cleaned_data['group']} now has the {form.cleaned_data['role']} role.")
+        messages.success(request, f"{grant.kind.title()} {grant.subject} now has the {grant.role} role.")
+        return redirect("projects:sharing", tenant_slug=request.tenant.slug, project_slug=project_slug)
+
+
+class SharingRoleView(SharingView):
+    http_method_names = ["post"]  # an action: its page is the one it came from
+
+    def post(self, request, tenant_slug, project_slug, grant_id):
+        grant = get_object_or_404(self.get_project().grants, pk=grant_id)
+        form = GrantRoleForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose admin, edit or view.")
+            return redirect("projects:sharing", tenant_slug=request.tenant.slug, project_slug=project_slug)
+        grant = services.grant_change(tenant=request.tenant, project=self.get_project(), grant=grant,
+                                      role=form.cleaned_data["role"], acting_user=request.user, access=self.access)
+        messages.success(request, f"{grant.kind.title()} {grant.subject} now has the {grant.role} role.")
         return redirect("projects:sharing", tenant_slug=request.tenant.slug, project_slug=project_slug)
 
 
 class SharingRemoveView(SharingView):
     http_method_names = ["post"]  # an action: its page is the one it came from
 
-    def post(self, request, tenant_slug, project_slug, access_id):
-        grant = get_object_or_404(self.get_project().group_access, pk=access_id)
-        services.group_revoke(tenant=request.tenant, project=self.get_project(), grant=grant,
+    def post(self, request, tenant_slug, project_slug, grant_id):
+        grant = get_object_or_404(self.get_project().grants, pk=grant_id)
+        services.grant_remove(tenant=request.tenant, project=self.get_project(), grant=grant,
                               acting_user=request.user, access=self.access)
-        messages.success(request, f"Group {grant.group} no longer has the {grant.role} role.")
+        messages.success(request, f"{grant.kind.title()} {grant.subject} no longer has access.")
         return redirect("projects:sharing", tenant_slug=request.tenant.slug, project_slug=project_slug)
 
 

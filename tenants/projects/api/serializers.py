@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from portal.api import StrictSerializer
-from tenants.projects.models import AccessKey, GroupAccess, Project, ProjectEvent, ProjectRole
+from tenants.projects.models import AccessKey, Project, ProjectEvent, ProjectGrant, ProjectRole
 
 
 class ProjectEventSerializer(serializers.ModelSerializer):
@@ -101,17 +101,26 @@ class TenantPolicySerializer(serializers.Serializer):
                                              help_text="Projects whose values the ceilings now bring down.")
 
 
-class GroupAccessSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username")
+class ProjectGrantSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="subject", help_text="The username, or the group as the identity provider names it.")
+    created_by = serializers.CharField(source="created_by.username", help_text="Who granted it.")
+    updated_by = serializers.CharField(source="updated_by.username", allow_null=True, default=None,
+                                       help_text="Who last changed its role.")
 
     class Meta:
-        model = GroupAccess
-        fields = ["id", "group", "role", "created_by", "created_at"]
+        model = ProjectGrant
+        fields = ["id", "kind", "name", "role", "created_by", "created_at", "updated_by", "updated_at"]
 
 
-class GroupAccessCreateSerializer(StrictSerializer):
-    group = serializers.CharField(max_length=255, trim_whitespace=False,
-                                  help_text="As the identity provider names it, e.g. system:authenticated or /org/team.")
+class ProjectGrantCreateSerializer(StrictSerializer):
+    kind = serializers.ChoiceField(choices=ProjectGrant.Kind.choices)
+    name = serializers.CharField(max_length=255, trim_whitespace=False,
+                                 help_text="A member's username, or a group as the identity provider names it "
+                                           "(e.g. system:authenticated or /org/team).")
+    role = serializers.ChoiceField(choices=ProjectRole.choices)
+
+
+class ProjectGrantUpdateSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=ProjectRole.choices)
 
 

@@ -14,7 +14,7 @@ from tenants.models import Tenant
 from tenants.projects import keys, selectors, services
 from tenants.projects.api import serializers as s
 from tenants.projects.filtersets import ProjectFilterSet
-from tenants.projects.models import AccessKey, GroupAccess, Project
+from tenants.projects.models import AccessKey, Project, ProjectGrant
 
 
 class ProjectListView(TenantScopedMixin, generics.ListAPIView):
@@ -93,30 +93,47 @@ class ProjectAccessView(ProjectScopedMixin, APIView):
         return Response({"role": self.access.role, "source": self.access.source, "actions": self.access.actions})
 
 
-class GroupAccessListView(ProjectScopedMixin, generics.ListAPIView):
-    serializer_class = s.GroupAccessSerializer
+class ProjectGrantListView(ProjectScopedMixin, generics.ListAPIView):
+    """Who has access: one row per person or group, like the OpenShift console's Project access tab."""
+
+    serializer_class = s.ProjectGrantSerializer
     pagination_class = None  # a project has a handful of grants
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
-            return GroupAccess.objects.none()
-        return self.project.group_access.select_related("created_by").order_by("group", "role")
+            return ProjectGrant.objects.none()
+        return self.project.grants.select_related("created_by", "updated_by").order_by("kind", "subject")
 
-    @extend_schema(request=s.GroupAccessCreateSerializer, responses={201: s.GroupAccessSerializer})
+    @extend_schema(request=s.ProjectGrantCreateSerializer, responses={201: s.ProjectGrantSerializer})
     def post(self, request, tenant_slug, project_slug):
-        data = s.GroupAccessCreateSerializer(data=request.data)
+        data = s.ProjectGrantCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        grant = services.group_grant(tenant=request.tenant, project=self.project, acting_user=request.user,
-                                     access=self.access, **data.validated_data)
-        return Response(s.GroupAccessSerializer(grant).data, status=status.HTTP_201_CREATED)
+        grant = services.grant_add(tenant=request.tenant, project=self.project, acting_user=request.user,
+                                   access=self.access, **data.validated_data)
+        return Response(s.ProjectGrantSerializer(grant).data, status=status.HTTP_201_CREATED)
 
 
-class GroupAccessDetailView(ProjectScopedMixin, APIView):
+class ProjectGrantDetailView(ProjectScopedMixin, APIView):
+    def get_grant(self, grant_id: int) -> ProjectGrant:
+        return get_object_or_404(ProjectGrant.objects.select_related("created_by", "updated_by"),
+                                 project=self.project, pk=grant_id)
+
+    @extend_schema(responses=s.ProjectGrantSerializer)
+    def get(self, request, tenant_slug, project_slug, grant_id):
+        return Response(s.ProjectGrantSerializer(self.get_grant(grant_id)).data)
+
+    @extend_schema(request=s.ProjectGrantUpdateSerializer, responses=s.ProjectGrantSerializer)
+    def patch(self, request, tenant_slug, project_slug, grant_id):
+        data = s.ProjectGrantUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        grant = services.grant_change(tenant=request.tenant, project=self.project, grant=self.get_grant(grant_id),
+                                      acting_user=request.user, access=self.access, **data.validated_data)
+        return Response(s.ProjectGrantSerializer(grant).data)
+
     @extend_schema(request=None, responses={204: None})
-    def delete(self, request, tenant_slug, project_slug, access_id):
-        grant = get_object_or_404(GroupAccess, project=self.project, pk=access_id)
-        services.group_revoke(tenant=request.tenant, project=self.project, grant=grant, acting_user=request.user,
-                              access=self.access)
+    def delete(self, request, tenant_slug, project_slug, grant_id):
+        services.grant_remove(tenant=request.tenant, project=self.project, grant=self.get_grant(grant_id),
+                              acting_user=request.user, access=self.access)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
