@@ -275,7 +275,7 @@ def test_patch_merges_overrides_and_null_removes_one(api, users, unique_slug, al
     assert response.json()["config"]["limits.default.cpu"]["source"] == "platform"
     with tenant_context(alpha):
         message = Project.objects.get(slug=slug).events.first().message
-    assert message == "configuration changed by bob: limits.default.cpu 250m → (inherited)"
+    assert message == "changed by bob: limits.default.cpu 250m → (inherited)"
 
 
 def test_project_defaults_patch_merges_too(api, users):

@@ -472,3 +472,21 @@ def test_a_grant_removed_during_deletion_does_not_bring_the_project_back(api, us
     response = client.delete(f"/api/v1/tenants/alpha/projects/{slug}/grants/{grant['id']}")
     assert response.status_code == 409 and response.json()["error"]["code"] == "invalid_state"
     assert client.get(f"/api/v1/tenants/alpha/projects/{slug}").json()["status"] == "deleting"
+
+
+def test_history_says_who_changed_what_and_drift_only_when_the_cluster_was_changed(api, users, alpha, reconcile_now,
+                                                                                    unique_slug):
+    slug = unique_slug("hist")
+    _create(api, users["bob"], "alpha", slug)
+    reconcile_now(alpha, slug)
+    path = f"/api/v1/tenants/alpha/projects/{slug}"
+    assert api(users["bob"]).patch(path, {"description": "the shop"}, format="json").status_code == 200
+    reconcile_now(alpha, slug)
+    events = [e["message"] for e in api(users["bob"]).get(path).json()["events"]]
+    assert events[:2] == ["the cluster matches", "changed by bob: description '' → 'the shop'"]
+    assert not any("drift" in e for e in events)
+    assert all(events)  # no blank rows
+    # Changed by hand in the cluster: that is drift, and it says so.
+    kube.delete("RoleBinding", "pier-creator-admin", f"alpha-{slug}")
+    reconcile_now(alpha, slug)
+    assert "repaired drift" in api(users["bob"]).get(path).json()["events"][0]["message"]

@@ -127,6 +127,10 @@ def _effective(project: Project, tenant: Tenant) -> dict:
     return config.values(config.effective(policy=policy_for(tenant), overrides=project.config_overrides))
 
 
+# What a history row says when the status itself carries no message.
+_EVENT_TEXT = {Project.Status.READY: "the cluster matches", Project.Status.PROVISIONING: "applying to the cluster"}
+
+
 def _set_status(project: Project, status: str, message: str = "", *, only_generation: int | None = None,
                 **fields) -> None:
     """Write a status change (and its event) only when something changes. With `only_generation`,
@@ -140,7 +144,7 @@ def _set_status(project: Project, status: str, message: str = "", *, only_genera
         if not rows.update(status=status, status_message=message, updated_at=timezone.now(), **fields):
             return  # changed meanwhile: its own reconcile follows
         if project.status != status or project.status_message != message:
-            ProjectEvent.objects.create(project=project, status=status, message=message)
+            ProjectEvent.objects.create(project=project, status=status, message=message or _EVENT_TEXT.get(status, ""))
     project.status, project.status_message = status, message
     for key, value in fields.items():
         setattr(project, key, value)

@@ -121,6 +121,11 @@ def _who(acting_user) -> str:
     return audit.actor_fields(acting_user)[0]
 
 
+def _short(text: str, limit: int = 60) -> str:
+    text = repr(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…'"
+
+
 def describe_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
     """"quota.pods 7 → 9, limits.default.cpu (inherited) → 250m" for a history entry."""
     parts = []
@@ -170,18 +175,19 @@ def project_update(*, tenant: Tenant, project: Project, acting_user, access: Acc
         for key, value in changes.items():
             setattr(project, key, value.strip() if key == "display_name" and isinstance(value, str) else value)
         fields = list(changes)
-        if any(before[k] != getattr(project, k) for k in ("display_name", "description") if k in changes):
-            _enqueue_reconcile(project)  # the namespace's annotations show them
+        what = [f"{k} {_short(before[k])} → {_short(getattr(project, k))}"
+                for k in ("display_name", "description") if k in changes and before[k] != getattr(project, k)]
         if field in changes and before[field] != project.config_overrides:
+            what.append(describe_changes(before[field], project.config_overrides))
+        if what:  # the cluster follows: the namespace's annotations, the quota, the limits
             project.generation = F("generation") + 1
             project.status = Project.Status.PROVISIONING
             fields += ["generation", "status"]
             _enqueue_reconcile(project)
         project.save(update_fields=[*fields, "updated_at"])
         project.refresh_from_db()
-        if "status" in fields:
-            _event(project, f"configuration changed by {_who(acting_user)}: "
-                            f"{describe_changes(before[field], project.config_overrides)}")
+        if what:
+            _event(project, f"changed by {_who(acting_user)}: {', '.join(what)}")
         audit.record(
             action="project.update", actor=acting_user, tenant=tenant, target_type="project",
             target=project.slug, details={"before": before, "after": {k: getattr(project, k) for k in changes}},
