@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
+from django.forms import BaseForm
 from django.views import View
 
 from portal.access import NotSignedIn, check_tenant_access
@@ -47,9 +48,9 @@ class TenantView(View):
     def refused(self, request, exc: PierError, **context):
         """Show a refused action on the page it came from, with what was typed (`context`)."""
         request.pier_refusal = {"code": exc.code, "message": exc.message}
-        form = context.get("form")
-        if form is not None and exc.details:
-            _errors_at_fields(form, exc.details)
+        for form in context.values():
+            if isinstance(form, BaseForm) and exc.details:
+                _errors_at_fields(form, exc.details)
         if hasattr(self, "get_context_data"):
             context = self.get_context_data(error=exc.message, **context)
         return render(request, self.template_name, context, status=exc.status)

@@ -119,6 +119,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("api:project-detail", "DELETE"): Case("carol", 202, "project.delete", prepare=_site_in_beta),
     ("api:project-defaults", "PATCH"): Case("carol", 200, "tenant.project_defaults", {"project_defaults": {"quota.pods": "9"}}),
     ("projects:list", "POST"): Case("carol", 302, "project.create", {"slug": "shop"}),
+    ("projects:edit", "POST"): Case("carol", 302, "project.update", {"description": "x"}, _site_in_beta),
+    ("projects:settings", "POST"): Case("carol", 302, "tenant.project_defaults", {"quota.pods": "9"}),
     ("projects:config", "POST"): Case("carol", 302, "project.update", {"quota.pods": "3"}, _site_in_beta),
     ("projects:delete", "POST"): Case("carol", 302, "project.delete", prepare=_site_in_beta),
     ("api:project-grant-list", "POST"): Case("carol", 201, "project.share", {"kind": "group", "name": "devs", "role": "edit"},

@@ -350,3 +350,39 @@ def test_a_configuration_the_cluster_refuses_fails_once_not_on_every_pass(api, u
     _reconcile(alpha, slug)
     with tenant_context(alpha):
         assert Project.objects.get(slug=slug).status == "ready"
+
+
+def test_the_organization_settings_page(client, users, alpha):
+    client.force_login(users["dave"])  # an organization admin
+    page = client.get("/t/alpha/settings").content.decode()
+    assert 'name="quota.pods"' in page and "1000" in page  # the field and the platform's ceiling
+    response = client.post("/t/alpha/settings", {"quota.pods": "30", "lock:quota.pods": "on", "limits.default.cpu": ""},
+                           follow=True)
+    assert "Organization defaults saved" in response.content.decode()
+    with tenant_context(alpha):
+        from tenants.projects.models import TenantSettings
+
+        row = TenantSettings.objects.get()
+        assert row.project_defaults == {"quota.pods": "30"} and row.locked_keys == ["quota.pods"]
+    response = client.post("/t/alpha/settings", {"quota.pods": "5000"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["quota.pods"] == ["At most 1000 (ceiling set by the platform)."]
+    # A plain member reads them; the form is not theirs.
+    client.force_login(users["bob"])
+    page = client.get("/t/alpha/settings").content.decode()
+    assert "Only the organization's owners and admins change them." in page and 'name="quota.pods"' not in page
+    assert client.post("/t/alpha/settings", {"quota.pods": "1"}).status_code == 403
+
+
+def test_editors_change_the_name_and_description_on_the_project_page(client, users, alpha, api, unique_slug):
+    slug = unique_slug("ed")
+    assert _create(api, users["bob"], slug).status_code == 202
+    client.force_login(users["bob"])
+    response = client.post(f"/t/alpha/projects/{slug}/edit", {"display_name": "Web shop", "description": "Sells"},
+                           follow=True)
+    assert response.status_code == 200 and "Web shop" in response.content.decode()
+    with tenant_context(alpha):
+        project = Project.objects.get(slug=slug)
+        assert (project.display_name, project.description) == ("Web shop", "Sells")
+    response = client.post(f"/t/alpha/projects/{slug}/edit", {"display_name": "x" * 201})
+    assert response.status_code == 400 and response.context["edit_form"].errors["display_name"]

@@ -10,6 +10,11 @@ class ProjectCreateForm(forms.Form):
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
+class ProjectEditForm(forms.Form):
+    display_name = forms.CharField(max_length=200, required=False)
+    description = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
 class ConfigOverridesForm(forms.Form):
     """One field per setting; empty means "inherit"."""
 
@@ -56,3 +61,29 @@ class AccessKeyForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses it, e.g. ci-deploy.")
     role = forms.ChoiceField(choices=ProjectRole.choices, initial=ProjectRole.VIEW)
     expires_in_days = forms.IntegerField(min_value=1, initial=90, label="Expires in (days)")
+
+
+class DefaultsForm(forms.Form):
+    """The organization's defaults, one field per setting (empty: the platform's), and a lock
+    box per setting."""
+
+    def __init__(self, *args, defaults: dict, locked: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        for key, spec in KEYS.items():
+            value = defaults.get(key)
+            self.fields[key] = forms.CharField(required=False, label=key, help_text=spec.help)
+            self.fields[f"lock:{key}"] = forms.BooleanField(required=False, label=f"Lock {key}")
+            if value is not None:
+                self.initial[key] = ", ".join(value) if isinstance(value, list) else value
+            self.initial[f"lock:{key}"] = key in locked
+
+    def defaults(self) -> dict:
+        result = {}
+        for key, spec in KEYS.items():
+            raw = (self.cleaned_data.get(key) or "").strip()
+            if raw:
+                result[key] = [v.strip() for v in raw.split(",") if v.strip()] if spec.kind == "namespaces" else raw
+        return result
+
+    def locked_keys(self) -> list:
+        return [key for key in KEYS if self.cleaned_data.get(f"lock:{key}")]

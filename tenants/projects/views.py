@@ -3,6 +3,7 @@ history and deletion."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,9 +11,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from portal import kube
 from portal.errors import PierError
 from portal.views import TenantView
-from tenants.projects import keys, selectors, services
+from tenants.projects import config, keys, selectors, services
 from tenants.projects.filtersets import ProjectFilterSet
-from tenants.projects.forms import AccessKeyForm, ConfigOverridesForm, GrantForm, GrantRoleForm, ProjectCreateForm
+from tenants.projects.forms import (AccessKeyForm, ConfigOverridesForm, DefaultsForm, GrantForm, GrantRoleForm,
+                                    ProjectCreateForm, ProjectEditForm)
 
 
 def _display(value) -> str:
@@ -71,7 +73,7 @@ class ProjectPage(TenantView):
 class ProjectDetailView(ProjectPage):
     template_name = "projects/detail.html"
 
-    def get_context_data(self, form=None, **extra):
+    def get_context_data(self, form=None, edit_form=None, **extra):
         project = self.get_project()
         effective = selectors.effective_config(project, policy=selectors.policy_for(self.request.tenant))
         form = form or ConfigOverridesForm(effective=effective)
@@ -84,13 +86,42 @@ class ProjectDetailView(ProjectPage):
         ]
         return {
             "tenant": self.request.tenant, "project": project, "rows": rows, "form": form,
-            "events": project.events.all()[:30], "cluster": kube.cluster_label(),
-            "access": self.access, "can_change": "configure" in self.access.actions,
+            "edit_form": edit_form or ProjectEditForm(initial={"display_name": project.display_name,
+                                                                "description": project.description}),
+            "cluster": kube.cluster_label(), "access": self.access,
+            "can_change": "configure" in self.access.actions, "can_edit": "edit" in self.access.actions,
             **extra,
         }
 
     def get(self, request, tenant_slug, project_slug):
         return render(request, self.template_name, self.get_context_data())
+
+
+class ProjectEditView(ProjectDetailView):
+    """Display name and description (editors)."""
+
+    http_method_names = ["post"]  # an action: its page is the one it came from
+
+    def post(self, request, tenant_slug, project_slug):
+        form = ProjectEditForm(request.POST)
+        if not form.is_valid():
+            return render(request, self.template_name, self.get_context_data(edit_form=form), status=400)
+        try:
+            services.project_update(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
+                                    access=self.access, **form.cleaned_data)
+        except PierError as exc:
+            return self.refused(request, exc, edit_form=form)
+        messages.success(request, "Saved.")
+        return redirect("projects:detail", tenant_slug=request.tenant.slug, project_slug=project_slug)
+
+
+class ProjectHistoryView(ProjectPage):
+    template_name = "projects/history.html"
+
+    def get(self, request, tenant_slug, project_slug):
+        project = self.get_project()
+        return render(request, self.template_name, {"tenant": request.tenant, "project": project,
+                                                    "access": self.access, "events": project.events.all()[:200]})
 
 
 class ProjectConfigView(ProjectDetailView):
@@ -219,3 +250,42 @@ class KeyRevokeView(KeysView):
                         access=self.access)
         messages.success(request, f"The key {key.name} was revoked; it no longer works.")
         return redirect("projects:keys", tenant_slug=request.tenant.slug, project_slug=project_slug)
+
+
+class OrganizationSettingsView(TenantView):
+    """The organization's project defaults and locks (owners and admins change them), with the
+    ceilings, budget and locks platform staff set, read-only."""
+
+    template_name = "projects/settings.html"
+
+    def get_context_data(self, form=None, **extra):
+        policy = selectors.organization_policy(self.request.tenant)
+        role = getattr(self.request, "tenant_role", "")
+        rows = []
+        form = form or DefaultsForm(defaults=policy["project_defaults"], locked=policy["locked_keys"])
+        for key in config.KEYS:
+            ceiling = policy["ceilings"].get(key)
+            rows.append({"key": key, "field": form[key], "lock": form[f"lock:{key}"],
+                         "platform_default": _display(settings.PIER_PROJECT_DEFAULTS[key]),
+                         "ceiling": ceiling, "platform_locked": key in policy["platform_locks"],
+                         "budget": policy["budget"].get(key)})
+        return {"tenant": self.request.tenant, "rows": rows, "form": form, "policy": policy,
+                "can_change": role in ("owner", "admin", "staff"), **extra}
+
+    def get(self, request, tenant_slug):
+        return render(request, self.template_name, self.get_context_data())
+
+    def post(self, request, tenant_slug):
+        policy = selectors.organization_policy(request.tenant)
+        form = DefaultsForm(request.POST, defaults=policy["project_defaults"], locked=policy["locked_keys"])
+        form.is_valid()
+        defaults, locked = form.defaults(), form.locked_keys()
+        # The form shows the whole map: keys left empty stop being organization defaults.
+        patch = {**{key: None for key in policy["project_defaults"] if key not in defaults}, **defaults}
+        try:
+            services.tenant_defaults_update(tenant=request.tenant, acting_user=request.user, defaults=patch,
+                                            locked_keys=locked)
+        except PierError as exc:
+            return self.refused(request, exc, form=form)
+        messages.success(request, "Organization defaults saved; every project follows in a moment.")
+        return redirect("projects:settings", tenant_slug=request.tenant.slug)
