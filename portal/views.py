@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
@@ -35,6 +37,12 @@ class TenantView(View):
         try:
             check_tenant_access(request, min_role=needed)
         except NotSignedIn:
+            if request.headers.get("HX-Request"):
+                # A polled fragment whose session ended: say so in place (286 stops the polling)
+                # instead of swapping the sign-in page into a badge.
+                page = urlsplit(request.headers.get("HX-Current-URL", "")).path or request.get_full_path()
+                return render(request, "signed_out_fragment.html", {"login": redirect_to_login(page).url},
+                              status=286)
             return redirect_to_login(request.get_full_path())
         except PierError as exc:
             return error_response(request, status=exc.status, code=exc.code, message=exc.message)

@@ -197,6 +197,7 @@ HTML_EXPECTED = {
     ("projects:config", "POST"): ({"quota.pods": "3"}, _project_rule(3, 302)),
     ("projects:edit", "POST"): ({"description": "from the page"}, _project_rule(2, 302)),
     ("projects:history", "GET"): (None, _project_rule(1, 200)),
+    ("projects:status", "GET"): (None, _project_rule(1, 286)),  # ready: htmx stops polling
     ("projects:settings", "GET"): (None, _tenant_rule(200)),
     ("projects:settings", "POST"): ({"quota.pods": "9"}, _tenant_rule(302, admin_only=True)),
     ("projects:delete", "POST"): (None, _project_rule(3, 302)),

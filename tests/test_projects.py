@@ -490,3 +490,39 @@ def test_history_says_who_changed_what_and_drift_only_when_the_cluster_was_chang
     kube.delete("RoleBinding", "pier-creator-admin", f"alpha-{slug}")
     reconcile_now(alpha, slug)
     assert "repaired drift" in api(users["bob"]).get(path).json()["events"][0]["message"]
+
+
+def test_the_status_fragment_polls_until_the_project_settles(client, users, alpha, reconcile_now, unique_slug):
+    slug = unique_slug("live")
+    client.force_login(users["bob"])
+    client.post("/t/alpha/projects", {"slug": slug})
+    path = f"/t/alpha/projects/{slug}/status"
+    response = client.get(path, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and 'hx-trigger="every 2s"' in response.content.decode()
+    assert "sessionid" not in response.cookies  # a poll is not activity that keeps the session alive
+    reconcile_now(alpha, slug)
+    response = client.get(path, HTTP_HX_REQUEST="true")
+    assert response.status_code == 286  # htmx stops polling
+    assert "ready" in response.content.decode() and "hx-get" not in response.content.decode()
+    compact = client.get(f"{path}?compact=1", HTTP_HX_REQUEST="true")
+    assert compact.status_code == 286 and "ready" in compact.content.decode()
+
+
+def test_a_poll_after_the_session_ended_says_signed_out(client, users, unique_slug):
+    client.force_login(users["bob"])
+    slug = unique_slug("live")
+    client.post("/t/alpha/projects", {"slug": slug})
+    client.logout()
+    response = client.get(f"/t/alpha/projects/{slug}/status", HTTP_HX_REQUEST="true",
+                          HTTP_HX_CURRENT_URL=f"http://testserver/t/alpha/projects/{slug}")
+    assert response.status_code == 286
+    body = response.content.decode()
+    assert "Signed out" in body and f"next=/t/alpha/projects/{slug}" in body
+    # Without htmx, the usual redirect to the sign-in page.
+    assert client.get(f"/t/alpha/projects/{slug}/status").status_code == 302
+
+
+def test_the_status_of_a_deleted_project_stops_the_polling(client, users, alpha, unique_slug):
+    client.force_login(users["bob"])
+    response = client.get(f"/t/alpha/projects/{unique_slug('gone')}/status", HTTP_HX_REQUEST="true")
+    assert response.status_code == 286 and "deleted" in response.content.decode()

@@ -65,6 +65,11 @@ class Project(models.Model):
     def name(self) -> str:
         return self.display_name or self.slug
 
+    @property
+    def is_settled(self) -> bool:
+        """Nothing is under way: the pages stop watching its status."""
+        return self.status in (self.Status.READY, self.Status.FAILED)
+
 
 class ProjectEvent(models.Model):
     """The project's history: each status change and each error the reconciler met."""

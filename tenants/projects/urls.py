@@ -9,6 +9,7 @@ urlpatterns = [
     path("projects", views.ProjectListView.as_view(), name="list"),
     path("projects/<slug:project_slug>", views.ProjectDetailView.as_view(), name="detail"),
     path("projects/<slug:project_slug>/edit", views.ProjectEditView.as_view(), name="edit"),
+    path("projects/<slug:project_slug>/status", views.ProjectStatusView.as_view(), name="status"),
     path("projects/<slug:project_slug>/history", views.ProjectHistoryView.as_view(), name="history"),
     path("settings", views.OrganizationSettingsView.as_view(), name="settings"),
     path("projects/<slug:project_slug>/config", views.ProjectConfigView.as_view(), name="config"),

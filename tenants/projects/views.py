@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from portal import kube
@@ -113,6 +114,28 @@ class ProjectEditView(ProjectDetailView):
             return self.refused(request, exc, edit_form=form)
         messages.success(request, "Saved.")
         return redirect("projects:detail", tenant_slug=request.tenant.slug, project_slug=project_slug)
+
+
+class ProjectStatusView(ProjectPage):
+    """The status fragment the pages poll: 286 (htmx: stop polling) once nothing is under way,
+    or once the project is gone."""
+
+    template_name = "projects/_status.html"
+
+    def get(self, request, tenant_slug, project_slug):
+        compact = request.GET.get("compact") == "1"
+        try:
+            project = self.get_project()
+        except Http404:
+            if not request.headers.get("HX-Request"):
+                raise
+            # A page that watched it: the same answer whether it was deleted or never visible.
+            return HttpResponse('<span class="badge">deleted</span>' if compact else
+                                '<div class="live-status"><span class="badge">deleted</span> '
+                                '<span class="small">This project no longer exists.</span></div>', status=286)
+        return render(request, self.template_name, {"tenant": request.tenant, "project": project,
+                                                    "compact": compact, "terminal": project.is_settled},
+                      status=286 if project.is_settled else 200)
 
 
 class ProjectHistoryView(ProjectPage):

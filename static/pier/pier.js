@@ -1,0 +1,9 @@
+// Pier's small script: htmx does the polling; this only keeps a failed poll from being fatal.
+document.addEventListener("htmx:sendError", function (event) {
+  // The server did not answer (restart, network): keep the last status, mark it as stale; the
+  // next poll tries again.
+  event.target.classList.add("stale");
+});
+document.addEventListener("htmx:afterSwap", function (event) {
+  event.target.classList.remove("stale");
+});
