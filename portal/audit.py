@@ -130,7 +130,7 @@ def _outcome_for_status(status: int) -> str:
         return AuditEvent.Outcome.NOT_FOUND
     if status == 409:
         return AuditEvent.Outcome.CONFLICT
-    if status in (400, 405, 422):
+    if status in (400, 405, 413, 415, 422):
         return AuditEvent.Outcome.INVALID
     return AuditEvent.Outcome.FAILED
 

@@ -250,6 +250,20 @@ def test_refusals_of_unstorable_values_are_stored_escaped_and_truncated(users):
     assert event.tenant == "a" * 63 + "…" and len(event.target) <= 255
 
 
+def test_bodies_django_refuses_answer_in_the_error_shape_or_on_pier_page(users, settings):
+    client = Client(raise_request_exception=False)
+    client.force_login(users["staff"])
+    too_big = json.dumps({"name": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)})
+    response = client.post("/api/v1/admin/tenants", too_big, content_type="application/json")
+    assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+    assert AuditEvent.objects.filter(request_id=response["X-Request-ID"], outcome="invalid").exists()
+
+    many_fields = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = client.post("/t/alpha/members", many_fields, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400 and 'data-code="invalid_input"' in response.content.decode()
+    assert AuditEvent.objects.filter(request_id=response["X-Request-ID"], outcome="invalid").exists()
+
+
 def test_an_anonymous_write_sent_to_sign_in_is_audited(alpha):
     response = Client().post("/t/alpha/members", {"username": "u" * 254, "role": "member"})
     assert response.status_code == 302 and response["Location"].startswith("/login?next=")
