@@ -195,7 +195,8 @@ def _tenant_from_url(match) -> str:
     if match is None:
         return ""
     # Tenant routes carry tenant_slug; the staff tenant routes (/api/v1/admin/tenants/<slug>) slug.
-    return match.kwargs.get("tenant_slug") or (match.kwargs.get("slug", "") if "tenant" in (match.url_name or "") else "")
+    staff_tenant_route = "tenant" in (match.url_name or "")  # a route may have no name
+    return match.kwargs.get("tenant_slug") or (match.kwargs.get("slug", "") if staff_tenant_route else "")
 
 
 def _anonymous():

@@ -38,7 +38,8 @@ class PierJSONParser(JSONParser):
             raise InvalidInput(f"body: {json_depth_reason()}.", details={"body": [json_depth_reason()]})
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = json.loads(raw.decode(encoding), parse_constant=json.strict_constant if api_settings.STRICT_JSON else None)
+            strict = json.strict_constant if api_settings.STRICT_JSON else None
+            data = json.loads(raw.decode(encoding), parse_constant=strict)
         except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
             raise ParseError(f"JSON parse error - {exc}")
         found = json_unstorable(data)

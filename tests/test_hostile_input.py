@@ -330,7 +330,8 @@ def test_api_accepts_merge_patch_bodies(users, alpha, api):
                               json.dumps({"project_defaults": {"quota.pods": "9"}}),
                               content_type="application/merge-patch+json")
     assert response.status_code == 200, response.content
-    response = client.generic("PATCH", "/api/v1/tenants/alpha/project-defaults", b'{"project_defaults": {"\\u0000": 1}}',
+    response = client.generic("PATCH", "/api/v1/tenants/alpha/project-defaults",
+                              b'{"project_defaults": {"\\u0000": 1}}',
                               content_type="application/merge-patch+json")
     assert response.status_code == 400
 
