@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import math
+import re
 from typing import Any
 
 from portal import request_id
@@ -39,6 +41,45 @@ def actor_fields(user) -> tuple[str, int | None]:
     return user.get_username(), user.pk
 
 
+# What PostgreSQL cannot store: NUL in text (and \u0000 in jsonb), and lone surrogates (no UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_DETAIL_TEXT = 2000  # a hostile value is kept as evidence, not in full
+MAX_DETAIL_DEPTH = 8
+MAX_DETAIL_ITEMS = 100
+
+
+def safe_text(value: Any, limit: int | None = None) -> str:
+    """`value` as text PostgreSQL can store: NUL and lone surrogates written as \\uXXXX escapes,
+    cut to `limit` characters (with an ellipsis, so the cut shows)."""
+    text = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return text
+
+
+def safe_details(value: Any, depth: int = 0) -> Any:
+    """`details` with every string (keys too) made storable and bounded, without recursion
+    limits being reachable by input: past MAX_DETAIL_DEPTH the rest is kept as text."""
+    if isinstance(value, str):
+        return safe_text(value, MAX_DETAIL_TEXT)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # jsonb has no NaN or Infinity
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if depth >= MAX_DETAIL_DEPTH:
+        return safe_text(repr(value), MAX_DETAIL_TEXT)
+    if isinstance(value, dict):
+        items = list(value.items())[:MAX_DETAIL_ITEMS]
+        return {safe_text(k, 200): safe_details(v, depth + 1) for k, v in items}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [safe_details(v, depth + 1) for v in list(value)[:MAX_DETAIL_ITEMS]]
+    return safe_text(value, MAX_DETAIL_TEXT)
+
+
+def _limit(field: str) -> int:
+    return AuditEvent._meta.get_field(field).max_length
+
+
 def record(
     *,
     action: str,
@@ -55,29 +96,41 @@ def record(
     if outcome != AuditEvent.Outcome.SUCCESS:
         _refusal_recorded.set(True)
     slug, tenant_id = (tenant, None) if isinstance(tenant, str) or tenant is None else (tenant.slug, tenant.pk)
+    # Whatever the input (a refused attempt records what was refused), the row can be stored.
     return AuditEvent.objects.create(
-        actor=name,
+        actor=safe_text(name, _limit("actor")),
         actor_id=actor_id,
-        tenant=slug or "",
+        tenant=safe_text(slug or "", _limit("tenant")),
         tenant_id=tenant_id,
-        action=action,
-        target_type=target_type,
-        target=str(target)[:255],
+        action=safe_text(action, _limit("action")),
+        target_type=safe_text(target_type, _limit("target_type")),
+        target=safe_text(target, _limit("target")),
         outcome=outcome,
-        source=source or _source.get(),
-        request_id=request_id.get(),
-        details=details or {},
+        source=safe_text(source or _source.get(), _limit("source")),
+        request_id=safe_text(request_id.get(), _limit("request_id")),
+        details=safe_details(details or {}),
     )
 
 
+def _sent_to_sign_in(response) -> bool:
+    """A page's answer to a caller who is not signed in: a redirect to the sign-in page that
+    comes back here afterwards (a sign-out's redirect to the sign-in page carries no `next`)."""
+    if response.status_code != 302:
+        return False
+    from django.conf import settings
+    from django.shortcuts import resolve_url
+
+    return response.get("Location", "").startswith(f"{resolve_url(settings.LOGIN_URL)}?next=")
+
+
 def _outcome_for_status(status: int) -> str:
-    if status in (401, 403):
+    if status in (302, 401, 403):
         return AuditEvent.Outcome.DENIED
     if status == 404:
         return AuditEvent.Outcome.NOT_FOUND
     if status == 409:
         return AuditEvent.Outcome.CONFLICT
-    if status in (400, 405, 422):
+    if status in (400, 405, 413, 415, 422):
         return AuditEvent.Outcome.INVALID
     return AuditEvent.Outcome.FAILED
 
@@ -118,7 +171,7 @@ class RefusedAttemptMiddleware:
             response = self.get_response(request)
             if (
                 request.method in MUTATING_METHODS
-                and response.status_code >= 400
+                and (response.status_code >= 400 or _sent_to_sign_in(response))
                 and not _refusal_recorded.get()
             ):
                 match = getattr(request, "resolver_match", None)
@@ -142,7 +195,8 @@ def _tenant_from_url(match) -> str:
     if match is None:
         return ""
     # Tenant routes carry tenant_slug; the staff tenant routes (/api/v1/admin/tenants/<slug>) slug.
-    return match.kwargs.get("tenant_slug") or (match.kwargs.get("slug", "") if "tenant" in match.url_name else "")
+    staff_tenant_route = "tenant" in (match.url_name or "")  # a route may have no name
+    return match.kwargs.get("tenant_slug") or (match.kwargs.get("slug", "") if staff_tenant_route else "")
 
 
 def _anonymous():

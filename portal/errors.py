@@ -121,12 +121,13 @@ def wants_json(request) -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
-def error_response(request, *, status: int, code: str, message: str, title: str | None = None):
-    """An error for a request that never reached a view (routing, tenancy): JSON for the API,
-    a page for people."""
+def error_response(request, *, status: int, code: str, message: str, title: str | None = None,
+                   details: dict[str, Any] | None = None):
+    """An error for a request that never reached a view (routing, tenancy, the input guard):
+    JSON for the API, a page for people."""
     request.pier_refusal = {"code": code, "message": message}
     if wants_json(request):
-        return JsonResponse(error_body(code, message), status=status)
+        return JsonResponse(error_body(code, message, details), status=status)
     return render(
         request,
         "error.html",

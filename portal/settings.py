@@ -89,6 +89,8 @@ MIDDLEWARE = [
     "portal.request_id.RequestIdMiddleware",
     # Outside everything else, so a refusal from any layer below is recorded.
     "portal.audit.RefusedAttemptMiddleware",
+    # NUL bytes, lone surrogates, over-long values: refused before anything looks them up.
+    "portal.input_guard.InputGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.tenancy.TenantPathMiddleware",
@@ -224,7 +226,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only: a cross-site HTML form cannot send it, so Basic credentials a browser cached
     # cannot be replayed by another site's form (CSRF).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Pier's parser adds a nesting limit and refuses NUL / lone surrogates (portal/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.PierJSONParser", "portal.parsers.MergePatchJSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

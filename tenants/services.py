@@ -18,7 +18,7 @@ from portal import audit, locks, request_id, tenancy
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, from_django_validation_error
 from tenants import signals
 from tenants.models import Membership, PendingMembership, ProvisioningJob, Role, Tenant
-from tenants.validators import schema_name_for, validate_tenant_slug
+from tenants.validators import schema_name_for, validate_person_identifier, validate_tenant_slug
 
 User = get_user_model()
 
@@ -66,6 +66,10 @@ def _resolve_person(identifier: str, *, field: str):
     identifier = (identifier or "").strip()
     if not identifier:
         raise _invalid(field, "This field is required.")
+    try:
+        validate_person_identifier(identifier)  # what the columns can hold, for every caller
+    except ValidationError as exc:
+        raise _invalid(field, " ".join(exc.messages))
     if "@" in identifier:
         try:
             validate_email(identifier)

@@ -66,3 +66,20 @@ def schema_name_for(slug: str) -> str:
     """The PostgreSQL schema of a tenant, derived from its (validated) slug, never from input.
     Slugs have no underscores, so replacing hyphens keeps names distinct."""
     return "t_" + slug.replace("-", "_")
+
+
+# A person is named by username (auth_user.username holds 150) or email (254, as EmailField).
+USERNAME_MAX_LENGTH = 150
+EMAIL_MAX_LENGTH = 254
+
+
+def validate_person_identifier(value: str) -> None:
+    """A username or an email address that Pier can store: the same limits for the members page,
+    the API and the services (a pending invitation keeps the value as given)."""
+    if "\x00" in value:
+        raise ValidationError("Must not contain a NUL character.", code="null_characters_not_allowed")
+    if "@" in value:
+        if len(value) > EMAIL_MAX_LENGTH:
+            raise ValidationError(f"An email address has at most {EMAIL_MAX_LENGTH} characters.", code="max_length")
+    elif len(value) > USERNAME_MAX_LENGTH:
+        raise ValidationError(f"A username has at most {USERNAME_MAX_LENGTH} characters.", code="max_length")

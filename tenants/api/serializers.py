@@ -6,6 +6,17 @@ from rest_framework import serializers
 from portal.api import StrictSerializer
 from portal.models import AuditEvent
 from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Role, Tenant
+from tenants.validators import EMAIL_MAX_LENGTH, validate_person_identifier
+
+
+class PersonField(serializers.CharField):
+    """A username (at most 150 characters) or an email address (at most 254)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", EMAIL_MAX_LENGTH)
+        kwargs.setdefault("help_text", "A username (at most 150 characters) or an email address.")
+        super().__init__(**kwargs)
+        self.validators.append(validate_person_identifier)
 
 
 class JobStepSerializer(serializers.ModelSerializer):
@@ -49,7 +60,7 @@ class TenantSerializer(serializers.ModelSerializer):
 class TenantCreateSerializer(StrictSerializer):
     slug = serializers.CharField(max_length=100, help_text="Lowercase letters, digits, hyphens; 2–41 characters.")
     name = serializers.CharField(max_length=200)
-    owner = serializers.CharField(max_length=254, help_text="A username or an email address.")
+    owner = PersonField()
     max_projects = serializers.IntegerField(min_value=0, max_value=100000, required=False, allow_null=True)
     max_members = serializers.IntegerField(min_value=1, max_value=100000, required=False, allow_null=True)
 
@@ -87,7 +98,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class MemberAddSerializer(StrictSerializer):
-    username = serializers.CharField(max_length=254, help_text="A username or an email address.")
+    username = PersonField()
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 
 
