@@ -386,3 +386,15 @@ def test_editors_change_the_name_and_description_on_the_project_page(client, use
         assert (project.display_name, project.description) == ("Web shop", "Sells")
     response = client.post(f"/t/alpha/projects/{slug}/edit", {"display_name": "x" * 201})
     assert response.status_code == 400 and response.context["edit_form"].errors["display_name"]
+
+
+def test_merge_patch_media_type_is_accepted(api, users, unique_slug):
+    slug = unique_slug("mp")
+    assert _create(api, users["bob"], slug, config_overrides={"limits.default.cpu": "250m"}).status_code == 202
+    import json
+
+    response = api(users["bob"]).generic("PATCH", f"/api/v1/tenants/alpha/projects/{slug}",
+                                         json.dumps({"config_overrides": {"quota.pods": "11", "limits.default.cpu": None}}),
+                                         content_type="application/merge-patch+json")
+    assert response.status_code == 200
+    assert response.json()["config_overrides"] == {"quota.pods": "11"}

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from django.conf import settings
 
 from portal.errors import InvalidInput, QuotaExceeded
+from portal.input_guard import describe
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,11 @@ def clean_quantity(value: Any, name: str, *, whole: bool = False) -> str:
     try:
         amount = parse_quantity(text)
     except (ValueError, ArithmeticError):
-        shown = text if len(text) <= 40 else text[:40] + "…"
-        raise _refuse(name, f"{shown!r} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi).", "Not a quantity.")
+        raise _refuse(name, f"{describe(text)} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi).", "Not a quantity.")
     # What the API server would store differently (and so never match): finer than 1n, or
     # beyond its 64-bit range; a pod count is a whole number.
     if amount > MAX_QUANTITY or amount != amount.quantize(Decimal("1e-9")):
-        raise _refuse(name, f"{text!r} is finer than 1n or too large for Kubernetes.", "Out of range.")
+        raise _refuse(name, f"{describe(text)} is finer than 1n or too large for Kubernetes.", "Out of range.")
     if whole and amount != amount.to_integral_value():
         raise _refuse(name, "a number of pods is a whole number.", "Not a whole number.")
     return text
