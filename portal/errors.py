@@ -121,6 +121,12 @@ def wants_json(request) -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
+# A page's heading by status, so the heading does not repeat the message.
+_TITLES = {400: "That did not work", 401: "Sign in first", 403: "Not allowed", 404: "Not found", 409: "Conflict",
+           413: "Too large", 415: "Not accepted", 429: "Too many attempts", 500: "Server error",
+           503: "Not available right now"}
+
+
 def error_response(request, *, status: int, code: str, message: str, title: str | None = None,
                    details: dict[str, Any] | None = None):
     """An error for a request that never reached a view (routing, tenancy, the input guard):
@@ -131,7 +137,7 @@ def error_response(request, *, status: int, code: str, message: str, title: str 
     return render(
         request,
         "error.html",
-        {"status": status, "code": code, "message": message, "title": title or message},
+        {"status": status, "code": code, "message": message, "title": title or _TITLES.get(status, "Something is wrong")},
         status=status,
     )
 

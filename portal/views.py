@@ -9,6 +9,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 from django.forms import BaseForm
+from django.http import Http404
 from django.views import View
 
 from portal.access import NotSignedIn, check_tenant_access
@@ -48,6 +49,10 @@ class TenantView(View):
             return error_response(request, status=exc.status, code=exc.code, message=exc.message)
         try:
             return super().dispatch(request, *args, **kwargs)
+        except Http404:
+            # Pier's page with the organization's menu, never Django's (debug) 404.
+            return error_response(request, status=404, code="not_found",
+                                  message="There is nothing here, or you have no access to it.")
         except ValidationError as exc:
             return self.refused(request, from_django_validation_error(exc))
         except PierError as exc:

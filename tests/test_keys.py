@@ -279,3 +279,22 @@ def test_a_key_for_a_tenant_being_upgraded_gets_503_not_an_error(api, users, alp
     tenancy.invalidate("alpha")
     response = bearer(token).get(f"/api/v1/tenants/alpha/projects/{slug}")
     assert response.status_code == 503 and response.json()["error"]["code"] == "tenant_unavailable"
+
+
+def test_the_key_page_answers_in_days_at_the_field(client, users, ready_project):
+    slug = ready_project()
+    client.force_login(users["bob"])
+    response = client.post(f"/t/alpha/projects/{slug}/keys", {"name": "ci", "role": "view", "expires_in_days": "400"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["expires_in_days"] == ["At most 365 days (this organization's limit)."]
+    assert "seconds" not in response.content.decode()
+
+
+def test_a_project_without_a_role_answers_pier_s_404_page(client, users, ready_project, settings):
+    settings.DEBUG = True  # where Django would show its debug 404 with the URL list
+    slug = ready_project(owner="dave")
+    client.force_login(users["bob"])  # a member without a role in that project
+    response = client.get(f"/t/alpha/projects/{slug}")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "Not found" in page and "Back to Alpha Org" in page and "URLconf" not in page

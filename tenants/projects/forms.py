@@ -62,6 +62,18 @@ class AccessKeyForm(forms.Form):
     role = forms.ChoiceField(choices=ProjectRole.choices, initial=ProjectRole.VIEW)
     expires_in_days = forms.IntegerField(min_value=1, initial=90, label="Expires in (days)")
 
+    def __init__(self, *args, max_days: int = 365, **kwargs):
+        """The page asks in days, so its limits are in days too (the API's are in seconds)."""
+        super().__init__(*args, **kwargs)
+        from django.core.validators import MaxValueValidator
+
+        field = self.fields["expires_in_days"]
+        field.max_value = max_days
+        field.validators.append(MaxValueValidator(max_days, f"At most {max_days} days (this organization's limit)."))
+        field.widget.attrs.update(max=str(max_days), min="1")
+        field.initial = min(90, max_days)
+        field.help_text = f"1 to {max_days} days."
+
 
 class DefaultsForm(forms.Form):
     """The organization's defaults, one field per setting (empty: the platform's), and a lock

@@ -244,13 +244,13 @@ class KeysView(ProjectPage):
         project = self.get_project()
         return {"tenant": self.request.tenant, "project": project, "access": self.access,
                 "keys": project.keys.select_related("created_by").order_by("-created_at", "-id"),
-                "form": form or AccessKeyForm(), "can_issue": "share" in self.access.actions, **extra}
+                "form": form or AccessKeyForm(max_days=self.request.tenant.effective_max_key_days), "can_issue": "share" in self.access.actions, **extra}
 
     def get(self, request, tenant_slug, project_slug):
         return render(request, self.template_name, self.get_context_data())
 
     def post(self, request, tenant_slug, project_slug):
-        form = AccessKeyForm(request.POST)
+        form = AccessKeyForm(request.POST, max_days=request.tenant.effective_max_key_days)
         if not form.is_valid():
             return render(request, self.template_name, self.get_context_data(form=form), status=400)
         try:
