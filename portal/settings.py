@@ -41,12 +41,27 @@ def env_float(name: str, default: float) -> float:
 DEBUG = env_bool("DEBUG")
 TESTING = env_bool("PIER_TESTING")
 
+# Secrets are at least this many bytes (UTF-8): 256 bits for HMAC keys.
+MIN_SECRET_BYTES = 32
+
+
+def require_long_secret(name: str, value: str) -> None:
+    length = len(value.encode("utf-8", "surrogatepass"))
+    if length < MIN_SECRET_BYTES:
+        raise ImproperlyConfigured(
+            f"{name} is {length} bytes long; it must be at least {MIN_SECRET_BYTES} bytes "
+            f"(a long random string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+        )
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if DEBUG or TESTING:
         SECRET_KEY = "insecure-local-development-key-not-for-production-use-0123456789"
     else:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+elif not DEBUG:
+    require_long_secret("SECRET_KEY", SECRET_KEY)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if (DEBUG or TESTING) else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -320,6 +335,9 @@ if not PIER_KEY_PEPPER:
         # Its own secret, so that rotating SECRET_KEY does not invalidate every access key.
         raise ImproperlyConfigured("PIER_KEY_PEPPER must be set when DEBUG is off (a long random string).")
     PIER_KEY_PEPPER = SECRET_KEY
+else:
+    # A short pepper can be guessed, and with it every stored key hash checked offline.
+    require_long_secret("PIER_KEY_PEPPER", PIER_KEY_PEPPER)
 PIER_PROJECT_MAX_RETRIES = env_int("PIER_PROJECT_MAX_RETRIES", 8)
 PIER_PROJECT_BACKOFF = env_float("PIER_PROJECT_BACKOFF", 2.0)
 PIER_NAMESPACE_POLL_SECONDS = env_float("PIER_NAMESPACE_POLL_SECONDS", 2.0)
