@@ -262,19 +262,29 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -------------------------------------------------------------------------------
 # No broker configured: kombu's filesystem transport, which needs no server (local runs).
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "filesystem://"
 _broker_dir = STATE_DIR / "broker"
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "control_folder": str(_broker_dir / "control"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
-    if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300)}
-)
+    # kombu writes into these folders but does not make them: every process that sends or
+    # receives (web, worker, beat, manage.py) makes them here, however it was started.
+    for _folder in ("queue", "control", "processed"):
+        try:
+            (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+        except OSError as _exc:
+            raise ImproperlyConfigured(
+                f"CELERY_BROKER_URL is not set, so Celery keeps its messages in {_broker_dir}, which "
+                f"cannot be created ({_exc.strerror}). Set PIER_STATE_DIR to a writable folder, or "
+                "CELERY_BROKER_URL to a broker (e.g. redis://redis:6379/0)."
+            ) from _exc
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300)}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -284,7 +294,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat's schedule file (override with `celery beat --schedule FILE`); its folder is made when beat
+# starts (portal.celery.Scheduler), so beat starts the same with or without the launcher.
 CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULER = "portal.celery:Scheduler"
 
 # --- Pier ---------------------------------------------------------------------------------
 PIER_TENANT_CACHE_TTL = env_float("PIER_TENANT_CACHE_TTL", 2.0)
