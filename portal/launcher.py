@@ -169,8 +169,7 @@ def run() -> int:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("PIER_STATE_DIR", str(STATE))
-    for folder in ("broker/queue", "broker/control", "broker/processed", "cache"):
-        (STATE / folder).mkdir(parents=True, exist_ok=True)
+    STATE.mkdir(parents=True, exist_ok=True)  # the settings make the broker's folders in it
     pg = _database(env, STATE / "pgdata", "pier")
     children: list[subprocess.Popen] = []
     helpers: list[Background] = []
@@ -269,8 +268,7 @@ def test(pytest_args: list[str]) -> int:
     state = Path(env.setdefault("PIER_STATE_DIR", str(STATE / "test")))
     # Messages and cache entries of an earlier run name rows of a database that no longer exists.
     shutil.rmtree(state, ignore_errors=True)
-    for folder in ("broker/queue", "broker/control", "broker/processed", "cache"):
-        (state / folder).mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)  # the settings make the broker's folders in it
     env.setdefault("CACHE_URL", f"file://{state / 'cache'}")
     pg = _database(env, STATE / "pgdata-test", "pier")
     helpers = []
@@ -295,8 +293,7 @@ def bench(args: list[str]) -> int:
     env = dict(os.environ)
     env["PIER_TESTING"] = "1"  # local settings; the benchmarks make their own database objects
     state = Path(env.setdefault("PIER_STATE_DIR", str(STATE / "bench")))
-    for folder in ("broker/queue", "broker/control", "broker/processed", "cache"):
-        (state / folder).mkdir(parents=True, exist_ok=True)
+    state.mkdir(parents=True, exist_ok=True)  # the settings make the broker's folders in it
     pg = _database(env, STATE / "pgdata-bench", "pier_bench")
     try:
         return subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), *args], env=env, cwd=ROOT).returncode

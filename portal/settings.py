@@ -41,12 +41,27 @@ def env_float(name: str, default: float) -> float:
 DEBUG = env_bool("DEBUG")
 TESTING = env_bool("PIER_TESTING")
 
+# Secrets are at least this many bytes (UTF-8): 256 bits for HMAC keys.
+MIN_SECRET_BYTES = 32
+
+
+def require_long_secret(name: str, value: str) -> None:
+    length = len(value.encode("utf-8", "surrogatepass"))
+    if length < MIN_SECRET_BYTES:
+        raise ImproperlyConfigured(
+            f"{name} is {length} bytes long; it must be at least {MIN_SECRET_BYTES} bytes "
+            f"(a long random string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+        )
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if DEBUG or TESTING:
         SECRET_KEY = "insecure-local-development-key-not-for-production-use-0123456789"
     else:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+elif not DEBUG:
+    require_long_secret("SECRET_KEY", SECRET_KEY)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if (DEBUG or TESTING) else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -251,19 +266,29 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -------------------------------------------------------------------------------
 # No broker configured: kombu's filesystem transport, which needs no server (local runs).
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "filesystem://"
 _broker_dir = STATE_DIR / "broker"
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "control_folder": str(_broker_dir / "control"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
-    if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300)}
-)
+    # kombu writes into these folders but does not make them: every process that sends or
+    # receives (web, worker, beat, manage.py) makes them here, however it was started.
+    for _folder in ("queue", "control", "processed"):
+        try:
+            (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+        except OSError as _exc:
+            raise ImproperlyConfigured(
+                f"CELERY_BROKER_URL is not set, so Celery keeps its messages in {_broker_dir}, which "
+                f"cannot be created ({_exc.strerror}). Set PIER_STATE_DIR to a writable folder, or "
+                "CELERY_BROKER_URL to a broker (e.g. redis://redis:6379/0)."
+            ) from _exc
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300)}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -273,7 +298,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat's schedule file (override with `celery beat --schedule FILE`); its folder is made when beat
+# starts (portal.celery.Scheduler), so beat starts the same with or without the launcher.
 CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULER = "portal.celery:Scheduler"
 
 # --- Pier ---------------------------------------------------------------------------------
 PIER_TENANT_CACHE_TTL = env_float("PIER_TENANT_CACHE_TTL", 2.0)
@@ -347,6 +375,9 @@ if not PIER_KEY_PEPPER:
         # Its own secret, so that rotating SECRET_KEY does not invalidate every access key.
         raise ImproperlyConfigured("PIER_KEY_PEPPER must be set when DEBUG is off (a long random string).")
     PIER_KEY_PEPPER = SECRET_KEY
+else:
+    # A short pepper can be guessed, and with it every stored key hash checked offline.
+    require_long_secret("PIER_KEY_PEPPER", PIER_KEY_PEPPER)
 PIER_PROJECT_MAX_RETRIES = env_int("PIER_PROJECT_MAX_RETRIES", 8)
 PIER_PROJECT_BACKOFF = env_float("PIER_PROJECT_BACKOFF", 2.0)
 PIER_NAMESPACE_POLL_SECONDS = env_float("PIER_NAMESPACE_POLL_SECONDS", 2.0)
