@@ -694,21 +694,21 @@ def test_json_patch_operations(core, ns):
 
 def test_deleting_a_namespaced_object(core, rbac, ns):
     core.create_namespaced_config_map(ns, config_map("a"))
-    status = core.delete_namespaced_config_map("a", ns)
+    status = raw(core.delete_namespaced_config_map, "a", ns)
     assert (status["kind"], status["status"], status["details"]["name"]) == ("Status", "Success", "a")
     assert failure(core.read_namespaced_config_map, "a", ns)[0] == 404
     code, body = failure(core.delete_namespaced_config_map, "a", ns)
     assert (code, body["reason"]) == (404, "NotFound")
     rbac.create_namespaced_role_binding(ns, role_binding("rb"))
-    assert rbac.delete_namespaced_role_binding("rb", ns)["details"]["group"] == "rbac.authorization.k8s.io"
+    assert raw(rbac.delete_namespaced_role_binding, "rb", ns)["details"]["group"] == "rbac.authorization.k8s.io"
     # ServiceAccounts (like Pods and ResourceQuotas) answer with the deleted object.
     core.create_namespaced_service_account(ns, {"metadata": {"name": "bot"}})
-    assert core.delete_namespaced_service_account("bot", ns).metadata.name == "bot"
+    assert raw(core.delete_namespaced_service_account, "bot", ns)["metadata"]["name"] == "bot"
 
 
 def test_finalizers_hold_an_object_until_removed(core, ns):
     core.create_namespaced_config_map(ns, {"metadata": {"name": "held", "finalizers": ["pier.dev/cleanup"]}})
-    marked = core.delete_namespaced_config_map("held", ns)
+    marked = raw(core.delete_namespaced_config_map, "held", ns)
     assert marked["metadata"]["deletionTimestamp"]
     assert core.read_namespaced_config_map("held", ns).metadata.deletion_timestamp is not None
     core.patch_namespaced_config_map("held", ns, [{"op": "remove", "path": "/metadata/finalizers"}])
@@ -720,7 +720,7 @@ def test_namespace_termination(core, rbac):
     core.create_namespaced_config_map("doomed", config_map("cm"))
     rbac.create_namespaced_role_binding("doomed", role_binding("rb"))
 
-    answer = core.delete_namespace("doomed")  # 200 with the namespace, now terminating
+    answer = raw(core.delete_namespace, "doomed")  # 200 with the namespace, now terminating
     assert answer["status"] == {"phase": "Terminating"}
     assert RFC3339.match(answer["metadata"]["deletionTimestamp"])
     terminating = core.read_namespace("doomed")
