@@ -7,3 +7,12 @@ document.addEventListener("htmx:sendError", function (event) {
 document.addEventListener("htmx:afterSwap", function (event) {
   event.target.classList.remove("stale");
 });
+
+// One confirmation pattern for every destructive action: a form with data-confirm asks first.
+document.addEventListener("submit", function (event) {
+  var form = event.target;
+  var question = form.getAttribute && form.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
