@@ -101,6 +101,17 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete tenants (drops their schema)")
     def delete_tenants(self, request, queryset):
+        """Destructive: first an intermediate confirmation page (as Django's own delete action),
+        then the deletion jobs."""
+        if request.POST.get("post") != "yes":
+            from django.contrib.admin import helpers
+            from django.template.response import TemplateResponse
+
+            return TemplateResponse(request, "admin/tenants/delete_tenants_confirmation.html", {
+                **self.admin_site.each_context(request), "title": "Delete tenants: are you sure?",
+                "queryset": queryset, "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            })
         _run_for_each(self, request, queryset, services.tenant_delete, "Deleting")
 
 

@@ -39,9 +39,14 @@ def test_suspend_resume_and_retry_actions_go_through_the_services(staff_client, 
     assert Tenant.objects.get(pk=alpha.pk).status == "active"
 
 
-def test_delete_action_starts_a_deletion_job(staff_client, beta, django_capture_on_commit_callbacks):
+def test_delete_action_asks_first_then_starts_a_deletion_job(staff_client, beta, django_capture_on_commit_callbacks):
+    response = _action(staff_client, "delete_tenants", beta.pk)
+    page = response.content.decode()
+    assert "are you sure?" in page and "beta" in page and 'name="post" value="yes"' in page
+    assert Tenant.objects.get(pk=beta.pk).status == "active"  # nothing happened yet
     with django_capture_on_commit_callbacks() as callbacks:
-        response = _action(staff_client, "delete_tenants", beta.pk)
+        response = staff_client.post("/admin/tenants/tenant/", {"action": "delete_tenants", "post": "yes",
+                                                                "_selected_action": [str(beta.pk)]}, follow=True)
     assert "Deleting 1 tenant(s)." in response.content.decode()
     assert Tenant.objects.get(pk=beta.pk).status == "deleting"
     assert ProvisioningJob.objects.filter(tenant=beta, kind="delete", status="queued").exists()

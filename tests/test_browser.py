@@ -213,6 +213,14 @@ def test_a_key_created_in_the_browser_works_like_curl_and_dies_when_revoked(brow
     assert call("PATCH", base) == 403  # a view key cannot change the project
     assert call("GET", f"/api/v1/tenants/{org.slug}/members") == 403  # nor act outside it
     page.goto(f"{web_process}/t/{org.slug}/projects/api/keys")
+    # Destructive: it asks first. Declined, nothing happens; accepted, the key is revoked.
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.click("tr[data-key=ci] button:has-text('Revoke')")
+    page.wait_for_timeout(300)
+    assert questions and "Revoke the key ci?" in questions[0]
+    assert call("GET", base) == 200
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("tr[data-key=ci] button:has-text('Revoke')")
     page.wait_for_selector("text=was revoked")
     assert call("GET", base) == 401

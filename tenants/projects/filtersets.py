@@ -7,7 +7,7 @@ from tenants.projects.models import Project
 class ProjectFilterSet(django_filters.FilterSet):
     """Shared by the projects page and the projects API."""
 
-    status = django_filters.ChoiceFilter(choices=Project.Status.choices)
+    status = django_filters.ChoiceFilter(choices=Project.Status.choices, empty_label="any status")
     q = django_filters.CharFilter(method="search", label="Search")
 
     class Meta:

@@ -33,7 +33,7 @@ class ProjectListView(TenantView):
         page = Paginator(filterset.qs, 50).get_page(self.request.GET.get("page"))
         return {"tenant": self.request.tenant, "filter": filterset, "page": page,
                 "form": form or ProjectCreateForm(), "cluster": kube.cluster_label(),
-                "limit": self.request.tenant.effective_max_projects, **extra}
+                "limit": self.request.tenant.effective_max_projects, "total": selectors.projects().count(), **extra}
 
     def get(self, request, tenant_slug):
         return render(request, self.template_name, self.get_context_data())
