@@ -62,7 +62,8 @@ class UserProfileForm(forms.ModelForm):
     class Meta:
         model = UserProfile
         fields = ["groups"]
-        help_texts = {"groups": "Comma-separated, as the identity provider names them."}
+        labels = {"groups": "Groups"}
+        help_texts = {"groups": "Comma-separated, as the identity provider names them (what project sharing uses)."}
 
     def clean_groups(self):
         try:
@@ -84,11 +85,23 @@ admin.site.unregister(User)
 @admin.register(User)
 class PierUserAdmin(AuditedModelAdmin, UserAdmin):
     actions = ["deactivate"]
+    # One groups field: Pier's (the identity provider's groups, below). Django's permission groups
+    # and per-user permissions are not how Pier grants access, so they are not offered here.
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Platform staff", {"fields": ("is_active", "is_staff", "is_superuser")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    list_filter = ("is_staff", "is_superuser", "is_active")
 
     def has_delete_permission(self, request, obj=None):
         return False  # users are deactivated, never deleted (tenant tables reference them)
 
     inlines = [UserProfileInline]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # the add page is username and password only
 
     @admin.action(description="Deactivate selected users")
     def deactivate(self, request, queryset):

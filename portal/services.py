@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from portal import audit, signals
-from portal.errors import InvalidInput
+from portal.errors import Conflict, InvalidInput
 from portal.models import UserProfile
 
 MAX_GROUPS = 500
@@ -51,3 +51,59 @@ def user_set_active(*, user, active: bool, acting_user) -> None:
         user.save(update_fields=["is_active"])
         audit.record(action="user.activate" if active else "user.deactivate", actor=acting_user,
                      target_type="user", target=user.get_username())
+
+
+def user_create(*, username: str, acting_user, email: str = "", groups=None, password: str | None = None,
+                is_staff: bool = False, first_name: str = "", last_name: str = ""):
+    """Give someone an account (until SSO creates them at their first sign-in). Without a
+    password the account can only sign in through SSO; invitations by username or email are
+    claimed at the first sign-in."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    User = get_user_model()
+    errors: dict[str, list[str]] = {}
+    username = (username or "").strip()
+    try:
+        if not 1 <= len(username) <= 150:
+            raise ValidationError("Give 1 to 150 characters.")
+        UnicodeUsernameValidator()(username)
+    except ValidationError as exc:
+        errors["username"] = exc.messages
+    email = (email or "").strip().lower()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            errors["email"] = ["Not a valid email address."]
+    cleaned_groups = []
+    try:
+        cleaned_groups = clean_groups(groups if groups is not None else [])
+    except InvalidInput as exc:
+        errors.update(exc.details)
+    candidate = User(username=username, email=email, first_name=first_name or "", last_name=last_name or "")
+    if password:
+        try:
+            validate_password(password, user=candidate)
+        except ValidationError as exc:
+            errors["password"] = exc.messages
+    if errors:
+        raise InvalidInput("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()), details=errors)
+    with transaction.atomic():
+        if User.objects.filter(username=username).exists():
+            raise Conflict(f"username: '{username}' already has an account.", code="username_taken",
+                           details={"username": ["Already taken."]})
+        candidate.is_staff = bool(is_staff)
+        if password:
+            candidate.set_password(password)
+        else:
+            candidate.set_unusable_password()
+        candidate.save()
+        UserProfile.objects.create(user=candidate, groups=cleaned_groups)
+        audit.record(action="user.create", actor=acting_user, target_type="user", target=username,
+                     details={"email": email, "groups": cleaned_groups, "is_staff": candidate.is_staff,
+                              "password": "set" if password else "none (SSO only)"})
+    return candidate

@@ -34,11 +34,33 @@ class UserUpdateSerializer(StrictSerializer):
     is_active = serializers.BooleanField(required=False)
 
 
+class UserCreateSerializer(StrictSerializer):
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    groups = serializers.ListField(child=serializers.CharField(max_length=255, trim_whitespace=False), required=False,
+                                   help_text="As the identity provider names them; what project sharing uses.")
+    password = serializers.CharField(max_length=128, required=False, write_only=True, trim_whitespace=False,
+                                     help_text="Optional: without one, the account signs in through SSO only.")
+    is_staff = serializers.BooleanField(required=False, default=False)
+
+
 class UserListView(generics.ListAPIView):
+    """Staff list people and give someone an account (until SSO creates accounts at first sign-in)."""
+
     permission_classes = [IsStaff]
     serializer_class = UserSerializer
     queryset = User.objects.select_related("profile").order_by("username")
     filterset_fields = ["is_active", "is_staff"]
+
+    @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer})
+    def post(self, request):
+        data = UserCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_create(acting_user=request.user, **data.validated_data)
+        return Response(UserSerializer(User.objects.select_related("profile").get(pk=user.pk)).data, status=201,
+                        headers={"Location": f"/api/v1/admin/users/{user.get_username()}"})
 
 
 class UserDetailView(APIView):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from portal.models import AuditEvent
 from tenants.models import Membership, PendingMembership, Tenant
 
 
 def tenants_for_user(user) -> QuerySet[Tenant]:
-    """The tenants `user` is a member of, each with the user's `role`, deleted ones excluded."""
+    """The tenants `user` is a member of (platform staff: every tenant), each with the user's
+    `role` ("staff" where staff are not members), deleted ones excluded."""
     role = Membership.objects.filter(tenant=OuterRef("pk"), user=user).values("role")[:1]
+    if user.is_staff:  # platform staff run every organization: they see them all
+        return (Tenant.objects.exclude(status=Tenant.Status.DELETING)
+                .annotate(role=Coalesce(Subquery(role), Value("staff"))).order_by("name", "slug"))
     return (
         Tenant.objects.filter(memberships__user=user)
         .exclude(status=Tenant.Status.DELETING)

@@ -131,6 +131,8 @@ CASES: dict[tuple[str, str], Case] = {
                                        _site_in_beta),
     ("projects:sharing_role", "POST"): Case("carol", 302, "project.share_change", {"role": "edit"}, _site_shared),
     ("projects:sharing_remove", "POST"): Case("carol", 302, "project.unshare", prepare=_site_shared),
+    ("api:admin-user-list", "POST"): Case("staff", 201, "user.create",
+                                          {"username": "newperson", "email": "n@example.com", "groups": ["devs"]}),
     ("api:admin-user-detail", "PATCH"): Case("staff", 200, "user.set_groups", {"groups": ["devs"]}),
     ("api:project-key-list", "POST"): Case("carol", 201, "key.create", {"name": "ci", "role": "view"}, _site_ready_in_beta),
     ("api:project-key-detail", "DELETE"): Case("carol", 204, "key.revoke", prepare=_site_key),
