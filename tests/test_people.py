@@ -59,3 +59,23 @@ def test_staff_see_every_organization_on_the_front_page(client, users, alpha, be
     client.force_login(users["bob"])
     page = client.get("/").content.decode()
     assert "Alpha Org" in page and "Beta Org" not in page
+
+
+def test_audit_filters_take_dates_from_the_page_and_date_times_from_the_api(client, api, users):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    today = timezone.now().date()
+    client.force_login(users["alice"])
+    page = client.get(f"/t/alpha/audit?since={today}&until={today}")
+    assert page.status_code == 200 and 'type="date"' in page.content.decode()
+    assert "From (UTC)" in page.content.decode()
+    owner = api(users["alice"])
+    assert owner.patch("/api/v1/tenants/alpha/members/bob", {"role": "member"}, format="json").status_code == 200
+    rows = owner.get(f"/api/v1/tenants/alpha/audit?since={today}&until={today}").json()["results"]
+    assert any(r["action"] == "member.change_role" for r in rows), [r["action"] for r in rows][:5]  # "until" a date: to the end of that day
+    earlier = (timezone.now() - timedelta(days=2)).isoformat()
+    assert owner.get("/api/v1/tenants/alpha/audit", {"until": earlier}).json()["results"] == []
+    bad = owner.get("/api/v1/tenants/alpha/audit?since=yesterday")
+    assert bad.status_code == 400 and "since" in bad.json()["error"]["details"]
