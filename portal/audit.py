@@ -177,7 +177,7 @@ class RefusedAttemptMiddleware:
                 match = getattr(request, "resolver_match", None)
                 tenant = getattr(request, "tenant", None)
                 record(
-                    action=(match.view_name if match else "unknown") + f" {request.method}",
+                    action=_action_name(match, request.method),
                     actor=getattr(request, "user", None) or _anonymous(),
                     tenant=tenant or _tenant_from_url(match),
                     target_type="url",
@@ -203,3 +203,13 @@ def _anonymous():
     from django.contrib.auth.models import AnonymousUser
 
     return AnonymousUser()
+
+
+def _action_name(match, method: str) -> str:
+    """A refused attempt is named like the action it tried (`project.create`): views say which
+    action each method is (`audit_actions = {"POST": "project.create"}`); otherwise the route."""
+    if match is None:
+        return f"unknown {method}"
+    view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    named = getattr(view_class, "audit_actions", {}).get(method)
+    return named or f"{match.view_name} {method}"

@@ -49,6 +49,8 @@ class UserCreateSerializer(StrictSerializer):
 class UserListView(generics.ListAPIView):
     """Staff list people and give someone an account (until SSO creates accounts at first sign-in)."""
 
+    audit_actions = {"POST": "user.create"}
+
     permission_classes = [IsStaff]
     serializer_class = UserSerializer
     queryset = User.objects.select_related("profile").order_by("username")
@@ -64,6 +66,8 @@ class UserListView(generics.ListAPIView):
 
 
 class UserDetailView(APIView):
+    audit_actions = {"PATCH": "user.set_groups"}
+
     permission_classes = [IsStaff]
 
     @extend_schema(responses=UserSerializer)

@@ -19,6 +19,8 @@ from portal.errors import PierError, error_response, from_django_validation_erro
 class LoginView(auth_views.LoginView):
     """Username and password sign-in (platform staff, local runs)."""
 
+    audit_actions = {"POST": "auth.login"}
+
     redirect_authenticated_user = True
     http_method_names = ["get", "post", "head", "options"]
 

@@ -25,6 +25,8 @@ def _display(value) -> str:
 
 
 class ProjectListView(TenantView):
+    audit_actions = {"POST": "project.create"}
+
     template_name = "projects/list.html"
     min_role_for_write = "member"
 
@@ -101,6 +103,8 @@ class ProjectDetailView(ProjectPage):
 class ProjectEditView(ProjectDetailView):
     """Display name and description (editors)."""
 
+    audit_actions = {"POST": "project.update"}
+
     http_method_names = ["post"]  # an action: its page is the one it came from
 
     def post(self, request, tenant_slug, project_slug):
@@ -148,6 +152,8 @@ class ProjectHistoryView(ProjectPage):
 
 
 class ProjectConfigView(ProjectDetailView):
+    audit_actions = {"POST": "project.update"}
+
     http_method_names = ["post"]  # an action: its page is the one it came from
 
     def post(self, request, tenant_slug, project_slug):
@@ -169,6 +175,8 @@ class ProjectConfigView(ProjectDetailView):
 
 
 class ProjectDeleteView(ProjectDetailView):
+    audit_actions = {"POST": "project.delete"}
+
     http_method_names = ["post"]  # an action: its page is the one it came from
 
     def post(self, request, tenant_slug, project_slug):
@@ -181,6 +189,8 @@ class ProjectDeleteView(ProjectDetailView):
 class SharingView(ProjectPage):
     """Who has access, modelled on the OpenShift console's Project access tab: one row per person
     or group, its role changed in place."""
+
+    audit_actions = {"POST": "project.share"}
 
     template_name = "projects/sharing.html"
 
@@ -209,6 +219,8 @@ class SharingView(ProjectPage):
 
 
 class SharingRoleView(SharingView):
+    audit_actions = {"POST": "project.share_change"}
+
     http_method_names = ["post"]  # an action: its page is the one it came from
 
     def post(self, request, tenant_slug, project_slug, grant_id):
@@ -224,6 +236,8 @@ class SharingRoleView(SharingView):
 
 
 class SharingRemoveView(SharingView):
+    audit_actions = {"POST": "project.unshare"}
+
     http_method_names = ["post"]  # an action: its page is the one it came from
 
     def post(self, request, tenant_slug, project_slug, grant_id):
@@ -237,6 +251,8 @@ class SharingRemoveView(SharingView):
 class KeysView(ProjectPage):
     """The project's access keys. A new key's token is shown on the response page only: never
     stored, never put in the session."""
+
+    audit_actions = {"POST": "key.create"}
 
     template_name = "projects/keys.html"
 
@@ -265,6 +281,8 @@ class KeysView(ProjectPage):
 
 
 class KeyRevokeView(KeysView):
+    audit_actions = {"POST": "key.revoke"}
+
     http_method_names = ["post"]  # an action: its page is the one it came from
 
     def post(self, request, tenant_slug, project_slug, key_id):
@@ -278,6 +296,8 @@ class KeyRevokeView(KeysView):
 class OrganizationSettingsView(TenantView):
     """The organization's project defaults and locks (owners and admins change them), with the
     ceilings, budget and locks platform staff set, read-only."""
+
+    audit_actions = {"POST": "tenant.project_defaults"}
 
     template_name = "projects/settings.html"
 

@@ -20,6 +20,8 @@ from tenants.projects.models import AccessKey, Project, ProjectGrant
 class ProjectListView(TenantScopedMixin, generics.ListAPIView):
     """Any member lists and creates projects; a tenant's `max_projects` caps how many."""
 
+    audit_actions = {"POST": "project.create"}
+
     min_role_for_write = "member"
     allows_keys = True  # a key lists its own project; it cannot create one
     serializer_class = s.ProjectSerializer
@@ -63,6 +65,8 @@ class ProjectScopedMixin(TenantScopedMixin):
 class ProjectDetailView(ProjectScopedMixin, APIView):
     """Viewers read; editors change the description; admins configure and delete."""
 
+    audit_actions = {"PATCH": "project.update", "DELETE": "project.delete"}
+
     def detail(self, project):
         return s.ProjectDetailSerializer(project, context={"tenant": self.request.tenant}).data
 
@@ -96,6 +100,8 @@ class ProjectAccessView(ProjectScopedMixin, APIView):
 class ProjectGrantListView(ProjectScopedMixin, generics.ListAPIView):
     """Who has access: one row per person or group, like the OpenShift console's Project access tab."""
 
+    audit_actions = {"POST": "project.share"}
+
     serializer_class = s.ProjectGrantSerializer
     pagination_class = None  # a project has a handful of grants
 
@@ -114,6 +120,8 @@ class ProjectGrantListView(ProjectScopedMixin, generics.ListAPIView):
 
 
 class ProjectGrantDetailView(ProjectScopedMixin, APIView):
+    audit_actions = {"PATCH": "project.share_change", "DELETE": "project.unshare"}
+
     def get_grant(self, grant_id: int) -> ProjectGrant:
         return get_object_or_404(ProjectGrant.objects.select_related("created_by", "updated_by"),
                                  project=self.project, pk=grant_id)
@@ -141,6 +149,8 @@ class ProjectDefaultsView(TenantScopedMixin, APIView):
     """The organization level of the effective configuration: owners and admins change the defaults
     and lock keys; the ceilings, budget and locks platform staff set are shown read-only."""
 
+    audit_actions = {"PATCH": "tenant.project_defaults"}
+
     @extend_schema(responses=s.ProjectDefaultsSerializer)
     def get(self, request, tenant_slug):
         return Response(selectors.organization_policy(request.tenant))
@@ -157,6 +167,8 @@ class ProjectDefaultsView(TenantScopedMixin, APIView):
 
 class AdminTenantPolicyView(APIView):
     """Platform staff: an organization's ceilings, budget and locks (/api/v1/admin/tenants/<slug>/policy)."""
+
+    audit_actions = {"PATCH": "tenant.policy"}
 
     permission_classes = [IsStaff]
 
@@ -176,6 +188,8 @@ class AdminTenantPolicyView(APIView):
 class AccessKeyListView(ProjectScopedMixin, generics.ListAPIView):
     """Keys of the project (names and the token's last four characters, never the token)."""
 
+    audit_actions = {"POST": "key.create"}
+
     serializer_class = s.AccessKeySerializer
 
     def get_queryset(self):
@@ -194,6 +208,8 @@ class AccessKeyListView(ProjectScopedMixin, generics.ListAPIView):
 
 
 class AccessKeyDetailView(ProjectScopedMixin, APIView):
+    audit_actions = {"DELETE": "key.revoke"}
+
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, tenant_slug, project_slug, key_id):
         key = get_object_or_404(AccessKey, project=self.project, pk=key_id)
