@@ -154,6 +154,10 @@ def test_pier_from_the_runtime_lock_runs_a_worker_on_redis_and_a_web_process(cle
                                 message="the venv's web process")
         assert status == 200, body
         assert json.loads(body)["checks"]["broker"]["ok"] is True
+        # The pages work from the wheel too: templates and static files travel with it.
+        status, body = get(f"http://127.0.0.1:{port}/login")
+        assert status == 200 and b"Sign in" in body, body[:500]
+        assert get(f"http://127.0.0.1:{port}/static/pier/pier.css")[0] == 200
 
         with transaction.atomic():
             services.tenant_delete(tenant=Tenant.objects.get(slug=slug), acting_user=staff)
@@ -257,3 +261,18 @@ def test_an_unwritable_state_folder_is_refused_with_a_clear_message(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "CELERY_BROKER_URL is not set" in result.stderr and "PIER_STATE_DIR" in result.stderr, result.stderr[-2000:]
+
+
+def test_the_wheel_carries_every_template_and_static_file(tmp_path):
+    """pyproject's data-files list folders by hand: a new folder left out would break the pages
+    of an installed Pier."""
+    import zipfile
+
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)])
+    (wheel,) = tmp_path.glob("pier-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    prefix = next(n for n in names if "/data/share/pier/" in n).split("/data/share/pier/")[0] + "/data/share/pier/"
+    shipped = {n[len(prefix):] for n in names if n.startswith(prefix)}
+    wanted = {str(p.relative_to(ROOT)) for folder in ("templates", "static") for p in (ROOT / folder).rglob("*")
+              if p.is_file()}
+    assert wanted - shipped == set()
