@@ -16,7 +16,7 @@ described here, once, from what the view is made of, instead of by an `extend_sc
 | 503 | the organization is not ready (`tenant_not_ready`, `tenant_failed`, `tenant_migrating`), the cluster cannot be reached (`cluster_unavailable`) | routes under /api/v1/tenants/{tenant_slug} |
 
 Bodies refuse fields they do not know (StrictSerializer): their schemas say
-`additionalProperties: false`. Pagination says its bounds (`page` from 1, `page_size` 1 to
+`additionalProperties: false`; text fields that refuse "" say `minLength: 1`. Pagination says its bounds (`page` from 1, `page_size` 1 to
 `max_page_size`).
 """
 
@@ -137,6 +137,10 @@ class PierAutoSchema(AutoSchema):
         # is blank=True): `format: email` would promise what the data does not hold.
         if direction == "response" and isinstance(field, serializers.EmailField) and schema.get("format") == "email":
             del schema["format"]
+        # DRF refuses "" for a CharField that does not allow blanks ("This field may not be blank.").
+        if (direction == "request" and isinstance(field, serializers.CharField) and not field.allow_blank
+                and not field.read_only and schema.get("type") == "string"):
+            schema.setdefault("minLength", 1)
         return schema
 
     def get_description(self):
