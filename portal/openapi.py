@@ -13,7 +13,7 @@ described here, once, from what the view is made of, instead of by an `extend_sc
 | 404 | unknown object, organization or project out of the caller's sight, a page past the end | operations with path parameters, paginated lists |
 | 409 | conflicts (`slug_taken`, `last_owner`, `invalid_state`, `quota_exceeded`, …) | every write |
 | 415 | a body that is not `application/json` | operations with a request body |
-| 503 | the organization is not ready (`tenant_not_ready`, `tenant_failed`, `tenant_migrating`), the cluster cannot be reached (`cluster_unavailable`) | routes under /api/v1/tenants/{tenant_slug} |
+| 503 | the organization is not ready (`tenant_not_ready`, `tenant_failed`, `tenant_migrating`, `tenant_unavailable`), the cluster cannot be reached (`cluster_unavailable`) | routes under /api/v1/tenants/{tenant_slug} |
 
 Bodies refuse fields they do not know (StrictSerializer): their schemas say
 `additionalProperties: false`; text fields that refuse "" say `minLength: 1`. Pagination says its bounds (`page` from 1, `page_size` 1 to
@@ -60,7 +60,8 @@ DESCRIPTIONS = {
     409: "Conflicts with the current state, e.g. `slug_taken`, `invalid_state`, `already_member`, `last_owner`, "
          "`quota_exceeded`, `project_exists`, `namespace_taken`, `already_granted`, `key_exists`.",
     415: "The body is not JSON (`unsupported_media_type`): send `Content-Type: application/json`.",
-    503: "The organization is not ready (`tenant_not_ready`, `tenant_failed`, `tenant_migrating`) or the cluster "
+    503: "The organization is not ready (`tenant_not_ready`, `tenant_failed`, `tenant_migrating`, "
+         "`tenant_unavailable`) or the cluster "
          "could not be reached (`cluster_unavailable`); try again later.",
 }
 

@@ -139,7 +139,7 @@ def _error_code(response) -> str:
         return "(not Pier's error shape)"
 
 
-TENANT_NOT_READY = {"tenant_not_ready", "tenant_failed", "tenant_migrating", "cluster_unavailable"}
+TENANT_NOT_READY = {"tenant_not_ready", "tenant_failed", "tenant_migrating", "tenant_unavailable", "cluster_unavailable"}
 
 
 @schemathesis.check
