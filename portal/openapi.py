@@ -7,17 +7,18 @@ described here, once, from what the view is made of, instead of by an `extend_sc
 
 | status | when | added to |
 | --- | --- | --- |
-| 400 `invalid` | a body or a filter that does not validate; the field is named in `details` | operations with a request body or filter parameters |
+| 400 `invalid` | a body or a filter that does not validate, the field named in `details`; input no column can store (NUL bytes, lone surrogates, too long), refused by the input guard wherever it is | every operation |
 | 401 | no credentials, wrong ones, an expired or revoked key | every operation (all need a signed-in caller) |
 | 403 | role too low, staff-only, a key outside its project, a suspended organization, CSRF | every operation |
 | 404 | unknown object, organization or project out of the caller's sight, a page past the end | operations with path parameters, paginated lists |
 | 409 | conflicts (`slug_taken`, `last_owner`, `invalid_state`, `quota_exceeded`, …) | every write |
-| 415 | a body that is not `application/json` | operations with a request body |
+| 413 `too_large` | a body over the size limit | operations with a request body |
+| 415 | a body that is not JSON | operations with a request body |
 | 503 | the organization is not ready (`tenant_not_ready`, `tenant_failed`, `tenant_migrating`, `tenant_unavailable`), the cluster cannot be reached (`cluster_unavailable`) | routes under /api/v1/tenants/{tenant_slug} |
 
 Bodies refuse fields they do not know (StrictSerializer): their schemas say
-`additionalProperties: false`; text fields that refuse "" say `minLength: 1`. Pagination says its bounds (`page` from 1, `page_size` 1 to
-`max_page_size`).
+`additionalProperties: false`; text fields that refuse "" say `minLength: 1`. Pagination says
+its bounds (`page` from 1, `page_size` 1 to `max_page_size`).
 """
 
 from __future__ import annotations
@@ -52,13 +53,15 @@ ERROR_SCHEMA = {
 }
 
 DESCRIPTIONS = {
-    400: "Invalid input (`invalid`): `details` names each refused field, unknown fields and empty values included.",
+    400: "Invalid input (`invalid`, `invalid_input`, `parse_error`): `details` names each refused field, unknown "
+         "fields and empty values included.",
     401: "Not signed in (`not_authenticated`) or the credentials are wrong, expired or revoked (`authentication_failed`).",
     403: "Not allowed (`permission_denied`), the organization is suspended (`tenant_suspended`) or the form "
          "came from another site (`csrf_failed`).",
     404: "Not found, or not visible to the caller (`not_found`); for a list, a page past the end.",
     409: "Conflicts with the current state, e.g. `slug_taken`, `invalid_state`, `already_member`, `last_owner`, "
          "`quota_exceeded`, `project_exists`, `namespace_taken`, `already_granted`, `key_exists`.",
+    413: "The body is larger than the limit (`too_large`).",
     415: "The body is not JSON (`unsupported_media_type`): send `Content-Type: application/json`.",
     503: "The organization is not ready (`tenant_not_ready`, `tenant_failed`, `tenant_migrating`, "
          "`tenant_unavailable`) or the cluster "
@@ -66,7 +69,6 @@ DESCRIPTIONS = {
 }
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-PAGINATION_PARAMETERS = {"page", "page_size"}
 
 
 class PierAutoSchema(AutoSchema):
@@ -80,26 +82,26 @@ class PierAutoSchema(AutoSchema):
         )
         self.registry.register_on_missing(error)
         responses = operation.setdefault("responses", {})
-        for status in self._error_statuses(path, operation):
+        for status in self._error_statuses(operation):
             responses.setdefault(
                 str(status),
                 {"content": {"application/json": {"schema": error.ref}}, "description": DESCRIPTIONS[status]},
             )
         return operation
 
-    def _error_statuses(self, path: str, operation: dict) -> list[int]:
+    def _error_statuses(self, operation: dict) -> list[int]:
         parameters = operation.get("parameters", [])
         query = {p["name"] for p in parameters if p["in"] == "query"}
         has_body = "requestBody" in operation
-        statuses = [401, 403]
-        if has_body or query - PAGINATION_PARAMETERS:
-            statuses.append(400)
+        # 400 everywhere: besides bodies and filters, the input guard refuses paths and query
+        # strings no column could store, on any operation.
+        statuses = [400, 401, 403]
         if any(p["in"] == "path" for p in parameters) or "page" in query:
             statuses.append(404)
         if self.method in WRITES:
             statuses.append(409)
         if has_body:
-            statuses.append(415)
+            statuses += [413, 415]
         if isinstance(self.view, TenantScopedMixin):
             statuses.append(503)
         return sorted(statuses)

@@ -400,9 +400,9 @@ def test_the_schema_describes_the_shared_errors_and_limits():
     assert SCHEMA["components"]["schemas"]["Error"]["properties"]["error"]["required"] == ["code", "message", "details"]
     for method, path, operation in _operations():
         responses = operation["responses"]
-        expected = {"401", "403"}
+        expected = {"400", "401", "403"}
         if "requestBody" in operation:
-            expected |= {"400", "415"}
+            expected |= {"413", "415"}
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             component = SCHEMA["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
             assert component["additionalProperties"] is False, (method, path)  # unknown fields refused
