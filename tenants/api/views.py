@@ -5,7 +5,7 @@ Views stay thin: they parse input with a serializer, call a service and render t
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -132,7 +132,10 @@ class MemberListView(TenantScopedMixin, generics.ListAPIView):
             return Membership.objects.none()
         return selectors.members_of(self.request.tenant)
 
-    @extend_schema(request=s.MemberAddSerializer, responses={201: s.MemberSerializer})
+    # A known person becomes a member; anyone else an invitation (`pending` tells which).
+    @extend_schema(request=s.MemberAddSerializer, responses={201: PolymorphicProxySerializer(
+        component_name="MemberAdded", serializers=[s.MemberSerializer, s.InvitationSerializer],
+        resource_type_field_name=None)})
     def post(self, request, tenant_slug):
         data = s.MemberAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
