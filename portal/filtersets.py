@@ -25,8 +25,10 @@ class DateOrDateTimeField(forms.CharField):
             if day is None:
                 moment = parse_datetime(value)
                 if moment is not None:
-                    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, datetime.timezone.utc)
-        except ValueError:
+                    # In UTC: PostgreSQL refuses offsets Python takes (e.g. +20:23).
+                    aware = moment if timezone.is_aware(moment) else timezone.make_aware(moment, datetime.timezone.utc)
+                    return aware.astimezone(datetime.timezone.utc)
+        except (ValueError, OverflowError):
             day = None
         if day is None:
             raise forms.ValidationError("Give a date (YYYY-MM-DD) or an ISO 8601 date and time.")

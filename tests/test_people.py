@@ -79,3 +79,11 @@ def test_audit_filters_take_dates_from_the_page_and_date_times_from_the_api(clie
     assert owner.get("/api/v1/tenants/alpha/audit", {"until": earlier}).json()["results"] == []
     bad = owner.get("/api/v1/tenants/alpha/audit?since=yesterday")
     assert bad.status_code == 400 and "since" in bad.json()["error"]["details"]
+
+
+@pytest.mark.parametrize("value", ["0196-04-28T00:25:39+20:23", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_audit_filters_take_any_offset_python_takes_or_say_why_not(api, users, value):
+    response = api(users["alice"]).get("/api/v1/tenants/alpha/audit", {"since": value})
+    assert response.status_code in (200, 400)
+    if response.status_code == 400:
+        assert "since" in response.json()["error"]["details"]
