@@ -26,6 +26,7 @@ from django.db.models import Max, Sum
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from drf_spectacular.authentication import BasicScheme
 from rest_framework import exceptions
 from rest_framework.authentication import BasicAuthentication
 
@@ -151,3 +152,9 @@ class ThrottledBasicAuthentication(BasicAuthentication):
             if request is not None and getattr(request, "axes_locked_out", False):
                 raise TooManyAttempts(seconds_until_allowed(request, {"username": userid}))
             raise
+
+
+class ThrottledBasicScheme(BasicScheme):
+    """HTTP Basic in the OpenAPI schema, as for DRF's own class."""
+
+    target_class = "portal.throttling.ThrottledBasicAuthentication"

@@ -65,7 +65,7 @@ EXPECTED = {
     ("api:member-detail", "GET"): (None, _tenant_rule(200)),
     ("api:member-detail", "PATCH"): ({"role": "member"}, _tenant_rule(200, admin_only=True)),
     ("api:member-detail", "DELETE"): (None, _tenant_rule(204, admin_only=True)),
-    ("api:invitation-list", "GET"): (None, _tenant_rule(200)),
+    ("api:invitation-list", "GET"): (None, _tenant_rule(200, admin_only=True)),  # invitees' emails
     ("api:invitation-detail", "DELETE"): (None, _tenant_rule(204, admin_only=True)),
     ("api:tenant-audit", "GET"): (None, _tenant_rule(200, admin_only=True)),
     ("api:project-defaults", "GET"): (None, _tenant_rule(200)),
