@@ -165,3 +165,14 @@ def test_hostile_basic_usernames_are_refused_without_a_server_error(users):
     assert basic("a" * 5000, "x").status_code == 401
     assert basic("bo\x00b", "x").status_code == 401
     assert basic("bob", "x" * 5000).status_code == 401
+
+
+def test_the_admin_login_page_is_throttled_too(users):
+    client = Client(REMOTE_ADDR=ATTACKER)
+    for i in range(PER_ACCOUNT):
+        client.post("/admin/login/", {"username": "staff", "password": f"wrong-{i}", "next": "/admin/"})
+    response = client.post("/admin/login/", {"username": "staff", "password": PASSWORD, "next": "/admin/"})
+    assert response.status_code == 429 and "Too many failed sign-in attempts" in response.content.decode()
+    assert not response.wsgi_request.user.is_authenticated
+    assert Client(REMOTE_ADDR=OWNER).post("/admin/login/", {"username": "staff", "password": PASSWORD,
+                                                           "next": "/admin/"}).status_code == 302
