@@ -22,5 +22,9 @@ def _logged_out(sender, request, user, **kwargs):
 @receiver(user_login_failed, dispatch_uid="pier_audit_login_failed")
 def _login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
+    # django-axes marks a sign-in it refused because of earlier failures (portal/throttling.py).
+    throttled = bool(getattr(request, "axes_locked_out", False))
     audit.record(action="auth.login", actor=AnonymousUser(), target_type="user", target=username,
-                 outcome=AuditEvent.Outcome.DENIED, details={"reason": "bad credentials"})
+                 outcome=AuditEvent.Outcome.DENIED,
+                 details={"reason": "too many attempts" if throttled else "bad credentials",
+                          "address": getattr(request, "axes_ip_address", None)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -90,6 +91,7 @@ SHARED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",  # failed sign-in attempts (public schema, its own migrations)
 ]
 TENANT_APPS = [
     "tenants.projects",
@@ -119,6 +121,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a blocked sign-in into portal.throttling's answer
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -178,7 +181,8 @@ _cache["KEY_PREFIX"] = "pier"
 CACHES = {"default": _cache}
 
 # --- Auth ---------------------------------------------------------------------------------
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# Axes first: while a sign-in is blocked it refuses before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -209,6 +213,32 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
+# --- Sign-in throttling (django-axes) -------------------------------------------------------
+# Failed password sign-ins (the /login form, the admin's, HTTP Basic on the API) are counted per
+# account *and* address, and per address. Past a limit, sign-ins are refused for a cool-off,
+# then allowed again: never a lockout by account alone, which anyone could use to lock staff out.
+# The account's owner still signs in from another address.
+PIER_SIGNIN_COOLOFF_MINUTES = env_int("PIER_SIGNIN_COOLOFF_MINUTES", 15)
+PIER_SIGNIN_LIMIT_PER_ACCOUNT_AND_ADDRESS = env_int("PIER_SIGNIN_LIMIT_PER_ACCOUNT_AND_ADDRESS", 5)
+PIER_SIGNIN_LIMIT_PER_ADDRESS = env_int("PIER_SIGNIN_LIMIT_PER_ADDRESS", 20)
+# The client address: REMOTE_ADDR, or, behind this many trusted proxies that each append to
+# X-Forwarded-For (OpenShift's router does), the address the outermost one saw. Behind the TLS
+# proxy by default: otherwise every client would share the router's address.
+PIER_TRUSTED_PROXY_COUNT = env_int(
+    "PIER_TRUSTED_PROXY_COUNT", 1 if env_bool("PIER_BEHIND_TLS_PROXY", not DEBUG and not TESTING) else 0
+)
+AXES_HANDLER = "portal.throttling.SignInAttemptHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+# The per-parameter limits above are applied by the handler; this is its common scale.
+AXES_FAILURE_LIMIT = PIER_SIGNIN_LIMIT_PER_ACCOUNT_AND_ADDRESS
+AXES_COOLOFF_TIME = timedelta(minutes=PIER_SIGNIN_COOLOFF_MINUTES)
+# A refused attempt during the cool-off does not prolong it, so the wait announced is the wait.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "portal.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "portal.throttling.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are in Pier's audit trail already
+AXES_VERBOSE = False
+
 # --- Internationalization / static ---------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -233,7 +263,7 @@ REST_FRAMEWORK = {
         # Access keys (Bearer) first; Basic's WWW-Authenticate header turns "not authenticated"
         # into a 401.
         "tenants.projects.authentication.AccessKeyAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "portal.throttling.ThrottledBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -49,13 +49,15 @@ class MembersPage(TenantView):
 
     def get_context_data(self, form=None, **extra):
         tenant = self.request.tenant
+        can_manage = self.request.tenant_role in (*MANAGER_ROLES, "staff")
         return {
             "tenant": tenant,
             "members": selectors.members_of(tenant),
-            "invitations": selectors.invitations_of(tenant),
+            # Invitees' emails are for the people who manage members only.
+            "invitations": selectors.invitations_of(tenant) if can_manage else None,
             "form": form or MemberAddForm(),
             "roles": MemberRoleForm.base_fields["role"].choices,
-            "can_manage": self.request.tenant_role in (*MANAGER_ROLES, "staff"),
+            "can_manage": can_manage,
             **extra,
         }
 
@@ -78,7 +80,8 @@ class MembersView(MembersPage):
         if isinstance(created, Membership):
             messages.success(request, f"{created.user.get_username()} was added as {created.role}.")
         else:
-            messages.success(request, f"{form.cleaned_data['username']} will join as {created.role} at their first sign-in.")
+            messages.warning(request, f"No account matches '{form.cleaned_data['username'].strip()}' yet: invited as "
+                                      f"{created.role}; they join at their first sign-in.")
         return redirect("tenants:members", tenant_slug=request.tenant.slug)
 
 

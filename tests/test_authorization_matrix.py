@@ -1,4 +1,6 @@
-"""Every tenant API endpoint × every kind of caller, with the status each must get.
+"""Every tenant API endpoint and page × every kind of caller, with the status each must get, and
+what a refused caller sees: the error shape only (API) or an error page or the sign-in page with
+`next` back (pages), never the object's names, emails or namespaces.
 
 The endpoint list is read from the URLconf: a new endpoint under /api/v1/tenants/ without a rule
 in EXPECTED fails `test_every_tenant_endpoint_has_rules`. Each request runs in a savepoint that is
@@ -8,7 +10,9 @@ rolled back, so one caller's change (a deletion, a revoked grant) does not affec
 from __future__ import annotations
 
 import base64
+import contextlib
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,9 +22,10 @@ from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
 from conftest import PASSWORD
+from portal import tenancy
 from portal.services import user_set_groups
 from routes import pier_routes
-from tenants.models import Membership, PendingMembership
+from tenants.models import Membership, PendingMembership, Tenant
 from tenants.projects import keys, reconcile, services
 from tenants.projects.access import Access
 from tenants.projects.models import AccessKey, ProjectGrant
@@ -30,9 +35,15 @@ pytestmark = pytest.mark.django_db
 ACTORS = [
     "anonymous", "other_tenant", "no_access", "viewer", "editor", "project_admin", "tenant_admin",
     "key_view", "key_edit", "key_admin", "key_other_project", "key_expired", "key_revoked",
+    "staff", "suspended_member", "deactivated", "key_other_org",
 ]
+# Callers who get nothing of the organization: signed out, or not of it (or not any more).
+UNAUTHENTICATED = {"anonymous", "key_expired", "key_revoked", "deactivated", "key_other_org"}
+# What a refused caller must not learn: the organization's name, people's emails, the invitee,
+# namespaces, groups and key names (slugs in the URL the caller typed are not secrets).
+SECRETS = ["Alpha Org", "@example.com", "ghost", "alpha-site", "alpha-other", "g-view", "g-edit", "g-admin", "k-view"]
 # What each role may do in the project: read, edit (description), admin (configure, share, delete).
-PROJECT_RANK = {"no_access": 0, "viewer": 1, "editor": 2, "project_admin": 3, "tenant_admin": 3,
+PROJECT_RANK = {"no_access": 0, "viewer": 1, "editor": 2, "project_admin": 3, "tenant_admin": 3, "staff": 3,
                 "key_view": 1, "key_edit": 2, "key_admin": 3, "key_other_project": 0}
 
 
@@ -51,7 +62,7 @@ def _tenant_rule(ok: int, *, admin_only: bool = False, keys_ok: bool = False):
     def rule(actor: str) -> int:
         if actor.startswith("key_"):
             return ok if keys_ok else 403  # a key acts only on its own project
-        if admin_only and actor != "tenant_admin":
+        if admin_only and actor not in ("tenant_admin", "staff"):
             return 403
         return ok
     return rule
@@ -65,7 +76,7 @@ EXPECTED = {
     ("api:member-detail", "GET"): (None, _tenant_rule(200)),
     ("api:member-detail", "PATCH"): ({"role": "member"}, _tenant_rule(200, admin_only=True)),
     ("api:member-detail", "DELETE"): (None, _tenant_rule(204, admin_only=True)),
-    ("api:invitation-list", "GET"): (None, _tenant_rule(200)),
+    ("api:invitation-list", "GET"): (None, _tenant_rule(200, admin_only=True)),  # invitees' emails
     ("api:invitation-detail", "DELETE"): (None, _tenant_rule(204, admin_only=True)),
     ("api:tenant-audit", "GET"): (None, _tenant_rule(200, admin_only=True)),
     ("api:project-defaults", "GET"): (None, _tenant_rule(200)),
@@ -138,10 +149,20 @@ def world(users, alpha, beta):
         AccessKey.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
         grant_id = ProjectGrant.objects.get(project=site, subject="g-view").pk
         key_id = AccessKey.objects.get(name="k-view").pk
+    with tenant_context(beta):
+        admin = Access("admin", "test")
+        elsewhere = services.project_create(tenant=beta, slug="elsewhere", acting_user=users["carol"])
+        reconcile.run(elsewhere.pk)
+        elsewhere.refresh_from_db()
+        tokens["key_other_org"] = keys.key_create(tenant=beta, project=elsewhere, name="k-beta", role="admin",
+                                                  acting_user=users["carol"], access=admin)[1]
+    gone = User.objects.create_user("gone", email="gone@example.com", password=PASSWORD, is_active=False)
+    Membership.objects.create(tenant=alpha, user=gone, role="admin")
     invitation = PendingMembership.objects.create(tenant=alpha, username="ghost")
     return {
         "people": {"other_tenant": users["carol"], "no_access": users["bob"], "viewer": people["g-view"],
-                   "editor": people["g-edit"], "project_admin": people["g-admin"], "tenant_admin": users["dave"]},
+                   "editor": people["g-edit"], "project_admin": people["g-admin"], "tenant_admin": users["dave"],
+                   "staff": users["staff"], "suspended_member": users["dave"], "deactivated": gone},
         "tokens": tokens,
         "kwargs": {"tenant_slug": "alpha", "project_slug": "site", "username": "bob", "pk": invitation.pk,
                    "grant_id": grant_id, "key_id": key_id},
@@ -159,26 +180,66 @@ def _client(world, actor: str) -> APIClient:
 
 
 def _expected(route_name: str, method: str, actor: str) -> int:
-    if actor == "anonymous" or actor in ("key_expired", "key_revoked"):
+    if actor in UNAUTHENTICATED:
         return 401
     if actor == "other_tenant":
         return 404
+    if actor == "suspended_member":
+        return 403  # even the organization's admin, until staff resume it
     return EXPECTED[(route_name, method)][1](actor)
+
+
+@contextlib.contextmanager
+def _as_seen_by(actor: str):
+    """Each call in a savepoint rolled back afterwards; alpha suspended for `suspended_member`."""
+    with transaction.atomic():
+        if actor == "suspended_member":
+            Tenant.objects.filter(slug="alpha").update(status="suspended")
+            tenancy.invalidate("alpha")
+        try:
+            yield
+        finally:
+            transaction.set_rollback(True)  # the next caller finds the same world
+    if actor == "suspended_member":
+        tenancy.invalidate("alpha")
+
+
+def _leaks(text: str, secrets=SECRETS) -> list[str]:
+    return [secret for secret in secrets if secret in text]
+
+
+def _check_api_refusal(actor: str, response) -> str | None:
+    """A refused caller gets the error shape and nothing of the object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "not JSON"
+    if set(body) != {"error"} or set(body["error"]) != {"code", "message", "details"}:
+        return f"not the error shape: {body}"
+    if actor == "suspended_member" and body["error"]["code"] != "tenant_suspended":
+        return f"code {body['error']['code']}"
+    outsider = response.status_code in (401, 404) or actor in ("other_tenant", "suspended_member")
+    # A 403 may name the caller's own role and where it comes from (their group, their key);
+    # never other people, the invitee or the organization's name.
+    leaked = _leaks(response.content.decode(), SECRETS if outsider else ["@example.com", "ghost", "Alpha Org"])
+    return f"leaks {leaked}" if leaked else None
 
 
 @pytest.mark.parametrize("route, method", TENANT_API, ids=lambda v: getattr(v, "name", v))
 def test_endpoint_answers_each_caller_as_expected(route, method, world):
     payload = EXPECTED[(route.name, method)][0]
     path = route.path(**world["kwargs"])
-    got = {}
+    got, bodies = {}, {}
     for actor in ACTORS:
         client = _client(world, actor)
-        with transaction.atomic():
+        with _as_seen_by(actor):
             response = getattr(client, method.lower())(path, payload, format="json")
-            transaction.set_rollback(True)  # the next caller finds the same world
         got[actor] = response.status_code
+        if response.status_code >= 400:
+            bodies[actor] = _check_api_refusal(actor, response)
     expected = {actor: _expected(route.name, method, actor) for actor in ACTORS}
     assert got == expected
+    assert {actor: problem for actor, problem in bodies.items() if problem} == {}
 
 
 # The pages: people sign in with a session; a key is not a way into the HTML (a Bearer header is
@@ -225,21 +286,34 @@ def test_page_answers_each_caller_as_expected(route, method, world):
     payload = HTML_EXPECTED[(route.name, method)][0]
     membership_pk = Membership.objects.get(tenant__slug="alpha", user__username="bob").pk
     path = route.path(**{**world["kwargs"], "pk": world["kwargs"]["pk"] if "invitation" in route.name else membership_pk})
-    got, expected = {}, {}
+    got, expected, problems = {}, {}, {}
     for actor in ACTORS:
         client = Client()
         if actor in world["tokens"]:
             client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {world['tokens'][actor]}"
         elif actor != "anonymous":
-            client.force_login(world["people"][actor])
-        with transaction.atomic():
+            client.force_login(world["people"][actor])  # a deactivated person's session is not honoured
+        with _as_seen_by(actor):
             response = getattr(client, method.lower())(path, payload or {})
-            transaction.set_rollback(True)
         got[actor] = response.status_code
-        if actor == "anonymous" or actor.startswith("key_"):
-            expected[actor] = 302  # to the sign-in page
+        sign_in = f"/login?next={quote(path)}"
+        text = response.content.decode()
+        if actor in UNAUTHENTICATED or actor.startswith("key_"):
+            expected[actor] = 302  # to the sign-in page, and back here after it
+            if response.get("Location") != sign_in:
+                problems[actor] = f"sent to {response.get('Location')}, not {sign_in}"
         elif actor == "other_tenant":
             expected[actor] = 404
+        elif actor == "suspended_member":
+            expected[actor] = 403
+            if 'data-code="tenant_suspended"' not in text:
+                problems[actor] = "no suspension message"
         else:
             expected[actor] = HTML_EXPECTED[(route.name, method)][1](actor)
+            if response.status_code == 302 and response["Location"].startswith("/login"):
+                problems[actor] = "a permitted caller sent to sign in"
+        if actor in UNAUTHENTICATED or actor in ("other_tenant", "suspended_member") or actor.startswith("key_"):
+            if _leaks(text):
+                problems[actor] = f"leaks {_leaks(text)}"
     assert got == expected
+    assert problems == {}

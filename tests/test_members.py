@@ -12,7 +12,7 @@ def test_admin_adds_changes_and_removes_a_member_through_the_api(api, users, alp
     client = api(users["dave"])  # alpha admin
     response = client.post("/api/v1/tenants/alpha/members", {"username": "carol"}, format="json")
     assert response.status_code == 201
-    assert response.json() == {**response.json(), "username": "carol", "role": "member", "pending": False}
+    assert response.json() == {**response.json(), "username": "carol", "role": "member", "invited": False, "pending": False}
     response = client.patch("/api/v1/tenants/alpha/members/carol", {"role": "admin"}, format="json")
     assert response.status_code == 200 and response.json()["role"] == "admin"
     assert client.delete("/api/v1/tenants/alpha/members/carol").status_code == 204
@@ -34,7 +34,7 @@ def test_duplicates_unknown_roles_and_missing_fields(api, users):
 def test_someone_without_an_account_is_invited(api, users, alpha):
     client = api(users["alice"])
     response = client.post("/api/v1/tenants/alpha/members", {"username": "zoe@example.com", "role": "admin"}, format="json")
-    assert response.status_code == 201 and response.json()["pending"] is True
+    assert response.status_code == 201 and response.json()["invited"] is True and response.json()["pending"] is True
     invitations = client.get("/api/v1/tenants/alpha/invitations").json()["results"]
     assert [(i["email"], i["role"]) for i in invitations] == [("zoe@example.com", "admin")]
     assert client.delete(f"/api/v1/tenants/alpha/invitations/{invitations[0]['id']}").status_code == 204
@@ -104,3 +104,35 @@ def test_plain_members_see_no_management_controls(client, users):
     assert "Add a member" not in page and "Remove" not in page
     assert client.get("/t/alpha/audit").status_code == 403
     assert client.post("/t/alpha/members", {"username": "carol", "role": "member"}).status_code == 403
+
+
+def test_a_name_that_matches_nobody_is_answered_as_an_invitation(api, users, alpha):
+    response = api(users["alice"]).post("/api/v1/tenants/alpha/members", {"username": "alcie"}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body == {**body, "username": "alcie", "role": "member", "invited": True}
+    assert PendingMembership.objects.filter(tenant=alpha, username="alcie").exists()
+    response = api(users["alice"]).post("/api/v1/tenants/alpha/members", {"username": "carol@example.com"}, format="json")
+    assert response.json() == {**response.json(), "username": "carol", "invited": False}  # an account, by email
+
+
+def test_the_members_page_says_an_unknown_name_was_invited(client, users, alpha):
+    client.force_login(users["alice"])
+    response = client.post("/t/alpha/members", {"username": "alcie", "role": "member"}, follow=True)
+    page = response.content.decode()
+    assert "No account matches &#x27;alcie&#x27; yet: invited as member; they join at their first sign-in." in page
+    assert "Waiting for first sign-in" in page and "alcie" in page
+
+
+def test_invitations_are_for_owners_and_admins_only(api, client, users, alpha):
+    PendingMembership.objects.create(tenant=alpha, email="secret-invitee@example.com", role="member")
+    response = api(users["bob"]).get("/api/v1/tenants/alpha/invitations")  # a plain member
+    assert response.status_code == 403 and "secret-invitee" not in response.content.decode()
+    for name in ("alice", "dave", "staff"):  # owner, admin, platform staff
+        emails = [i["email"] for i in api(users[name]).get("/api/v1/tenants/alpha/invitations").json()["results"]]
+        assert emails == ["secret-invitee@example.com"], name
+    client.force_login(users["bob"])
+    page = client.get("/t/alpha/members").content.decode()
+    assert "bob" in page and "secret-invitee" not in page and "Waiting for first sign-in" not in page
+    client.force_login(users["dave"])
+    assert "secret-invitee@example.com" in client.get("/t/alpha/members").content.decode()

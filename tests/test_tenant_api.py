@@ -15,7 +15,7 @@ def test_create_returns_202_with_job_and_queues_provisioning(api, users, unique_
         response = api(users["staff"]).post("/api/v1/admin/tenants", {"slug": slug, "name": "Gamma", "owner": "bob"}, format="json")
     assert response.status_code == 202, response.json()
     body = response.json()
-    assert body["slug"] == slug and body["status"] == "provisioning"
+    assert body["slug"] == slug and body["status"] == "provisioning" and body["invited"] is False  # bob exists
     assert body["job"]["kind"] == "provision" and body["job"]["status"] == "queued"
     assert [step["name"] for step in body["job"]["steps"]] == ["create_schema", "seed_defaults", "add_owner", "activate"]
     assert response["Location"] == f"/api/v1/admin/tenants/{slug}"
@@ -56,6 +56,29 @@ def test_create_rejects_bad_input_naming_the_field(api, users, payload, field, f
     assert fragment in " ".join(error["details"][field])
     assert error["message"].startswith(f"{field}:")
     assert not Tenant.objects.filter(slug=payload.get("slug") if isinstance(payload.get("slug"), str) else "-").exclude(slug__in=["alpha", "beta"]).exists()
+
+
+@pytest.mark.parametrize("owner", ["alcie", "alcie@example.com"])
+def test_an_owner_that_matches_nobody_is_answered_as_invited(api, users, unique_slug, owner):
+    slug = unique_slug("typo")
+    response = api(users["staff"]).post("/api/v1/admin/tenants", {"slug": slug, "name": "Typo", "owner": owner},
+                                        format="json")
+    assert response.status_code == 202 and response.json()["invited"] is True
+    assert PendingMembership.objects.filter(tenant__slug=slug, role="owner").count() == 1
+    response = api(users["staff"]).post("/api/v1/admin/tenants",
+                                        {"slug": unique_slug("found"), "name": "Found", "owner": "carol@example.com"},
+                                        format="json")
+    assert response.status_code == 202 and response.json()["invited"] is False
+
+
+def test_the_schema_documents_the_invited_flag(api, users):
+    schema = api(users["staff"]).get("/api/v1/schema", HTTP_ACCEPT="application/json").json()
+    components = schema["components"]["schemas"]
+    for name in ("TenantCreated", "MemberAdded"):
+        assert "invited" in components[name]["properties"], name
+        assert "first sign-in" in components[name]["properties"]["invited"]["description"]
+    assert "TenantCreated" in str(schema["paths"]["/api/v1/admin/tenants"]["post"]["responses"]["202"])
+    assert "MemberAdded" in str(schema["paths"]["/api/v1/tenants/{tenant_slug}/members"]["post"]["responses"]["201"])
 
 
 def test_duplicate_slug_is_409(api, users):

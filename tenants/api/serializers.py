@@ -57,6 +57,20 @@ class TenantSerializer(serializers.ModelSerializer):
         return reverse("api:admin-tenant-detail", kwargs={"slug": tenant.slug})
 
 
+class TenantCreatedSerializer(TenantSerializer):
+    """The answer to POST /api/v1/admin/tenants."""
+
+    job = JobSerializer(read_only=True, allow_null=True, help_text="The provisioning job.")
+    invited = serializers.BooleanField(
+        read_only=True,
+        help_text="True when no account matches `owner`: they are invited and become owner at their "
+                  "first sign-in (check for a mistyped name); false when an existing account was found.",
+    )
+
+    class Meta(TenantSerializer.Meta):
+        fields = [*TenantSerializer.Meta.fields, "job", "invited"]
+
+
 class TenantCreateSerializer(StrictSerializer):
     slug = serializers.CharField(max_length=100, help_text="Lowercase letters, digits, hyphens; 2–41 characters.")
     name = serializers.CharField(max_length=200)
@@ -100,6 +114,23 @@ class MemberSerializer(serializers.ModelSerializer):
 class MemberAddSerializer(StrictSerializer):
     username = PersonField()
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class MemberAddedSerializer(serializers.Serializer):
+    """The answer to POST /api/v1/tenants/<slug>/members: a membership, or an invitation."""
+
+    id = serializers.IntegerField(required=False, help_text="The invitation's id (invitations only).")
+    username = serializers.CharField()
+    email = serializers.CharField()
+    full_name = serializers.CharField(required=False, help_text="Members only.")
+    role = serializers.ChoiceField(choices=Role.choices)
+    created_at = serializers.DateTimeField()
+    invited = serializers.BooleanField(
+        help_text="True when no account matches the username or email given: an invitation, which becomes "
+                  "a membership at the person's first sign-in (check for a mistyped name); false when an "
+                  "existing account was added."
+    )
+    pending = serializers.BooleanField(help_text="The same as `invited` (kept for existing clients).")
 
 
 class MemberUpdateSerializer(StrictSerializer):

@@ -4,8 +4,9 @@ Views stay thin: they parse input with a serializer, call a service and render t
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,7 +17,7 @@ from portal.models import AuditEvent
 from tenants import selectors, services
 from tenants.api import serializers as s
 from tenants.filtersets import TenantFilterSet
-from tenants.models import Membership, PendingMembership, ProvisioningJob, Tenant
+from tenants.models import Membership, PendingMembership, ProvisioningJob, Role, Tenant
 
 
 def _tenant_payload(tenant: Tenant, job: ProvisioningJob | None = None) -> dict:
@@ -24,6 +25,15 @@ def _tenant_payload(tenant: Tenant, job: ProvisioningJob | None = None) -> dict:
     latest = job or tenant.jobs.order_by("-created_at", "-id").first()
     body["job"] = s.JobSerializer(latest).data if latest else None
     return body
+
+
+def _owner_invited(tenant: Tenant) -> bool:
+    """Whether the new tenant's owner matched no account (tenant_create stores the owner as a
+    pending membership: under the account's username when one matched, else as given)."""
+    pending = PendingMembership.objects.filter(tenant=tenant, role=Role.OWNER).order_by("pk").first()
+    if pending is None:
+        return False  # a worker already made an existing account the owner
+    return not pending.username or not get_user_model().objects.filter(username=pending.username).exists()
 
 
 # --- Staff: tenants and jobs ---------------------------------------------------------------
@@ -35,12 +45,13 @@ class AdminTenantListView(generics.ListAPIView):
     filterset_class = TenantFilterSet
     queryset = Tenant.objects.order_by("slug")
 
-    @extend_schema(request=s.TenantCreateSerializer, responses={202: s.TenantSerializer})
+    @extend_schema(request=s.TenantCreateSerializer, responses={202: s.TenantCreatedSerializer})
     def post(self, request):
         data = s.TenantCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tenant, job = services.tenant_create(acting_user=request.user, **data.validated_data)
-        return Response(_tenant_payload(tenant, job), status=status.HTTP_202_ACCEPTED,
+        body = {**_tenant_payload(tenant, job), "invited": _owner_invited(tenant)}
+        return Response(body, status=status.HTTP_202_ACCEPTED,
                         headers={"Location": s.TenantSerializer(tenant).data["url"]})
 
 
@@ -132,10 +143,7 @@ class MemberListView(TenantScopedMixin, generics.ListAPIView):
             return Membership.objects.none()
         return selectors.members_of(self.request.tenant)
 
-    # A known person becomes a member; anyone else an invitation (`pending` tells which).
-    @extend_schema(request=s.MemberAddSerializer, responses={201: PolymorphicProxySerializer(
-        component_name="MemberAdded", serializers=[s.MemberSerializer, s.InvitationSerializer],
-        resource_type_field_name=None)})
+    @extend_schema(request=s.MemberAddSerializer, responses={201: s.MemberAddedSerializer})
     def post(self, request, tenant_slug):
         data = s.MemberAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -143,10 +151,9 @@ class MemberListView(TenantScopedMixin, generics.ListAPIView):
             tenant=request.tenant, person=data.validated_data["username"], role=data.validated_data["role"],
             acting_user=request.user, acting_role=request.tenant_role,
         )
-        if isinstance(created, PendingMembership):
-            body = {**s.InvitationSerializer(created).data, "pending": True}
-        else:
-            body = {**s.MemberSerializer(created).data, "pending": False}
+        invited = isinstance(created, PendingMembership)  # no account matched: said so, not silently
+        serializer = s.InvitationSerializer if invited else s.MemberSerializer
+        body = {**serializer(created).data, "invited": invited, "pending": invited}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -179,6 +186,9 @@ class MemberDetailView(TenantScopedMixin, APIView):
 
 
 class InvitationListView(TenantScopedMixin, generics.ListAPIView):
+    """Pending invitations, with the invitees' emails: owners and admins only."""
+
+    min_role = "admin"
     serializer_class = s.InvitationSerializer
 
     def get_queryset(self):
