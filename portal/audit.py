@@ -211,5 +211,6 @@ def _action_name(match, method: str) -> str:
     if match is None:
         return f"unknown {method}"
     view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
-    named = getattr(view_class, "audit_actions", {}).get(method)
+    actions = getattr(match.func, "view_initkwargs", {}).get("audit_actions") or getattr(view_class, "audit_actions", {})
+    named = actions.get(method)
     return named or f"{match.view_name} {method}"

@@ -63,6 +63,8 @@ class MembersPage(TenantView):
 
 
 class MembersView(MembersPage):
+    audit_actions = {"POST": "member.add"}
+
     def get(self, request, tenant_slug):
         return render(request, self.template_name, self.get_context_data())
 
@@ -86,6 +88,8 @@ class MembersView(MembersPage):
 
 
 class MemberRoleView(MembersPage):
+    audit_actions = {"POST": "member.change_role"}
+
     def post(self, request, tenant_slug, pk):
         membership = get_object_or_404(selectors.members_of(request.tenant), pk=pk)
         form = MemberRoleForm(request.POST)
@@ -100,6 +104,8 @@ class MemberRoleView(MembersPage):
 
 
 class MemberRemoveView(MembersPage):
+    audit_actions = {"POST": "member.remove"}
+
     def post(self, request, tenant_slug, pk):
         membership = get_object_or_404(selectors.members_of(request.tenant), pk=pk)
         services.member_remove(
@@ -110,6 +116,8 @@ class MemberRemoveView(MembersPage):
 
 
 class InvitationRemoveView(MembersPage):
+    audit_actions = {"POST": "member.remove"}
+
     def post(self, request, tenant_slug, pk):
         pending = get_object_or_404(PendingMembership, tenant=request.tenant, pk=pk)
         services.pending_member_remove(

@@ -225,3 +225,4 @@ def test_refused_attempt_is_audited(route, method, users, client_for):
     events = AuditEvent.objects.filter(request_id=response["X-Request-ID"]).exclude(outcome="success")
     assert events.count() == 1, list(events.values())
     assert events[0].actor == actor and events[0].outcome in outcomes
+    assert events[0].action == case.action  # named like the action it tried, one naming for both

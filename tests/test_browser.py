@@ -91,6 +91,7 @@ def test_member_signs_in_sees_only_their_tenants_and_manages_members(browser, we
     page.screenshot(path=str(SCREENSHOTS / "members.png"), full_page=True)
 
     # The last owner is protected; the refusal is shown on the page.
+    page.once("dialog", lambda dialog: dialog.accept())  # removing a member asks first
     page.locator("tr[data-username=alice] button:has-text('Remove')").click()
     page.wait_for_selector("text=at least one owner")
     assert Membership.objects.get(tenant=org, user__username="alice").role == "owner"

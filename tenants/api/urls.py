@@ -6,9 +6,9 @@ from tenants.api import views
 admin_urlpatterns = [
     path("tenants", views.AdminTenantListView.as_view(), name="admin-tenant-list"),
     path("tenants/<slug:slug>", views.AdminTenantDetailView.as_view(), name="admin-tenant-detail"),
-    path("tenants/<slug:slug>/suspend", views.AdminTenantActionView.as_view(action_name="suspend"), name="admin-tenant-suspend"),
-    path("tenants/<slug:slug>/resume", views.AdminTenantActionView.as_view(action_name="resume"), name="admin-tenant-resume"),
-    path("tenants/<slug:slug>/retry", views.AdminTenantActionView.as_view(action_name="retry"), name="admin-tenant-retry"),
+    path("tenants/<slug:slug>/suspend", views.AdminTenantActionView.as_view(action_name="suspend", audit_actions={"POST": "tenant.suspend"}), name="admin-tenant-suspend"),
+    path("tenants/<slug:slug>/resume", views.AdminTenantActionView.as_view(action_name="resume", audit_actions={"POST": "tenant.resume"}), name="admin-tenant-resume"),
+    path("tenants/<slug:slug>/retry", views.AdminTenantActionView.as_view(action_name="retry", audit_actions={"POST": "tenant.retry"}), name="admin-tenant-retry"),
     path("jobs", views.AdminJobListView.as_view(), name="job-list"),
     path("jobs/<int:pk>", views.AdminJobDetailView.as_view(), name="job-detail"),
 ]

@@ -40,6 +40,8 @@ def _owner_invited(tenant: Tenant) -> bool:
 
 
 class AdminTenantListView(generics.ListAPIView):
+    audit_actions = {"POST": "tenant.create"}
+
     permission_classes = [IsStaff]
     serializer_class = s.TenantSerializer
     filterset_class = TenantFilterSet
@@ -56,6 +58,8 @@ class AdminTenantListView(generics.ListAPIView):
 
 
 class AdminTenantDetailView(APIView):
+    audit_actions = {"PATCH": "tenant.update", "DELETE": "tenant.delete"}
+
     permission_classes = [IsStaff]
 
     def get_tenant(self, slug: str) -> Tenant:
@@ -81,6 +85,8 @@ class AdminTenantDetailView(APIView):
 
 class AdminTenantActionView(APIView):
     """POST /api/v1/admin/tenants/<slug>/{suspend,resume,retry}"""
+
+    audit_actions = {}
 
     permission_classes = [IsStaff]
     action_name = ""
@@ -135,6 +141,8 @@ class TenantDetailView(TenantScopedMixin, APIView):
 
 
 class MemberListView(TenantScopedMixin, generics.ListAPIView):
+    audit_actions = {"POST": "member.add"}
+
     serializer_class = s.MemberSerializer
     filterset_fields = ["role"]
 
@@ -158,6 +166,8 @@ class MemberListView(TenantScopedMixin, generics.ListAPIView):
 
 
 class MemberDetailView(TenantScopedMixin, APIView):
+    audit_actions = {"PATCH": "member.change_role", "DELETE": "member.remove"}
+
     def get_membership(self, request, username: str) -> Membership:
         return get_object_or_404(selectors.members_of(request.tenant), user__username=username)
 
@@ -198,6 +208,8 @@ class InvitationListView(TenantScopedMixin, generics.ListAPIView):
 
 
 class InvitationDetailView(TenantScopedMixin, APIView):
+    audit_actions = {"DELETE": "member.remove"}
+
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, tenant_slug, pk):
         pending = get_object_or_404(PendingMembership, tenant=request.tenant, pk=pk)
