@@ -300,6 +300,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery -------------------------------------------------------------------------------
 # No broker configured: kombu's filesystem transport, which needs no server (local runs).
+if not os.environ.get("CELERY_BROKER_URL") and not (DEBUG or TESTING):
+    # The filesystem broker serves one machine; production pods need a shared broker that
+    # redelivers what a killed worker had taken.
+    raise ImproperlyConfigured("CELERY_BROKER_URL must be set when DEBUG is off (e.g. redis://redis:6379/0).")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "filesystem://"
 _broker_dir = STATE_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):

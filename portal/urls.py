@@ -3,7 +3,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from portal import health, users_api, views
 from tenants import views as tenant_views
@@ -20,8 +19,8 @@ api_patterns = [
     path("tenants/<slug:tenant_slug>/", include(tenant_api_urls.tenant_urlpatterns)),
     path("tenants/<slug:tenant_slug>/", include(project_api_urls.urlpatterns)),
     path("", include(tenant_api_urls.urlpatterns)),
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("schema", views.SchemaView.as_view(), name="schema"),
+    path("docs", views.DocsView.as_view(url_name="api:schema"), name="docs"),
 ]
 
 urlpatterns = [

@@ -11,6 +11,10 @@ from django.shortcuts import render
 from django.forms import BaseForm
 from django.http import Http404
 from django.views import View
+from drf_spectacular.renderers import (OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer,
+                                       OpenApiYamlRenderer2)
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.exceptions import NotAuthenticated
 
 from portal.access import NotSignedIn, check_tenant_access
 from portal.errors import PierError, error_response, from_django_validation_error
@@ -80,3 +84,30 @@ def _errors_at_fields(form, details: dict) -> None:
         field = next((f for f in form.fields if name == f or name.endswith("." + f)), None)
         if field is not None and field not in form.errors:
             form.add_error(field, [str(m) for m in messages])
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema: JSON a browser shows (not a download) unless YAML is asked for; a
+    signed-out browser is sent to sign in, automation gets the 401 error shape."""
+
+    renderer_classes = [OpenApiJsonRenderer2, OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+
+    def initial(self, request, *args, **kwargs):
+        # Before content negotiation: a signed-out browser asks for HTML, which the schema is not.
+        if "text/html" in request.headers.get("Accept", "") and not request.user.is_authenticated:
+            raise NotAuthenticated()
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotAuthenticated) and "text/html" in self.request.headers.get("Accept", ""):
+            return redirect_to_login(self.request.get_full_path())
+        return super().handle_exception(exc)
+
+
+class DocsView(SpectacularSwaggerView):
+    """The Swagger UI (served locally): people who are signed out are sent to sign in first."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotAuthenticated):
+            return redirect_to_login(self.request.get_full_path())
+        return super().handle_exception(exc)

@@ -99,3 +99,20 @@ def test_openapi_schema_and_local_swagger_ui(client, users):
     docs = client.get("/api/v1/docs")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
     assert b"cdn" not in docs.content.lower()
+
+
+def test_signed_out_people_are_sent_to_sign_in_for_the_docs_and_the_schema(client):
+    docs = client.get("/api/v1/docs", HTTP_ACCEPT="text/html")
+    assert docs.status_code == 302 and docs["Location"] == "/login?next=/api/v1/docs"
+    schema = client.get("/api/v1/schema", HTTP_ACCEPT="text/html,application/xhtml+xml")
+    assert schema.status_code == 302 and schema["Location"].startswith("/login?next=")
+    # Automation keeps the error shape.
+    api = client.get("/api/v1/schema", HTTP_ACCEPT="application/json")
+    assert api.status_code == 401 and api.json()["error"]["code"] == "not_authenticated"
+
+
+def test_a_browser_is_shown_the_schema_not_handed_a_download(client, users):
+    client.force_login(users["bob"])
+    response = client.get("/api/v1/schema", HTTP_ACCEPT="text/html,*/*")
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/json")
+    assert "attachment" not in response.get("Content-Disposition", "")

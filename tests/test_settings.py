@@ -71,3 +71,11 @@ def test_a_short_secret_key_is_refused_when_debug_is_off():
     # A developer's run may use any key.
     result = _manage("check", DEBUG="1", SECRET_KEY="short")
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_debug_off_without_a_broker_refuses_to_start():
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "DEBUG", "PIER_TESTING")}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                            env={**env, **_PRODUCTION})
+    assert result.returncode != 0
+    assert "CELERY_BROKER_URL must be set when DEBUG is off" in result.stderr
