@@ -138,18 +138,20 @@ def clean_overrides(overrides: Any, *, field: str = "config") -> dict[str, Any]:
     return cleaned
 
 
-def merge_patch(current: dict[str, Any], patch: Any, *, field: str) -> dict[str, Any]:
-    """RFC 7396 on a flat map: a key with null is removed, a missing key stays."""
+def merge_patch(current: dict[str, Any], patch: Any, *, field: str, clean=None) -> dict[str, Any]:
+    """RFC 7396 on a flat map: a key with null is removed, a missing key stays. `clean` validates
+    (and drops nulls): the overrides' by default, or clean_ceilings for staff's maps."""
+    clean = clean or clean_overrides
     if not isinstance(patch, dict):
         raise InvalidInput(f"{field}: give an object of settings.", details={field: ["Must be an object."]})
-    clean_overrides(patch, field=field)  # shape and names first, nulls allowed
+    clean(patch, field=field)  # shape and names first, nulls allowed
     merged = dict(current)
     for key, value in patch.items():
         if value is None:
             merged.pop(key, None)
         else:
             merged[key] = value
-    return clean_overrides(merged, field=field)
+    return clean(merged, field=field)
 
 
 def clean_locks(locks: Any, *, field: str) -> list[str]:
@@ -229,7 +231,10 @@ def policy(*, tenant, defaults: dict[str, Any] | None = None, org_locks: Iterabl
                   own_namespaces=None if own_namespaces is None else frozenset(own_namespaces))
 
 
-def _display(value: Any) -> str:
+def display(value: Any) -> str:
+    """A value as pages and messages show it: lists comma-separated, nothing as ""."""
+    if value is None:
+        return ""
     return ", ".join(value) if isinstance(value, list) else str(value)
 
 
@@ -318,7 +323,7 @@ def check_change(*, policy: Policy, level: str, field: str, before: dict[str, An
             continue
         ceiling = policy.ceilings.get(key)
         if ceiling is not None and parse_quantity(after[key]) > ceiling.amount:
-            fail(key, f"{_display(after[key])} is above {ceiling.describe()}.",
+            fail(key, f"{display(after[key])} is above {ceiling.describe()}.",
                  f"At most {ceiling.value} (ceiling set by the platform).")
         if key == "network.allow_from" and policy.own_namespaces is not None:
             outside = [ns for ns in after[key] if ns not in policy.allowed_namespaces]
@@ -347,25 +352,31 @@ def _level(source: str) -> str:
     return {"platform": "platform default", "tenant": "organization default", "project": "project"}[source]
 
 
-def check_budget(*, policy: Policy, field: str, keys: Iterable[str], current_total: dict[str, Decimal],
-                 effective_before: dict[str, dict[str, Any]] | None, effective_after: dict[str, dict[str, Any]]) -> None:
-    """Refuse (409 budget_exceeded) when the organization's total of a budgeted key would cross
-    its budget. `current_total` is the sum over the organization's projects now (including the
-    changed project's current values, which `effective_before` gives; None for a new project)."""
+def budget_totals(current: dict[str, Decimal], *, remove: dict[str, dict[str, Any]] | None = None,
+                  add: dict[str, dict[str, Any]] | None = None) -> dict[str, Decimal]:
+    """The organization's totals of the budgeted keys with one project's effective values taken
+    out (`remove`) and/or put in (`add`)."""
+    def amount(config: dict[str, dict[str, Any]] | None, key: str) -> Decimal:
+        return parse_quantity(config[key]["value"]) if config else Decimal(0)
+
+    return {key: current.get(key, Decimal(0)) - amount(remove, key) + amount(add, key) for key in BUDGET_KEYS}
+
+
+def check_budget(*, policy: Policy, field: str, keys: Iterable[str], total_before: dict[str, Decimal],
+                 total_after: dict[str, Decimal]) -> None:
+    """Refuse (409 budget_exceeded) a change that raises the organization's total of a budgeted
+    key above its budget. Lowering is always allowed, even while above a budget lowered later."""
     errors: dict[str, list[str]] = {}
     messages = []
     for key in keys:
         budget = policy.budget.get(key)
-        if budget is None:
+        total = total_after[key]
+        if budget is None or total <= total_before[key] or total <= budget.amount:
             continue
-        before = parse_quantity(effective_before[key]["value"]) if effective_before else Decimal(0)
-        after = parse_quantity(effective_after[key]["value"])
-        total = current_total.get(key, Decimal(0)) - before + after
-        if after > before and total > budget.amount:
-            name = f"{field}.{key}"
-            errors[name] = [f"The organization's budget of {budget.value} would be crossed."]
-            messages.append(f"{name}: the organization's projects would use {format_amount(total)} in total, "
-                            f"above the budget of {budget.value} that the platform set for this organization.")
+        name = f"{field}.{key}"
+        errors[name] = [f"The organization's budget of {budget.value} would be crossed."]
+        messages.append(f"{name}: the organization's projects would use {format_amount(total)} in total, "
+                        f"above the budget of {budget.value} that the platform set for this organization.")
     if errors:
         raise QuotaExceeded("; ".join(messages), code="budget_exceeded", details=errors)
 

@@ -1,6 +1,6 @@
 from django import forms
 
-from tenants.projects.config import KEYS
+from tenants.projects.config import KEYS, display
 from tenants.projects.models import ProjectRole
 
 
@@ -27,13 +27,13 @@ class ConfigOverridesForm(forms.Form):
             self.fields[key] = forms.CharField(
                 required=False, label=key, help_text=spec.help,
                 widget=forms.TextInput(attrs={
-                    "placeholder": ", ".join(value) if isinstance(value, list) else str(value),
+                    "placeholder": display(value),
                 }),
             )
             if entry["source"] == "project":
                 # The stored override, even when a ceiling brings it down (it is kept for the record).
                 stored = entry["clamped_from"] if entry["clamped_from"] is not None else value
-                self.initial[key] = ", ".join(stored) if isinstance(stored, list) else stored
+                self.initial[key] = display(stored)
 
     def overrides(self) -> dict:
         result = {}
@@ -86,7 +86,7 @@ class DefaultsForm(forms.Form):
             self.fields[key] = forms.CharField(required=False, label=key, help_text=spec.help)
             self.fields[f"lock:{key}"] = forms.BooleanField(required=False, label=f"Lock {key}")
             if value is not None:
-                self.initial[key] = ", ".join(value) if isinstance(value, list) else value
+                self.initial[key] = display(value)
             self.initial[f"lock:{key}"] = key in locked
 
     def defaults(self) -> dict:

@@ -120,11 +120,9 @@ def grant_binding(project: Project, grant, labels: dict) -> dict:
     }
 
 
-def _effective(project: Project, tenant: Tenant) -> dict:
+def _effective(project: Project, policy: config.Policy) -> dict:
     """What the cluster gets: the effective values, clamped by the ceilings in force now."""
-    from tenants.projects.selectors import policy_for
-
-    return config.values(config.effective(policy=policy_for(tenant), overrides=project.config_overrides))
+    return config.values(config.effective(policy=policy, overrides=project.config_overrides))
 
 
 # What a history row says when the status itself carries no message.
@@ -150,9 +148,12 @@ def _set_status(project: Project, status: str, message: str = "", *, only_genera
         setattr(project, key, value)
 
 
-def run(project_id: int) -> dict[str, str]:
+def run(project_id: int, *, policy: config.Policy | None = None) -> dict[str, str]:
     """Reconcile one project (or tear it down if it is being deleted). Returns what happened to
-    each object, e.g. {"Namespace/t-p": "created", …}."""
+    each object, e.g. {"Namespace/t-p": "created", …}. A pass over many projects reads the
+    tenant's policy once and hands it in."""
+    from tenants.projects.selectors import policy_for
+
     tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
     if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
         return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
@@ -163,18 +164,18 @@ def run(project_id: int) -> dict[str, str]:
         if project is None:
             return {}
         if project.status == Project.Status.DELETING:
-            return teardown(project, tenant)
+            return teardown(project, tenant, policy or policy_for(tenant))
         if project.status == Project.Status.FAILED and project.refused_generation == project.generation:
             return {}  # the cluster refused this configuration for good: wait for a new one
-        return apply(project, tenant)
+        return apply(project, tenant, policy or policy_for(tenant))
 
 
-def apply(project: Project, tenant: Tenant) -> dict[str, str]:
+def apply(project: Project, tenant: Tenant, policy: config.Policy) -> dict[str, str]:
     generation = project.generation
     if project.status == Project.Status.PENDING:
         _set_status(project, Project.Status.PROVISIONING, "creating the namespace and its objects")
     outcomes = {}
-    desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, tenant))
+    desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy))
     for desired in desired_all:
         outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired)
     # Group bindings whose grant was removed.
@@ -199,10 +200,10 @@ def apply(project: Project, tenant: Tenant) -> dict[str, str]:
     return outcomes
 
 
-def teardown(project: Project, tenant: Tenant) -> dict[str, str]:
+def teardown(project: Project, tenant: Tenant, policy: config.Policy) -> dict[str, str]:
     """Remove Pier's objects in reverse order, then the namespace; the row goes once it is gone."""
     outcomes = {}
-    objects = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, tenant))
+    objects = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy))
     namespace_obj, inside = objects[0], objects[1:]
     current_ns = kube.get("Namespace", project.namespace)
     if current_ns is not None and kube.is_managed(current_ns):
@@ -259,11 +260,17 @@ def record_error(project_id: int, exc: Exception, *, final: bool) -> bool:
 def reconcile_all() -> dict[str, int]:
     """The periodic pass over one tenant's projects: repair drift, pick up projects stuck after a
     crash, retry failed ones, finish deletions."""
+    from tenants.projects.selectors import policy_for
+
     counts = {"projects": 0, "changed": 0, "errors": 0}
+    tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
+    if tenant is None:
+        return counts
+    policy = policy_for(tenant)  # once per pass, not once per project
     for project_id in Project.objects.order_by("pk").values_list("pk", flat=True):
         counts["projects"] += 1
         try:
-            outcomes = run(project_id)
+            outcomes = run(project_id, policy=policy)
         except (locks.Busy, StillTerminating):
             continue
         except Exception as exc:  # one project's failure must not stop the pass

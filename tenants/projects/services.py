@@ -6,6 +6,7 @@ Kubernetes call happens here: the reconciler makes the cluster follow."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -100,9 +101,9 @@ def project_create(
             config.check_change(policy=policy, level="project", field=field, before={}, after=overrides,
                                 effective_before=base, effective_after=after)
             if policy.budget:
-                config.check_budget(policy=policy, field=field, keys=config.BUDGET_KEYS,
-                                    current_total=selectors.budget_usage(policy), effective_before=None,
-                                    effective_after=after)
+                usage = selectors.budget_usage(policy)
+                config.check_budget(policy=policy, field=field, keys=config.BUDGET_KEYS, total_before=usage,
+                                    total_after=config.budget_totals(usage, add=after))
             project.save()
             NamespaceRegistry.objects.create(name=namespace, tenant=tenant, project_id=project.pk)
             _event(project, f"created by {_who(acting_user)}")
@@ -131,8 +132,8 @@ def describe_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
     parts = []
     for key in sorted(set(before) | set(after)):
         if before.get(key) != after.get(key):
-            old = config._display(before[key]) if key in before else "(inherited)"
-            new = config._display(after[key]) if key in after else "(inherited)"
+            old = config.display(before[key]) if key in before else "(inherited)"
+            new = config.display(after[key]) if key in after else "(inherited)"
             parts.append(f"{key} {old} → {new}")
     return ", ".join(parts)
 
@@ -169,9 +170,10 @@ def project_update(*, tenant: Tenant, project: Project, acting_user, access: Acc
                                     effective_before=effective_before, effective_after=effective_after)
                 if policy.budget:
                     changed = [k for k in config.BUDGET_KEYS if current.get(k) != new.get(k)]
-                    config.check_budget(policy=policy, field=field, keys=changed,
-                                        current_total=selectors.budget_usage(policy),
-                                        effective_before=effective_before, effective_after=effective_after)
+                    usage = selectors.budget_usage(policy)
+                    config.check_budget(policy=policy, field=field, keys=changed, total_before=usage,
+                                        total_after=config.budget_totals(usage, remove=effective_before,
+                                                                         add=effective_after))
         for key, value in changes.items():
             setattr(project, key, value.strip() if key == "display_name" and isinstance(value, str) else value)
         fields = list(changes)
@@ -340,17 +342,10 @@ def tenant_defaults_update(*, tenant: Tenant, acting_user, defaults: dict[str, A
             config.check_change(policy=policy, level="tenant", field=field, before=before_defaults,
                                 after=new_defaults, effective_before=effective_before, effective_after=effective_after)
             changed = [k for k in config.BUDGET_KEYS if before_defaults.get(k) != new_defaults.get(k)]
-            if policy.budget and changed:
-                usage_after = selectors.budget_usage(after_policy)
-                for key in changed:
-                    budget = policy.budget.get(key)
-                    if budget is not None and usage_after[key] > budget.amount and \
-                            usage_after[key] > selectors.budget_usage(policy)[key]:
-                        raise QuotaExceeded(
-                            f"{field}.{key}: the organization's projects would use "
-                            f"{config.format_amount(usage_after[key])} in total, above the budget of "
-                            f"{budget.value} that the platform set for this organization.",
-                            code="budget_exceeded", details={f"{field}.{key}": ["The budget would be crossed."]})
+            if policy.budget and changed:  # projects on defaults count with the new ones
+                config.check_budget(policy=policy, field=field, keys=changed,
+                                    total_before=selectors.budget_usage(policy),
+                                    total_after=selectors.budget_usage(after_policy))
         row.project_defaults, row.locked_keys = new_defaults, new_locks
         row.save(update_fields=["project_defaults", "locked_keys", "updated_at"])
         if new_defaults != before_defaults or new_locks != before_locks:
@@ -389,12 +384,7 @@ def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any
     whose values are now clamped."""
     from django_tenants.utils import schema_context
 
-    ceilings_patch = None if ceilings is None else config.clean_ceilings(
-        {k: v for k, v in ceilings.items() if v is not None} if isinstance(ceilings, dict) else ceilings,
-        field="ceilings")
-    budget_patch = None if budget is None else config.clean_ceilings(
-        {k: v for k, v in budget.items() if v is not None} if isinstance(budget, dict) else budget,
-        field="budget", keys=config.BUDGET_KEYS)
+    clean_budget = functools.partial(config.clean_ceilings, keys=config.BUDGET_KEYS)
     new_locks = None if locks is None else config.clean_locks(locks, field="locks")
     if tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
         raise Conflict(f"The organization '{tenant.slug}' is {tenant.status}; its policy can change once it is "
@@ -404,17 +394,11 @@ def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any
         before = {"ceilings": dict(locked.config_ceilings), "budget": dict(locked.config_budget),
                   "locks": list(locked.config_locks)}
 
-        def merged(current: dict, patch: dict | None, raw: Any) -> dict:
-            if patch is None:
-                return current
-            result = {**current, **patch}
-            for key, value in raw.items():
-                if value is None:
-                    result.pop(key, None)
-            return result
-
-        locked.config_ceilings = merged(before["ceilings"], ceilings_patch, ceilings or {})
-        locked.config_budget = merged(before["budget"], budget_patch, budget or {})
+        if ceilings is not None:
+            locked.config_ceilings = config.merge_patch(before["ceilings"], ceilings, field="ceilings",
+                                                        clean=config.clean_ceilings)
+        if budget is not None:
+            locked.config_budget = config.merge_patch(before["budget"], budget, field="budget", clean=clean_budget)
         if new_locks is not None:
             locked.config_locks = new_locks
         locked.save(update_fields=["config_ceilings", "config_budget", "config_locks", "updated_at"])
@@ -432,8 +416,8 @@ def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any
                 changed_ids.append(project.pk)
                 ProjectEvent.objects.create(project=project, status=Project.Status.PROVISIONING, message=(
                     f"platform policy changed by {_who(acting_user)}: " + ", ".join(
-                        f"{key} {config._display(old[key]['value'])} → {config._display(new[key]['value'])}"
-                        + (f" (clamped by the ceiling; the override {config._display(new[key]['clamped_from'])} "
+                        f"{key} {config.display(old[key]['value'])} → {config.display(new[key]['value'])}"
+                        + (f" (clamped by the ceiling; the override {config.display(new[key]['clamped_from'])} "
                            "is kept)" if new[key]["clamped_from"] is not None and key in project.config_overrides
                            else "")
                         for key in moved)))

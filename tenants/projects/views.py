@@ -18,12 +18,6 @@ from tenants.projects.forms import (AccessKeyForm, ConfigOverridesForm, Defaults
                                     ProjectCreateForm, ProjectEditForm)
 
 
-def _display(value) -> str:
-    if value is None:
-        return ""
-    return ", ".join(value) if isinstance(value, list) else str(value)
-
-
 class ProjectListView(TenantView):
     audit_actions = {"POST": "project.create"}
 
@@ -82,9 +76,9 @@ class ProjectDetailView(ProjectPage):
         form = form or ConfigOverridesForm(effective=effective)
         rows = [
             {"key": key, "source": entry["source"], "field": form[key], "ceiling": entry["ceiling"],
-             "locked": entry["locked"], "clamped_from": _display(entry["clamped_from"]),
-             "override": _display(project.config_overrides.get(key)),
-             "display": _display(entry["value"]) or "(none)"}
+             "locked": entry["locked"], "clamped_from": config.display(entry["clamped_from"]),
+             "override": config.display(project.config_overrides.get(key)),
+             "display": config.display(entry["value"]) or "(none)"}
             for key, entry in effective.items()
         ]
         return {
@@ -309,7 +303,7 @@ class OrganizationSettingsView(TenantView):
         for key in config.KEYS:
             ceiling = policy["ceilings"].get(key)
             rows.append({"key": key, "field": form[key], "lock": form[f"lock:{key}"],
-                         "platform_default": _display(settings.PIER_PROJECT_DEFAULTS[key]),
+                         "platform_default": config.display(settings.PIER_PROJECT_DEFAULTS[key]),
                          "ceiling": ceiling, "platform_locked": key in policy["platform_locks"],
                          "budget": policy["budget"].get(key)})
         return {"tenant": self.request.tenant, "rows": rows, "form": form, "policy": policy,
