@@ -1,6 +1,6 @@
 """Projects: what a project costs, from the request to a ready namespace, and afterwards.
 
-Against Pier's Kubernetes API emulator (portal/kube_emulator), started in this process (a server
+Against Pier's Kubernetes API emulator (tests/kube_emulator), started in this process (a server
 thread) with a kubeconfig in a temporary folder: the launcher's `bench` mode starts no emulator
 and sets no KUBECONFIG, and the request counts come from the emulator itself. A KUBECONFIG in the
 environment is ignored on purpose: a benchmark must not create 200 namespaces in a real cluster.
@@ -79,7 +79,7 @@ SQL_WRITES = ("INSERT", "UPDATE", "DELETE")
 def emulated_cluster():
     """A Kubernetes API emulator in this process, Pier's client pointed at it; all undone after."""
     from portal import kube
-    from portal.kube_emulator import KubeEmulator
+    from kube_emulator import KubeEmulator
 
     emulator = KubeEmulator().start()
     folder = Path(tempfile.mkdtemp(prefix="pier-bench-kube-"))

@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, Python puts bench/ first on sys.path; the project root is what we want there.
 sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
+sys.path.append(str(ROOT / "tests"))  # the Kubernetes API emulator (a test double) lives there
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys")

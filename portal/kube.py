@@ -2,7 +2,7 @@
 
 Configuration: in-cluster (PIER_KUBE_IN_CLUSTER), a kubeconfig (KUBECONFIG), or, for local runs
 and tests, the kubeconfig the launcher writes for Pier's Kubernetes API emulator
-(portal/kube_emulator, a test double). Every call has a timeout. The Python client has no QPS
+(tests/kube_emulator, a test double). Every call has a timeout. The Python client has no QPS
 throttle (that is the Go client); we do not set `socket_options`, which would replace the client's
 default that disables Nagle's algorithm.
 

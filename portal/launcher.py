@@ -21,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PIER_STATE_DIR", ROOT / ".pier"))
+# The Kubernetes API emulator (a test double, not shipped) lives beside the tests in a checkout.
+EMULATOR = ROOT / "tests"
 
 
 def log(message: str) -> None:
@@ -103,10 +105,14 @@ def _kube(env: dict[str, str], state: Path) -> Background | None:
     KUBECONFIG at it; the UI then says "local simulated cluster"."""
     if env.get("KUBECONFIG") or env.get("PIER_KUBE_IN_CLUSTER"):
         return None
+    if not (EMULATOR / "kube_emulator").is_dir():  # an installed Pier carries no emulator
+        raise SystemExit("[pier] no cluster configured: set KUBECONFIG (or PIER_KUBE_IN_CLUSTER=1); the "
+                         "Kubernetes API emulator is a test double that lives in a source checkout's tests/")
     kubeconfig, ready = state / "kubeconfig", state / "kube-emulator.ready"
     ready.unlink(missing_ok=True)
-    emulator = Background("kube-emulator", [sys.executable, "-m", "portal.kube_emulator", "--port", "0",
-                                            "--kubeconfig", str(kubeconfig), "--ready-file", str(ready)], env)
+    emulator = Background("kube-emulator", [sys.executable, "-m", "kube_emulator", "--port", "0",
+                                            "--kubeconfig", str(kubeconfig), "--ready-file", str(ready)],
+                          {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(EMULATOR), env.get("PYTHONPATH")]))})
     _wait_for(ready.exists, "the Kubernetes API emulator")
     env["KUBECONFIG"] = str(kubeconfig)
     env["PIER_KUBE_SIMULATED"] = "1"

@@ -127,6 +127,9 @@ def test_pier_from_the_runtime_lock_runs_a_worker_on_redis_and_a_web_process(cle
     assert str(clean_venv.parent.parent) in where, where
     no_test_extras = subprocess.run([str(clean_venv), "-c", "import pytest"], cwd=run_dir, env=env, capture_output=True)
     assert no_test_extras.returncode != 0, "the clean venv has the test extras"
+    no_emulator = subprocess.run([str(clean_venv), "-c", "import kube_emulator"], cwd=run_dir, env=env,
+                                 capture_output=True)
+    assert no_emulator.returncode != 0, "the Kubernetes API emulator (a test double) was installed"
 
     log_path = tmp_path / "worker.log"
     with open(log_path, "w") as log:
@@ -276,3 +279,5 @@ def test_the_wheel_carries_every_template_and_static_file(tmp_path):
     wanted = {str(p.relative_to(ROOT)) for folder in ("templates", "static") for p in (ROOT / folder).rglob("*")
               if p.is_file()}
     assert wanted - shipped == set()
+    # The Kubernetes API emulator is a test double: nothing of it ships.
+    assert not [n for n in names if "kube_emulator" in n or n.startswith("tests/")], sorted(names)[:20]

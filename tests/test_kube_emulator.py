@@ -1,4 +1,4 @@
-"""Contract tests of the Kubernetes API emulator (portal/kube_emulator).
+"""Contract tests of the Kubernetes API emulator (tests/kube_emulator).
 
 Each test pins one behaviour of the real API server that Pier relies on, observed the way Pier
 observes it: through the official `kubernetes` client's typed APIs, configured from a
@@ -29,7 +29,7 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from portal.kube_emulator import KubeEmulator
+from kube_emulator import KubeEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE_DELETION_DELAY = 0.2
@@ -884,7 +884,7 @@ def test_subprocess_mode_serves_until_sigterm(tmp_path):
         [
             sys.executable,
             "-m",
-            "portal.kube_emulator",
+            "kube_emulator",
             "--port",
             "0",
             "--kubeconfig",
@@ -892,7 +892,7 @@ def test_subprocess_mode_serves_until_sigterm(tmp_path):
             "--ready-file",
             str(ready),
         ],
-        cwd=ROOT,
+        cwd=ROOT / "tests",  # the emulator lives beside the tests, outside Pier's packages
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -14,7 +14,7 @@ Tests also steer it: inject faults (errors, latency, dropped connections), reset
 count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
 other processes.
 
-    from portal.kube_emulator import KubeEmulator
+    from kube_emulator import KubeEmulator
 
     with KubeEmulator() as emu:
         emu.write_kubeconfig(path)      # for kubernetes.config.new_client_from_config(config_file=path)
@@ -22,7 +22,7 @@ other processes.
         emu.inject_fault(verb="create", resource="serviceaccounts/token", status=503)
         emu.advance_clock(3600)         # an hour later: tokens issued for an hour have expired
 
-Standalone: `python -m portal.kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]`.
+Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]`.
 
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),

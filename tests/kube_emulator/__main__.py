@@ -1,4 +1,4 @@
-"""Run the emulator as its own process: `python -m portal.kube_emulator --port 0 --kubeconfig PATH`.
+"""Run the emulator as its own process: `python -m kube_emulator --port 0 --kubeconfig PATH`.
 
 Prints the URL on the first line of stdout, writes the kubeconfig (if asked) and then the
 ready file (if asked, containing the URL), and serves until SIGTERM or SIGINT. Processes
@@ -18,7 +18,7 @@ from .emulator import KubeEmulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m portal.kube_emulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kube_emulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 (the default) picks a free port")
     parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for the emulator here")
