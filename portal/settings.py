@@ -140,6 +140,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.pier",
             ],
+            "builtins": ["portal.templatetags.pier"],  # `when`: times with their zone
         },
     },
 ]
