@@ -190,6 +190,7 @@ def run() -> int:
         _manage("collectstatic", "--noinput", "-v", "0", env=env)
         _manage("install_cluster_objects", env=env)
         host, port = env.get("PIER_HOST", "127.0.0.1"), env.get("PIER_PORT", "8000")
+        env.setdefault("PIER_BASE_URL", f"http://{host}:{port}")  # links in invitation emails
         commands = {
             "web": [sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"{host}:{port}",
                     "--workers", env.get("WEB_CONCURRENCY", "2"), "--threads", "4", "--access-logfile", "-"],

@@ -342,6 +342,24 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "portal.celery:Scheduler"
 
+# --- Email --------------------------------------------------------------------------------
+# Invitations by email are sent by the worker. With no EMAIL_HOST they are written to the
+# worker's log instead (Django's console backend), which is what `make run` does.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Pier <pier@localhost>")
+# Where people reach Pier (links in emails), e.g. https://pier.example.com; empty: no link.
+PIER_BASE_URL = os.environ.get("PIER_BASE_URL", "").rstrip("/")
+# An invitation email is sent again at most this often (seconds).
+PIER_INVITATION_RESEND_INTERVAL = env_int("PIER_INVITATION_RESEND_INTERVAL", 60)
+
 # --- Pier ---------------------------------------------------------------------------------
 PIER_TENANT_CACHE_TTL = env_float("PIER_TENANT_CACHE_TTL", 2.0)
 # Keep an incoming X-Request-ID only when a proxy in front sets it (and strips clients' own).

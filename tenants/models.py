@@ -100,6 +100,13 @@ class PendingMembership(models.Model):
     email = models.EmailField(blank=True)
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    # The invitation email (invitations by email only): when it last went out, how often, and why
+    # the last attempt failed, if it did.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    send_count = models.PositiveIntegerField(default=0)
+    send_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["created_at"]

@@ -34,4 +34,12 @@ def tenant_audit(tenant: Tenant) -> QuerySet[AuditEvent]:
 
 
 def invitations_of(tenant: Tenant) -> QuerySet[PendingMembership]:
-    return PendingMembership.objects.filter(tenant=tenant).order_by("created_at", "id")
+    return PendingMembership.objects.filter(tenant=tenant).select_related("invited_by").order_by("created_at", "id")
+
+
+def home_sections(request) -> list[dict]:
+    """What other apps show on an organization's home (projects: counts and a summary), asked
+    through a signal so that this app never imports them. Each is {"template": ..., **context}."""
+    from tenants.signals import home_sections as signal
+
+    return [section for _receiver, section in signal.send(sender=Tenant, request=request) if section]

@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -42,6 +42,20 @@ def _enqueue_job(job: ProvisioningJob) -> None:
 
     job_id = job.pk
     transaction.on_commit(lambda: enqueue_job(job_id))
+
+
+def _enqueue_invitation(pending: PendingMembership) -> None:
+    """Invitations by email are mailed by the worker once the transaction has committed."""
+    if not pending.email:
+        return
+    from tenants.tasks import enqueue_invitation
+
+    pending_id = pending.pk
+    transaction.on_commit(lambda: enqueue_invitation(pending_id))
+
+
+def _inviter(acting_user):
+    return acting_user if isinstance(acting_user, User) else None
 
 
 def _new_job(*, tenant: Tenant, kind: str, acting_user) -> ProvisioningJob:
@@ -118,12 +132,14 @@ def tenant_create(
                 raise Conflict(f"slug: a tenant with the slug '{slug}' already exists.", code="slug_taken",
                                details={"slug": ["A tenant with this slug already exists."]})
             tenant.save()
-            PendingMembership.objects.create(
+            owner_invitation = PendingMembership.objects.create(
                 tenant=tenant,
                 username=owner_user.get_username() if owner_user else owner_username,
                 email="" if owner_user else owner_email,
                 role=Role.OWNER,
+                invited_by=_inviter(acting_user),
             )
+            _enqueue_invitation(owner_invitation)
             job = _new_job(tenant=tenant, kind=ProvisioningJob.Kind.PROVISION, acting_user=acting_user)
             audit.record(
                 action="tenant.create", actor=acting_user, tenant=tenant, target_type="tenant", target=slug,
@@ -278,8 +294,10 @@ def member_add(*, tenant: Tenant, person: str, role: str, acting_user, acting_ro
             if PendingMembership.objects.filter(tenant=tenant, **lookup).exists():
                 raise Conflict(f"username: '{username or email}' is already invited.", code="already_member",
                                details={"username": ["Already invited."]})
-            created = PendingMembership.objects.create(tenant=tenant, role=role, **lookup)
+            created = PendingMembership.objects.create(tenant=tenant, role=role, invited_by=_inviter(acting_user),
+                                                       **lookup)
             target = username or email
+            _enqueue_invitation(created)
         audit.record(
             action="member.add", actor=acting_user, tenant=tenant, target_type="member", target=target,
             details={"role": role, "pending": user is None},
@@ -338,6 +356,60 @@ def pending_member_remove(*, tenant: Tenant, pending: PendingMembership, acting_
             action="member.remove", actor=acting_user, tenant=tenant, target_type="member", target=target,
             details={"role": pending.role, "pending": True},
         )
+
+
+def invitation_resend(*, tenant: Tenant, pending: PendingMembership, acting_user, acting_role: str) -> PendingMembership:
+    """Mail an invitation again. Only invitations by email can be sent; each at most once per
+    PIER_INVITATION_RESEND_INTERVAL, so a button pressed twice sends one mail."""
+    from django.conf import settings
+
+    _require_owner_for(pending.role, acting_role, action="invite to")
+    with transaction.atomic():
+        pending = PendingMembership.objects.select_for_update().get(pk=pending.pk)
+        target = pending.username or pending.email
+        if not pending.email:
+            raise Conflict(
+                f"'{target}' was invited by username: there is no email address to send to. Ask them to sign "
+                "in; the invitation becomes a membership at their first sign-in.", code="no_email")
+        interval = settings.PIER_INVITATION_RESEND_INTERVAL
+        if pending.sent_at and (timezone.now() - pending.sent_at).total_seconds() < interval:
+            raise Conflict(f"The invitation for {target} was sent less than {interval} seconds ago; "
+                           "try again in a minute.", code="recently_sent")
+        # Marked now, so a second press within the interval is refused even before the mail is out.
+        pending.sent_at = timezone.now()
+        pending.send_error = ""
+        pending.save(update_fields=["sent_at", "send_error"])
+        audit.record(action="invitation.resend", actor=acting_user, tenant=tenant, target_type="member",
+                     target=target, details={"role": pending.role})
+        _enqueue_invitation(pending)
+    return pending
+
+
+def invitation_send(pending_id: int) -> bool:
+    """The worker's part: mail the invitation and note when (or why not). False when there is
+    nothing to send: the invitation was withdrawn or claimed meanwhile. Raises on a mail error
+    after noting it, so the task retries."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+    from django.template.loader import render_to_string
+
+    pending = PendingMembership.objects.select_related("tenant", "invited_by").filter(pk=pending_id).first()
+    if pending is None or not pending.email:
+        return False
+    context = {"pending": pending, "tenant": pending.tenant, "sign_in_url": f"{settings.PIER_BASE_URL}/login"
+               if settings.PIER_BASE_URL else "", "inviter": pending.invited_by}
+    try:
+        send_mail(
+            subject=f"You are invited to {pending.tenant.name or pending.tenant.slug} on Pier",
+            message=render_to_string("tenants/invitation_email.txt", context),
+            from_email=None, recipient_list=[pending.email],
+        )
+    except Exception as exc:
+        PendingMembership.objects.filter(pk=pending_id).update(send_error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    PendingMembership.objects.filter(pk=pending_id).update(sent_at=timezone.now(), send_count=models.F("send_count") + 1,
+                                                           send_error="")
+    return True
 
 
 def claim_pending_memberships(*, user) -> list[Membership]:

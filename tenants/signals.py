@@ -13,3 +13,6 @@ tenant_deleting = Signal()
 # receiver's writes commit or roll back with it. Arguments: tenant, user.
 member_role_changed = Signal()
 member_removed = Signal()
+# Sent while an organization's home page is drawn, in its schema; a receiver returns a section
+# for the page ({"template": name, **context}) or None. Argument: request.
+home_sections = Signal()

@@ -23,6 +23,25 @@ def enqueue_job(job_id: int) -> None:
     run_tenant_job.apply_async(args=[job_id], headers={"_schema_name": "public"})
 
 
+def enqueue_invitation(pending_id: int) -> None:
+    send_invitation.apply_async(args=[pending_id], headers={"_schema_name": "public"})
+
+
+@shared_task(bind=True, max_retries=None, acks_late=True)
+def send_invitation(self, pending_id: int) -> bool:
+    """Mail an invitation; a mail server that fails is tried again with backoff, then the error
+    stays on the invitation for the members page to show."""
+    from tenants.services import invitation_send
+
+    try:
+        return invitation_send(pending_id)
+    except Exception as exc:
+        if self.request.retries >= settings.PIER_PROVISIONING_MAX_RETRIES:
+            log.warning("invitation %s: giving up on mailing it: %s", pending_id, exc)
+            return False
+        raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc) from exc
+
+
 @shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def run_tenant_job(self, job_id: int) -> None:
     """Provision or delete a tenant; retried with exponential backoff, then given up with the reason."""

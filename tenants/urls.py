@@ -11,5 +11,6 @@ urlpatterns = [
     path("members/<int:pk>/role", views.MemberRoleView.as_view(), name="member_role"),
     path("members/<int:pk>/remove", views.MemberRemoveView.as_view(), name="member_remove"),
     path("invitations/<int:pk>/remove", views.InvitationRemoveView.as_view(), name="invitation_remove"),
+    path("invitations/<int:pk>/resend", views.InvitationResendView.as_view(), name="invitation_resend"),
     path("audit", views.AuditView.as_view(), name="audit"),
 ]

@@ -24,15 +24,24 @@ def picker(request):
     return render(request, "tenants/picker.html", {"tenants": tenants})
 
 
+HOME_MEMBERS = 8  # the home page lists the first few; the members page has them all
+
+
 class TenantHomeView(TenantView):
     template_name = "tenants/home.html"
 
     def get_context_data(self, **extra):
         tenant = self.request.tenant
         can_manage = self.request.tenant_role in (*MANAGER_ROLES, "staff")
+        members = selectors.members_of(tenant)
+        shown, count = list(members[:HOME_MEMBERS]), members.count()
         return {
             "tenant": tenant,
-            "members": selectors.members_of(tenant),
+            "members": shown,
+            "member_count": count,
+            "members_more": count - len(shown),
+            "invited_count": selectors.invitations_of(tenant).count(),
+            "sections": selectors.home_sections(self.request),
             "recent_audit": selectors.tenant_audit(tenant)[:10] if can_manage else None,
             "can_manage": can_manage,
             **extra,
@@ -124,6 +133,21 @@ class InvitationRemoveView(MembersPage):
             tenant=request.tenant, pending=pending, acting_user=request.user, acting_role=request.tenant_role
         )
         messages.success(request, f"The invitation for {pending.username or pending.email} was withdrawn.")
+        return redirect("tenants:members", tenant_slug=request.tenant.slug)
+
+
+class InvitationResendView(MembersPage):
+    audit_actions = {"POST": "invitation.resend"}
+
+    def post(self, request, tenant_slug, pk):
+        pending = get_object_or_404(PendingMembership, tenant=request.tenant, pk=pk)
+        try:
+            services.invitation_resend(
+                tenant=request.tenant, pending=pending, acting_user=request.user, acting_role=request.tenant_role
+            )
+        except PierError as exc:
+            return self.refused(request, exc)
+        messages.success(request, f"The invitation for {pending.email} is being sent again.")
         return redirect("tenants:members", tenant_slug=request.tenant.slug)
 
 

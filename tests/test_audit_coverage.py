@@ -34,6 +34,10 @@ def _ghost_invited(users):
     return {"pk": PendingMembership.objects.create(tenant=Tenant.objects.get(slug="beta"), username="ghost").pk}
 
 
+def _ghost_mailed(users):
+    return {"pk": PendingMembership.objects.create(tenant=Tenant.objects.get(slug="beta"), email="ghost@example.com").pk}
+
+
 def _site_in_beta(users):
     from django_tenants.utils import tenant_context
 
@@ -110,10 +114,12 @@ CASES: dict[tuple[str, str], Case] = {
     ("api:member-detail", "PATCH"): Case("carol", 200, "member.change_role", {"role": "admin"}, _bob_in_beta),
     ("api:member-detail", "DELETE"): Case("carol", 204, "member.remove", prepare=_bob_in_beta),
     ("api:invitation-detail", "DELETE"): Case("carol", 204, "member.remove", prepare=_ghost_invited),
+    ("api:invitation-resend", "POST"): Case("carol", 202, "invitation.resend", prepare=_ghost_mailed),
     ("tenants:members", "POST"): Case("carol", 302, "member.add", {"username": "bob", "role": "member"}),
     ("tenants:member_role", "POST"): Case("carol", 302, "member.change_role", {"role": "admin"}, _bob_in_beta),
     ("tenants:member_remove", "POST"): Case("carol", 302, "member.remove", prepare=_bob_in_beta),
     ("tenants:invitation_remove", "POST"): Case("carol", 302, "member.remove", prepare=_ghost_invited),
+    ("tenants:invitation_resend", "POST"): Case("carol", 302, "invitation.resend", prepare=_ghost_mailed),
     ("api:project-list", "POST"): Case("carol", 202, "project.create", {"slug": "shop"}),
     ("api:project-detail", "PATCH"): Case("carol", 200, "project.update", {"description": "x"}, _site_in_beta),
     ("api:project-detail", "DELETE"): Case("carol", 202, "project.delete", prepare=_site_in_beta),

@@ -78,6 +78,7 @@ EXPECTED = {
     ("api:member-detail", "DELETE"): (None, _tenant_rule(204, admin_only=True)),
     ("api:invitation-list", "GET"): (None, _tenant_rule(200, admin_only=True)),  # invitees' emails
     ("api:invitation-detail", "DELETE"): (None, _tenant_rule(204, admin_only=True)),
+    ("api:invitation-resend", "POST"): (None, _tenant_rule(202, admin_only=True)),
     ("api:tenant-audit", "GET"): (None, _tenant_rule(200, admin_only=True)),
     ("api:project-defaults", "GET"): (None, _tenant_rule(200)),
     ("api:project-defaults", "PATCH"): ({"project_defaults": {"quota.pods": "9"}}, _tenant_rule(200, admin_only=True)),
@@ -158,7 +159,7 @@ def world(users, alpha, beta):
                                                   acting_user=users["carol"], access=admin)[1]
     gone = User.objects.create_user("gone", email="gone@example.com", password=PASSWORD, is_active=False)
     Membership.objects.create(tenant=alpha, user=gone, role="admin")
-    invitation = PendingMembership.objects.create(tenant=alpha, username="ghost")
+    invitation = PendingMembership.objects.create(tenant=alpha, email="ghost@example.com")
     return {
         "people": {"other_tenant": users["carol"], "no_access": users["bob"], "viewer": people["g-view"],
                    "editor": people["g-edit"], "project_admin": people["g-admin"], "tenant_admin": users["dave"],
@@ -251,6 +252,7 @@ HTML_EXPECTED = {
     ("tenants:member_role", "POST"): ({"role": "admin"}, _tenant_rule(302, admin_only=True)),
     ("tenants:member_remove", "POST"): (None, _tenant_rule(302, admin_only=True)),
     ("tenants:invitation_remove", "POST"): (None, _tenant_rule(302, admin_only=True)),
+    ("tenants:invitation_resend", "POST"): (None, _tenant_rule(302, admin_only=True)),
     ("tenants:audit", "GET"): (None, _tenant_rule(200, admin_only=True)),
     ("projects:list", "GET"): (None, _tenant_rule(200)),
     ("projects:list", "POST"): ({"slug": "fresh"}, _tenant_rule(302)),

@@ -1,6 +1,9 @@
 """Tenant owners and admins manage members, in the browser and through the API."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from portal.models import AuditEvent
 from tenants.models import Membership, PendingMembership
@@ -136,3 +139,128 @@ def test_invitations_are_for_owners_and_admins_only(api, client, users, alpha):
     assert "bob" in page and "secret-invitee" not in page and "Waiting for first sign-in" not in page
     client.force_login(users["dave"])
     assert "secret-invitee@example.com" in client.get("/t/alpha/members").content.decode()
+
+
+# --- Invitations by email: sent by the worker, resent on request, withdrawn --------------------
+
+
+def _invite(client, who: str, django_capture_on_commit_callbacks) -> PendingMembership:
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post("/api/v1/tenants/alpha/members", {"username": who, "role": "admin"}, format="json")
+    assert response.status_code == 201 and response.json()["invited"] is True
+    pending = PendingMembership.objects.get(pk=response.json()["id"])
+    return pending, callbacks
+
+
+def test_an_invitation_by_email_is_mailed_by_the_worker_and_listed_with_who_sent_it(
+        api, users, alpha, mailoutbox, django_capture_on_commit_callbacks, settings):
+    from tenants.tasks import send_invitation
+
+    settings.PIER_BASE_URL = "https://pier.example.com"
+    client = api(users["dave"])
+    pending, callbacks = _invite(client, "zoe@example.com", django_capture_on_commit_callbacks)
+    assert len(callbacks) == 1 and mailoutbox == []  # nothing is mailed inside the request
+    assert send_invitation.apply(args=[pending.pk]).get() is True
+    (mail,) = mailoutbox
+    assert mail.to == ["zoe@example.com"] and "Alpha Org" in mail.subject
+    assert "dave invited you" in mail.body and "as admin" in mail.body
+    assert "https://pier.example.com/login" in mail.body
+    (row,) = client.get("/api/v1/tenants/alpha/invitations").json()["results"]
+    assert row["invited_by"] == "dave" and row["send_count"] == 1 and row["sent_at"] and row["send_error"] == ""
+
+
+def test_an_invitation_is_resent_at_most_once_a_minute_and_only_to_an_address(
+        api, users, alpha, mailoutbox, django_capture_on_commit_callbacks):
+    from tenants.tasks import send_invitation
+
+    client = api(users["alice"])
+    pending, _ = _invite(client, "zoe@example.com", django_capture_on_commit_callbacks)
+    send_invitation.apply(args=[pending.pk]).get()
+    url = f"/api/v1/tenants/alpha/invitations/{pending.pk}/resend"
+    response = client.post(url)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "recently_sent"
+    PendingMembership.objects.filter(pk=pending.pk).update(sent_at=timezone.now() - timedelta(minutes=2))
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(url)
+    assert response.status_code == 202 and len(callbacks) == 1
+    assert client.post(url).status_code == 409  # a second press sends nothing more
+    callbacks[0]()  # the worker's turn (enqueued after commit)
+    send_invitation.apply(args=[pending.pk]).get()
+    assert [m.to for m in mailoutbox] == [["zoe@example.com"], ["zoe@example.com"]]
+    assert PendingMembership.objects.get(pk=pending.pk).send_count == 2
+    assert AuditEvent.objects.filter(action="invitation.resend", target="zoe@example.com", outcome="success").count() == 1
+
+    by_name, callbacks = _invite(client, "nobody-yet", django_capture_on_commit_callbacks)
+    assert callbacks == []  # no address: nothing to mail
+    response = client.post(f"/api/v1/tenants/alpha/invitations/{by_name.pk}/resend")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "no_email"
+    assert "invited by username" in response.json()["error"]["message"]
+    assert api(users["bob"]).post(url).status_code == 403  # plain members cannot
+    assert api(users["carol"]).post(url).status_code in (403, 404)  # another organization's owner
+
+
+def test_a_mail_server_failure_is_kept_on_the_invitation_and_retried(api, users, alpha, monkeypatch,
+                                                                     django_capture_on_commit_callbacks):
+    import smtplib
+
+    from tenants import services
+
+    def refuse(**kwargs):
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+    pending, _ = _invite(api(users["alice"]), "zoe@example.com", django_capture_on_commit_callbacks)
+    monkeypatch.setattr("django.core.mail.send_mail", refuse)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        services.invitation_send(pending.pk)
+    pending.refresh_from_db()
+    assert "Connection unexpectedly closed" in pending.send_error and pending.sent_at is None
+    (row,) = api(users["alice"]).get("/api/v1/tenants/alpha/invitations").json()["results"]
+    assert "SMTPServerDisconnected" in row["send_error"]
+
+
+def test_the_members_page_shows_invitations_with_resend_and_withdraw(client, users, alpha):
+    PendingMembership.objects.create(tenant=alpha, email="zoe@example.com", role="member", invited_by=users["dave"],
+                                     sent_at=timezone.now(), send_count=2)
+    PendingMembership.objects.create(tenant=alpha, username="nobody-yet", role="member")
+    client.force_login(users["alice"])
+    page = client.get("/t/alpha/members").content.decode()
+    zoe = page[page.index('data-invitation="zoe@example.com"'):]
+    zoe = zoe[:zoe.index("</tr>")]
+    assert "dave" in zoe and "(2 times)" in zoe and "Resend" in zoe and "Withdraw" in zoe and "UTC" in zoe
+    nobody = page[page.index('data-invitation="nobody-yet"'):]
+    nobody = nobody[:nobody.index("</tr>")]
+    assert "Resend" not in nobody and "invited by username" in nobody
+    pending = PendingMembership.objects.get(email="zoe@example.com")
+    PendingMembership.objects.filter(pk=pending.pk).update(sent_at=timezone.now() - timedelta(minutes=5))
+    response = client.post(f"/t/alpha/invitations/{pending.pk}/resend", follow=True)
+    assert "is being sent again" in response.content.decode()
+    response = client.post(f"/t/alpha/invitations/{pending.pk}/resend")  # pressed again at once
+    assert response.status_code == 409 and "less than 60 seconds ago" in response.content.decode()
+
+
+def test_the_organization_home_counts_projects_and_members(client, users, alpha):
+    from django_tenants.utils import tenant_context
+
+    from tenants.projects.models import Project, ProjectGrant
+
+    with tenant_context(alpha):
+        for slug, status in (("web", "ready"), ("db", "ready"), ("batch", "failed")):
+            Project.objects.create(slug=slug, namespace=f"alpha-{slug}", status=status, created_by=users["alice"])
+        ProjectGrant.objects.create(project=Project.objects.get(slug="web"), kind="user", subject="bob",
+                                    user=users["bob"], role="view", created_by=users["alice"])
+    PendingMembership.objects.create(tenant=alpha, email="zoe@example.com", role="member")
+    client.force_login(users["alice"])
+    page = client.get("/t/alpha/").content.decode()
+    summary = page[page.index('id="projects-summary"'):page.index('id="members-summary"')]
+    assert "<strong>3</strong> of at most" in summary
+    assert "2 ready" in summary and "1 failed" in summary and 'data-project="batch"' in summary
+    members = page[page.index('id="members-summary"'):]
+    assert f"<strong>{alpha.memberships.count()}</strong> members and 1 invited" in members and ">manage<" in members
+
+    client.force_login(users["bob"])  # a plain member: sees what they may open, and no "manage"
+    page = client.get("/t/alpha/").content.decode()
+    summary = page[page.index('id="projects-summary"'):page.index('id="members-summary"')]
+    assert "<strong>3</strong> of at most" in summary and "1 you can open" in summary
+    assert 'data-project="web"' in summary and 'data-project="batch"' not in summary
+    members = page[page.index('id="members-summary"'):]
+    assert ">manage<" not in members and "all members" in members and "invited" not in members

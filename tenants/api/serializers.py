@@ -138,9 +138,17 @@ class MemberUpdateSerializer(StrictSerializer):
 
 
 class InvitationSerializer(serializers.ModelSerializer):
+    invited_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="Who invited them (null once that account is gone).")
+    sent_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When the invitation email last went out (null: not sent, or invited by username: no address).")
+    send_count = serializers.IntegerField(read_only=True, help_text="How many invitation emails went out.")
+    send_error = serializers.CharField(read_only=True, help_text="Why the last email failed; empty when it did not.")
+
     class Meta:
         model = PendingMembership
-        fields = ["id", "username", "email", "role", "created_at"]
+        fields = ["id", "username", "email", "role", "created_at", "invited_by", "sent_at", "send_count", "send_error"]
 
 
 class AuditEventSerializer(serializers.ModelSerializer):

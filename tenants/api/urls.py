@@ -19,6 +19,7 @@ tenant_urlpatterns = [
     path("members/<str:username>", views.MemberDetailView.as_view(), name="member-detail"),
     path("invitations", views.InvitationListView.as_view(), name="invitation-list"),
     path("invitations/<int:pk>", views.InvitationDetailView.as_view(), name="invitation-detail"),
+    path("invitations/<int:pk>/resend", views.InvitationResendView.as_view(), name="invitation-resend"),
     path("audit", views.TenantAuditListView.as_view(), name="tenant-audit"),
 ]
 

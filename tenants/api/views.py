@@ -219,6 +219,20 @@ class InvitationDetailView(TenantScopedMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class InvitationResendView(TenantScopedMixin, APIView):
+    """Mail an invitation by email again (at most once a minute); 409 for one made by username."""
+
+    audit_actions = {"POST": "invitation.resend"}
+
+    @extend_schema(request=None, responses={202: s.InvitationSerializer})
+    def post(self, request, tenant_slug, pk):
+        pending = get_object_or_404(PendingMembership, tenant=request.tenant, pk=pk)
+        pending = services.invitation_resend(
+            tenant=request.tenant, pending=pending, acting_user=request.user, acting_role=request.tenant_role
+        )
+        return Response(s.InvitationSerializer(pending).data, status=status.HTTP_202_ACCEPTED)
+
+
 # --- Audit ---------------------------------------------------------------------------------
 
 

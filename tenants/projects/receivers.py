@@ -5,7 +5,7 @@ from django_tenants.utils import schema_context
 
 from portal.signals import user_groups_changed
 from tenants.models import Membership, Tenant
-from tenants.signals import member_removed, member_role_changed, tenant_deleting
+from tenants.signals import home_sections, member_removed, member_role_changed, tenant_deleting
 
 LIVE = (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED)
 
@@ -47,3 +47,10 @@ def keys_follow_groups(sender, user, **kwargs):
     for membership in Membership.objects.filter(user=user, tenant__status__in=LIVE).select_related("tenant"):
         with schema_context(membership.tenant.schema_name):
             revoke_beyond_issuer(tenant=membership.tenant, user=user, reason="the issuer's groups changed")
+
+
+@receiver(home_sections, dispatch_uid="pier_projects_home_summary")
+def projects_on_organization_home(sender, request, **kwargs):
+    from tenants.projects.selectors import home_summary
+
+    return {"template": "projects/_home_summary.html", **home_summary(request)}

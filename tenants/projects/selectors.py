@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from portal.services import groups_of
@@ -112,3 +112,20 @@ def clamped_projects(policy: config.Policy) -> list[dict]:
             result.append({"project": project.slug, "keys": {
                 key: {"asked": asked, "applied": applied} for key, (asked, applied) in now.items()}})
     return result
+
+
+HOME_RECENT = 5
+
+
+def home_summary(request) -> dict:
+    """The organization home's projects card: how many there are (of the limit), how many of those
+    the caller may see are in each status, and the ones most recently changed."""
+    visible = projects_for(request)
+    by_status = dict(visible.order_by().values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    return {
+        "total": Project.objects.count(),
+        "limit": request.tenant.effective_max_projects,
+        "visible": sum(by_status.values()),
+        "by_status": [(status, by_status[status]) for status in Project.Status.values if by_status.get(status)],
+        "recent": list(visible.order_by("-updated_at", "slug")[:HOME_RECENT]),
+    }
