@@ -17,7 +17,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.exceptions import NotAuthenticated
 
 from portal.access import NotSignedIn, check_tenant_access
-from portal.errors import PierError, error_response, from_django_validation_error
+from portal.errors import Conflict, PierError, error_response, from_django_validation_error
 
 
 class LoginView(auth_views.LoginView):
@@ -67,23 +67,45 @@ class TenantView(View):
     def refused(self, request, exc: PierError, **context):
         """Show a refused action on the page it came from, with what was typed (`context`)."""
         request.pier_refusal = {"code": exc.code, "message": exc.message}
+        placed = set()
         for form in context.values():
             if isinstance(form, BaseForm) and exc.details:
-                _errors_at_fields(form, exc.details)
+                placed |= _errors_at_fields(form, _plain_details(exc))
+        # Each field's error is shown at its field; the banner then only points there, rather
+        # than repeating the API's "field: message".
+        fields_only = bool(placed) and placed == {k for k, v in exc.details.items() if isinstance(v, list)}
+        message = "Please correct the marked fields below." if fields_only else exc.message
         if hasattr(self, "get_context_data"):
-            context = self.get_context_data(error=exc.message, **context)
+            context = self.get_context_data(error=message, **context)
         return render(request, self.template_name, context, status=exc.status)
 
 
-def _errors_at_fields(form, details: dict) -> None:
+def _plain_details(exc: PierError) -> dict:
+    """The field errors in plain words: a conflict about one field says at that field what its
+    message says ("slug: a project 'web' already exists." → "A project 'web' already exists."),
+    not just the API's short detail ("Already exists.")."""
+    if isinstance(exc, Conflict) and len(exc.details) == 1:
+        (name, messages), = exc.details.items()
+        prefix = f"{name}: "
+        if isinstance(messages, list) and exc.message.startswith(prefix):
+            plain = exc.message[len(prefix):]
+            return {name: [plain[:1].upper() + plain[1:]]}
+    return exc.details
+
+
+def _errors_at_fields(form, details: dict) -> set[str]:
     """Put a service's field errors ("config_overrides.quota.pods": […]) on the form's fields
-    ("quota.pods"), so each appears at its field."""
+    ("quota.pods"), so each appears at its field. Returns the detail names that found a field."""
+    placed = set()
     for name, messages in details.items():
         if not isinstance(messages, list):
             continue
         field = next((f for f in form.fields if name == f or name.endswith("." + f)), None)
-        if field is not None and field not in form.errors:
-            form.add_error(field, [str(m) for m in messages])
+        if field is not None:
+            placed.add(name)
+            if field not in form.errors:
+                form.add_error(field, [str(m) for m in messages])
+    return placed
 
 
 class SchemaView(SpectacularAPIView):

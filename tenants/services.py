@@ -286,14 +286,14 @@ def member_add(*, tenant: Tenant, person: str, role: str, acting_user, acting_ro
         if user is not None:
             if Membership.objects.filter(tenant=tenant, user=user).exists():
                 raise Conflict(f"username: '{user.get_username()}' is already a member.", code="already_member",
-                               details={"username": ["Already a member."]})
+                               details={"username": [f"{user.get_username()} is already a member."]})
             created = Membership.objects.create(tenant=tenant, user=user, role=role)
             target = user.get_username()
         else:
             lookup = {"username": username} if username else {"email": email}
             if PendingMembership.objects.filter(tenant=tenant, **lookup).exists():
                 raise Conflict(f"username: '{username or email}' is already invited.", code="already_member",
-                               details={"username": ["Already invited."]})
+                               details={"username": [f"{username or email} is already invited."]})
             created = PendingMembership.objects.create(tenant=tenant, role=role, invited_by=_inviter(acting_user),
                                                        **lookup)
             target = username or email

@@ -96,6 +96,10 @@ def test_members_page_shows_refusals_without_losing_input(client, users, alpha):
     assert response.status_code == 409
     assert "already a member" in response.content.decode()
     assert 'value="bob"' in response.content.decode()
+    # At the field in plain words; the banner points there instead of repeating "username: …".
+    assert response.context["form"].errors["username"] == ["'bob' is already a member."]
+    assert "username: " not in response.content.decode()
+    assert "Please correct the marked fields below." in response.content.decode()
     alice = Membership.objects.get(tenant=alpha, user=users["alice"])
     response = client.post(f"/t/alpha/members/{alice.pk}/remove")
     assert response.status_code == 409 and "at least one owner" in response.content.decode()

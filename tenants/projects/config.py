@@ -69,8 +69,9 @@ PLATFORM = "platform"
 ORGANIZATION = "organization"
 
 
-def _refuse(name: str, message: str, short: str) -> InvalidInput:
-    return InvalidInput(f"{name}: {message}", details={name: [short]})
+def _refuse(name: str, message: str) -> InvalidInput:
+    """The API's message names the field; the detail (shown at the field on pages) is the sentence."""
+    return InvalidInput(f"{name}: {message}", details={name: [message[:1].upper() + message[1:]]})
 
 
 def parse_quantity(value: Any) -> Decimal:
@@ -87,20 +88,20 @@ def parse_quantity(value: Any) -> Decimal:
 
 def clean_quantity(value: Any, name: str, *, whole: bool = False) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _refuse(name, 'give a quantity such as "2", "500m" or "4Gi".', "Not a quantity.")
+        raise _refuse(name, 'give a quantity such as "2", "500m" or "4Gi".')
     text = str(value)
     if text.startswith("-"):
-        raise _refuse(name, "must not be negative.", "Must not be negative.")
+        raise _refuse(name, "must not be negative.")
     try:
         amount = parse_quantity(text)
     except (ValueError, ArithmeticError):
-        raise _refuse(name, f"{describe(text)} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi).", "Not a quantity.")
+        raise _refuse(name, f"{describe(text)} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi).")
     # What the API server would store differently (and so never match): finer than 1n, or
     # beyond its 64-bit range; a pod count is a whole number.
     if amount > MAX_QUANTITY or amount != amount.quantize(Decimal("1e-9")):
-        raise _refuse(name, f"{describe(text)} is finer than 1n or too large for Kubernetes.", "Out of range.")
+        raise _refuse(name, f"{describe(text)} is finer than 1n or too large for Kubernetes.")
     if whole and amount != amount.to_integral_value():
-        raise _refuse(name, "a number of pods is a whole number.", "Not a whole number.")
+        raise _refuse(name, "a number of pods is a whole number.")
     return text
 
 
@@ -110,7 +111,7 @@ def _clean_value(key: str, value: Any, field: str) -> Any:
         return clean_quantity(value, name, whole=key == "quota.pods")
     if (not isinstance(value, list) or len(value) > 100
             or not all(isinstance(v, str) and len(v) <= 63 and _DNS_LABEL.match(v) for v in value)):
-        raise _refuse(name, "give a list of namespace names.", "A list of namespace names.")
+        raise _refuse(name, "give a list of namespace names.")
     return sorted(set(value))
 
 
@@ -127,7 +128,7 @@ def clean_overrides(overrides: Any, *, field: str = "config") -> dict[str, Any]:
             if key not in KEYS:
                 shown = key if len(key) <= 60 else key[:60] + "…"
                 raise InvalidInput(f"{field}.{shown}: unknown setting; known: {', '.join(KEYS)}.",
-                                   details={f"{field}.{shown}": ["Unknown setting."]})
+                                   details={f"{field}.{shown}": [f"Unknown setting; known: {', '.join(KEYS)}."]})
             if value is not None:
                 cleaned[key] = _clean_value(key, value, field)
         except InvalidInput as exc:
