@@ -28,7 +28,12 @@ from . import errors
 from .clock import Clock
 from .errors import ApiError
 from .faults import Fault, Faults, RequestStats
-from .patch import PATCH_TYPES
+from .apply import APPLY_PATCH
+from .apply import parse_body as parse_apply_body
+from .patch import PATCH_TYPES, STRATEGIC_MERGE_PATCH
+from .validation import FieldError
+from .validation import forbidden as forbidden_field
+from .validation import required as required_field
 from .registry import Registry, ResourceType, Subresource
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import ListOptions, Store, decode_continue
@@ -59,6 +64,7 @@ class Request:
     query: dict[str, str]
     content_type: str
     body: bytes
+    user_agent: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,10 @@ class KubeApi:
             raise errors.unsupported_feature("dryRun")
         namespace = route.namespace or ""
         name = route.name or ""
+        status = route.subresource is not None and route.subresource.is_status
         handler = route.subresource.handler if route.subresource is not None else resource.handler
+        if route.verb in ("create", "update", "patch"):
+            manager = _field_manager(request, route.verb)
         if handler is not None:
             assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
             return Response(201, handler.create(namespace, name, _json_body(request)))
@@ -237,17 +246,29 @@ class KubeApi:
             scope = route.namespace if resource.namespaced else None
             return Response(200, self.store.list(resource, scope, self._list_options(resource, query)))
         if route.verb == "create":
-            return Response(201, self.store.create(resource, namespace, _json_body(request)))
+            return Response(201, self.store.create(resource, namespace, _json_body(request), manager=manager))
         if route.verb == "update":
-            obj, created = self.store.replace(resource, namespace, name, _json_body(request))
+            body = _json_body(request)
+            obj, created = self.store.replace(resource, namespace, name, body, manager=manager, status=status)
             return Response(201 if created else 200, obj)
         if route.verb == "patch":
             content_type = request.content_type.split(";")[0].strip().lower()
-            if content_type == "application/apply-patch+yaml":
-                raise errors.unsupported_feature("server-side apply")
-            if content_type not in PATCH_TYPES:
-                raise errors.unsupported_media_type(content_type)
-            return Response(200, self.store.patch(resource, namespace, name, content_type, _json_body(request)))
+            if content_type == APPLY_PATCH:
+                force = _truthy(query.get("force"))
+                body = parse_apply_body(request.body)
+                obj, created = self.store.apply(
+                    resource, namespace, name, body, manager=manager, force=force, status=status
+                )
+                return Response(201 if created else 200, obj)
+            if content_type not in PATCH_TYPES or (content_type == STRATEGIC_MERGE_PATCH and not resource.strategic_merge):
+                raise errors.unsupported_media_type(
+                    content_type,
+                    errors.PATCH_MEDIA_TYPES if resource.strategic_merge else errors.CUSTOM_RESOURCE_PATCH_MEDIA_TYPES,
+                )
+            body = _json_body(request)
+            return Response(
+                200, self.store.patch(resource, namespace, name, content_type, body, manager=manager, status=status)
+            )
         if route.verb == "delete":
             options = _json_body(request) if request.body.strip() else {}
             if not isinstance(options, dict):
@@ -331,6 +352,26 @@ class KubeApi:
                 return Response(400, {"error": str(error)})
             return Response(200, {"time": self.clock.timestamp()})
         return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
+
+
+def _field_manager(request: Request, verb: str) -> str:
+    """The manager a write is recorded under: `fieldManager`, else the user agent's first segment
+    (`OpenAPI-Generator` for the Python client), as the real server defaults it. An apply must name
+    one; `force` is for applies only (422, PatchOptions/CreateOptions/UpdateOptions invalid)."""
+    query = request.query
+    manager = query.get("fieldManager", "")
+    is_apply = verb == "patch" and request.content_type.split(";")[0].strip().lower() == APPLY_PATCH
+    problems: list[FieldError] = []
+    if is_apply and not manager:
+        problems.append(required_field("fieldManager", "is required for apply patch"))
+    if not is_apply and "force" in query and verb == "patch":
+        problems.append(forbidden_field("force", "may not be specified for non-apply patch"))
+    if len(manager) > 128:
+        problems.append(FieldError("FieldValueTooLong", "fieldManager", "must have at most 128 bytes"))
+    if problems:
+        kind = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
+        raise errors.invalid("meta.k8s.io", kind, "", problems)
+    return manager or request.user_agent.split("/")[0].strip() or "unknown"
 
 
 def _truthy(value: str | None) -> bool:

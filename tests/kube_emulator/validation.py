@@ -24,6 +24,8 @@ _TYPE_TITLES = {
     "FieldValueForbidden": "Forbidden",
     "FieldValueTooLong": "Too long",
     "FieldValueDuplicate": "Duplicate value",
+    "FieldValueTypeInvalid": "Invalid value",
+    "FieldValueTooMany": "Too many",
 }
 
 
