@@ -212,6 +212,32 @@ def test_unserved_versions_404_and_deleting_the_crd_deletes_its_resources(ext, c
     assert custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"] == []
 
 
+def test_versions_share_storage_and_the_most_stable_is_preferred(api_client, ext, custom, ns):
+    body = session_crd()
+    newer = copy.deepcopy(body["spec"]["versions"][0]) | {"name": "v1beta1", "storage": False}
+    body["spec"]["versions"].append(newer)
+    ext.create_custom_resource_definition(body)
+    wait_until(lambda: established(ext))
+    groups = {g.name: g for g in client.ApisApi(api_client).get_api_versions().groups}
+    assert groups[GROUP].preferred_version.version == "v1beta1"
+    assert {v.version for v in groups[GROUP].versions} == {"v1alpha1", "v1beta1"}
+    create_session(custom, ns)
+    through_beta = custom.get_namespaced_custom_object(GROUP, "v1beta1", ns, PLURAL, "s1")
+    assert through_beta["apiVersion"] == f"{GROUP}/v1beta1" and through_beta["spec"]["prompt"] == "fix the tests"
+
+
+def test_pier_can_install_its_crd_with_server_side_apply(ext):
+    applied = ext.patch_custom_resource_definition(
+        f"{PLURAL}.{GROUP}", session_crd(), field_manager="pier", _content_type=APPLY
+    )
+    assert applied.spec.names.kind == KIND
+    wait_until(lambda: established(ext))
+    # Applying the same manifest again (every reconcile) changes nothing.
+    again = ext.patch_custom_resource_definition(f"{PLURAL}.{GROUP}", session_crd(), field_manager="pier", _content_type=APPLY)
+    assert again.metadata.resource_version == ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").metadata.resource_version
+    assert again.metadata.generation == 1
+
+
 # --- custom resources --------------------------------------------------------------------------
 
 
@@ -324,7 +350,7 @@ def test_unknown_fields_are_pruned_and_defaults_filled_in(custom, crd, ns):
 @pytest.mark.parametrize(
     ("spec", "field", "message"),
     [
-        ({"prompt": 5}, "spec.prompt", 'spec.prompt: Invalid value: "integer": spec.prompt in body must be of type string: "integer"'),
+        ({"prompt": 5}, "spec.prompt", 'spec.prompt: Invalid value: spec.prompt in body must be of type string: "integer"'),
         ({"prompt": "x" * 51}, "spec.prompt", "spec.prompt: Too long: must have at most 50 bytes"),
         ({"prompt": "x", "model": "huge"}, "spec.model", 'spec.model: Unsupported value: "huge": supported values: "small", "large"'),
         ({"prompt": "x", "timeoutSeconds": 5}, "spec.timeoutSeconds", "spec.timeoutSeconds: Invalid value: 5: spec.timeoutSeconds in body should be greater than or equal to 60"),

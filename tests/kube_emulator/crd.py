@@ -32,6 +32,7 @@ conversion webhooks, `scale` subresources, CEL validation rules.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from . import strategies as s
@@ -199,12 +200,22 @@ def register_crd_api(registry: Registry) -> ResourceType:
     return resource_type
 
 
+def version_priority(name: str) -> tuple[int, int, int, str]:
+    """Kubernetes' order of versions (v2 > v1 > v1beta2 > v1beta1 > v1alpha1 > anything else): the
+    first served one is the group's preferred version."""
+    match = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", name)
+    if match is None:
+        return (3, 0, 0, name)
+    stability = {None: 0, "beta": 1, "alpha": 2}[match.group(2)]
+    return (stability, -int(match.group(1)), -int(match.group(3) or 0), name)
+
+
 def custom_resource_types(crd: Obj) -> list[tuple[ResourceType, Subresource | None]]:
     """The types an established CRD serves: one per served version, with its status subresource."""
     spec = crd["spec"]
     names = spec["names"]
     served = []
-    for version in _versions(crd):
+    for version in sorted(_versions(crd), key=lambda version: version_priority(str(version.get("name")))):
         if not version.get("served"):
             continue
         openapi = copy.deepcopy((version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"})

@@ -205,7 +205,7 @@ class Registry:
         return self._subresources.get((parent, name))
 
     def subresources(self, parent: ResourceType) -> list[Subresource]:
-        return [subresource for (owner, _), subresource in self._subresources.items() if owner is parent]
+        return [subresource for (owner, _), subresource in list(self._subresources.items()) if owner is parent]
 
     def types(self) -> list[ResourceType]:
         return list(self._types.values())

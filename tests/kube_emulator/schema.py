@@ -115,13 +115,14 @@ def validate(value: Any, schema: Schema, path: str = "") -> list[v.FieldError]:
     if value is None:
         if schema.get("nullable") or not schema.get("type"):
             return []
-        return [v.FieldError("FieldValueTypeInvalid", where, f'{where} in body must be of type {schema["type"]}: "null"', "null")]
+        return [v.FieldError("FieldValueTypeInvalid", where, f'{where} in body must be of type {schema["type"]}: "null"')]
     expected = schema.get("type")
     if expected in _TYPES and not _TYPES[expected](value):
         if schema.get("x-kubernetes-int-or-string") and isinstance(value, (int, str)) and not isinstance(value, bool):
             return []
         found = _type_name(value)
-        return [v.FieldError("FieldValueTypeInvalid", where, f'{where} in body must be of type {expected}: "{found}"', found)]
+        # Recent servers leave the bad value out of the message: the detail names its type.
+        return [v.FieldError("FieldValueTypeInvalid", where, f'{where} in body must be of type {expected}: "{found}"')]
     errors: list[v.FieldError] = []
     if "enum" in schema and value not in schema["enum"]:
         errors.append(v.not_supported(where, value, [str(item) for item in schema["enum"]]))
