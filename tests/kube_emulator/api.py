@@ -10,9 +10,12 @@ as a plain function of the request. URL shapes are the real API server's:
     /api, /api/v1, /apis, /apis/<group>[/<version>], /version   discovery
 
 Types and subresources with a `Handler` (registry.py) are served by it, the rest by the store.
-Only the registered subresources are served (`serviceaccounts/token`; not `/status` or
-`/scale`); watch, dry run and server-side apply are not served either. Each is refused with a
-clear 400/404 rather than half-done; watch would be another list mode.
+Only the registered subresources are served (`serviceaccounts/token`, and `/status` of CRDs and
+of custom resources whose version declares it; not `/scale`, nor `/status` of built-in kinds);
+watch and dry run are not served either. Each is refused with a clear 400/404 rather than
+half-done; watch would be another list mode. Patches take the three JSON formats and
+server-side apply (`application/apply-patch+yaml`, apply.py); custom resources refuse strategic
+merge (415). Writes are recorded under `fieldManager`, or the user agent's first segment.
 """
 
 from __future__ import annotations

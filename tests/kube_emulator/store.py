@@ -17,8 +17,11 @@ Behaviour that a client can observe follows the real API server:
   last finalizer is removed. Deleting a namespace marks it Terminating; after
   `namespace_deletion_delay` seconds the namespace controller's work is done: its content is
   deleted, then the namespace itself (once no content and no finalizer is left).
+- field ownership: every write records `metadata.managedFields` (apply.py), and `apply` is
+  server-side apply; `/status` writes (`status=True`) change nothing but status.
 - controllers that every cluster runs and that shape what clients read: the ServiceAccount
-  controller (a `default` ServiceAccount in every namespace) and the namespace controller.
+  controller (a `default` ServiceAccount in every namespace), the namespace controller, and,
+  as an `Observer` run inside the store, the CRD establishing controller (crd.py).
   No others: Jobs do not run, Deployments get no ReplicaSets, quotas get no usage, nothing is
   garbage-collected through ownerReferences.
 
