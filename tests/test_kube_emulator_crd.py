@@ -267,6 +267,14 @@ def test_custom_resources_list_by_label_and_across_namespaces(custom, crd, core)
     assert [i["metadata"]["name"] for i in in_one["items"]] == ["s1", "s2"]
 
 
+def test_deleting_a_namespace_deletes_its_custom_resources(custom, crd, core):
+    core.create_namespace({"metadata": {"name": "doomed"}})
+    create_session(custom, "doomed")
+    core.delete_namespace("doomed")
+    wait_until(lambda: "doomed" not in [n.metadata.name for n in core.list_namespace().items])
+    assert custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"] == []
+
+
 def test_replace_patch_and_delete_custom_resources(custom, crd, ns):
     created = create_session(custom, ns)
     created["spec"]["prompt"] = "write docs"
@@ -408,6 +416,12 @@ def test_apply_needs_a_field_manager(core, ns):
     assert body["message"] == 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
     code, body = failure(core.patch_namespaced_config_map, "settings", ns, {"data": {}}, force=True)
     assert code == 422 and "force: Forbidden: may not be specified for non-apply patch" in body["message"]
+
+
+def test_apply_refuses_an_object_read_back_with_its_managed_fields(core, ns):
+    current = raw(apply_config_map, core, ns, cm(a="1"))
+    code, body = failure(apply_config_map, core, ns, current)
+    assert code == 400 and body["message"] == "metadata.managedFields must be nil"
 
 
 def test_apply_conflicts_with_another_manager_unless_forced(core, ns):

@@ -267,6 +267,9 @@ class Store:
         for field_name, label in (("kind", "Kind"), ("apiVersion", "APIVersion")):
             if not body.get(field_name):
                 raise errors.bad_request(f"Object '{label}' is missing in '{json.dumps(body, separators=(',', ':'))}'")
+        if (body.get("metadata") or {}).get("managedFields") is not None:
+            # Applying an object read back from the server, as is, is a mistake the real server refuses.
+            raise errors.bad_request("metadata.managedFields must be nil")
         config = self._decode(resource, body)  # type checks; the body itself is what is applied
         if config["metadata"].get("name") not in (None, name):
             raise errors.bad_request(
