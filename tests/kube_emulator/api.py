@@ -263,7 +263,8 @@ class KubeApi:
                     resource, namespace, name, body, manager=manager, force=force, status=status
                 )
                 return Response(201 if created else 200, obj)
-            if content_type not in PATCH_TYPES or (content_type == STRATEGIC_MERGE_PATCH and not resource.strategic_merge):
+            refused_strategic = content_type == STRATEGIC_MERGE_PATCH and not resource.strategic_merge
+            if content_type not in PATCH_TYPES or refused_strategic:
                 raise errors.unsupported_media_type(
                     content_type,
                     errors.PATCH_MEDIA_TYPES if resource.strategic_merge else errors.CUSTOM_RESOURCE_PATCH_MEDIA_TYPES,

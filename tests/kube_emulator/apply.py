@@ -281,7 +281,8 @@ def apply(
         for path in sorted(mine.fields - new_fields, key=len):  # a removed parent takes its children
             if not _is_item_key(path) and not any(owned[: len(path)] == path for owned in kept):
                 _remove(merged, path, node)
-    changed, removed = _compare(owned_part(live, resource, subresource), owned_part(merged, resource, subresource), node)
+    before, after = owned_part(live, resource, subresource), owned_part(merged, resource, subresource)
+    changed, removed = _compare(before, after, node)
     conflicts = [(entry, path) for entry in others for path in sorted(entry.fields & changed)]
     if conflicts and not force:
         raise conflict_error(conflicts)

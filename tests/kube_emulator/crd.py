@@ -37,23 +37,15 @@ from typing import Any
 
 from . import strategies as s
 from . import validation as v
+from .patch import Node
 from .registry import OBJECT_META, Registry, ResourceType, Subresource
 from .schema import apply_defaults, list_shape, prune, validate
-from .patch import Node
+from .validation import dns1035_label
 
 Obj = dict[str, Any]
 
 GROUP = "apiextensions.k8s.io"
 SCOPES = ("Cluster", "Namespaced")
-_DNS1035_LABEL = r"[a-z]([-a-z0-9]*[a-z0-9])?"
-
-
-def dns1035_label(value: str) -> list[str]:
-    return v._shaped(
-        value, limit=63, pattern=_DNS1035_LABEL, examples=("my-name", "abc-123"),
-        description="a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-        "start with an alphabetic character, and end with an alphanumeric character",
-    )  # fmt: skip
 
 
 def _storage_version(obj: Obj) -> str | None:
@@ -119,9 +111,8 @@ class CustomResourceDefinitionStrategy(s.Strategy):
         else:
             problems = dns1035_label(kind.lower())
             if problems:
-                errors.append(
-                    v.invalid("spec.names.kind", kind, "may have mixed case, but should otherwise match: " + ",".join(problems))
-                )
+                detail = "may have mixed case, but should otherwise match: " + ",".join(problems)
+                errors.append(v.invalid("spec.names.kind", kind, detail))
         for index, short_name in enumerate(names.get("shortNames") or []):
             errors += [v.invalid(f"spec.names.shortNames[{index}]", short_name, m) for m in dns1035_label(short_name)]
         return errors
@@ -132,7 +123,7 @@ class CustomResourceDefinitionStrategy(s.Strategy):
         if not isinstance(versions, list) or not versions:
             return [v.required("spec.versions", "must have exactly one version marked as storage version")]
         errors, seen = [], set()
-        described = [{"name": version.get("name"), "served": version.get("served"), "storage": version.get("storage")} for version in versions]  # fmt: skip
+        described = [{key: version.get(key) for key in ("name", "served", "storage")} for version in versions]
         for index, version in enumerate(versions):
             path = f"spec.versions[{index}]"
             version_name = version.get("name") or ""
@@ -146,7 +137,8 @@ class CustomResourceDefinitionStrategy(s.Strategy):
             elif root.get("type") != "object":
                 errors.append(v.required(f"{path}.schema.openAPIV3Schema.type", "must not be empty at the root"))
         if sum(1 for version in versions if version.get("storage")) != 1:
-            errors.append(v.invalid("spec.versions", described, "must have exactly one version marked as storage version"))
+            detail = "must have exactly one version marked as storage version"
+            errors.append(v.invalid("spec.versions", described, detail))
         return errors
 
     def validate_update(self, new: Obj, old: Obj) -> list[v.FieldError]:
@@ -182,16 +174,11 @@ class CustomResourceStrategy(s.Strategy):
         return {k: x for k, x in new.items() if k not in ignored} != {k: x for k, x in old.items() if k not in ignored}
 
 
-CRD_TYPE_ARGS = dict(
-    strategy=CustomResourceDefinitionStrategy(), short_names=("crd", "crds"), categories=("api-extensions",),
-    has_status=True, tracks_generation=True,
-)  # fmt: skip
-
-
 def register_crd_api(registry: Registry) -> ResourceType:
     resource_type = ResourceType(
         GROUP, "v1", "CustomResourceDefinition", "customresourcedefinitions", False, v.dns1123_subdomain,
-        **CRD_TYPE_ARGS,
+        strategy=CustomResourceDefinitionStrategy(), short_names=("crd", "crds"), categories=("api-extensions",),
+        has_status=True, tracks_generation=True,
     )  # fmt: skip
     registry.register(resource_type)
     registry.register_subresource(
@@ -229,11 +216,11 @@ def custom_resource_types(crd: Obj) -> list[tuple[ResourceType, Subresource | No
             singular=names.get("singular", ""), categories=tuple(names.get("categories") or ()),
             strategic_merge=False,
         )  # fmt: skip
-        status = (
-            Subresource(resource_type, "status", spec["group"], version["name"], names["kind"], None, ("get", "patch", "update"))
-            if status_on
-            else None
-        )  # fmt: skip
+        status = None
+        if status_on:
+            status = Subresource(
+                resource_type, "status", spec["group"], version["name"], names["kind"], None, ("get", "patch", "update")
+            )
         served.append((resource_type, status))
     return served
 
@@ -308,6 +295,5 @@ class CrdController:
 
     @staticmethod
     def _established(crd: Obj) -> bool:
-        return any(
-            c.get("type") == "Established" and c.get("status") == "True" for c in (crd.get("status") or {}).get("conditions") or []
-        )
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)

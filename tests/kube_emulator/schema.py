@@ -115,7 +115,8 @@ def validate(value: Any, schema: Schema, path: str = "") -> list[v.FieldError]:
     if value is None:
         if schema.get("nullable") or not schema.get("type"):
             return []
-        return [v.FieldError("FieldValueTypeInvalid", where, f'{where} in body must be of type {schema["type"]}: "null"')]
+        detail = f'{where} in body must be of type {schema["type"]}: "null"'
+        return [v.FieldError("FieldValueTypeInvalid", where, detail)]
     expected = schema.get("type")
     if expected in _TYPES and not _TYPES[expected](value):
         if schema.get("x-kubernetes-int-or-string") and isinstance(value, (int, str)) and not isinstance(value, bool):
@@ -146,7 +147,8 @@ def validate(value: Any, schema: Schema, path: str = "") -> list[v.FieldError]:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             errors.append(v.too_long(where, schema["maxLength"]))
         if "minLength" in schema and len(value) < schema["minLength"]:
-            errors.append(v.invalid(where, value, f"{where} in body should be at least {schema['minLength']} chars long"))
+            detail = f"{where} in body should be at least {schema['minLength']} chars long"
+            errors.append(v.invalid(where, value, detail))
         if "pattern" in schema and not re.search(schema["pattern"], value):
             errors.append(v.invalid(where, value, f"{where} in body should match '{schema['pattern']}'"))
     if isinstance(value, list):
@@ -155,7 +157,8 @@ def validate(value: Any, schema: Schema, path: str = "") -> list[v.FieldError]:
                 v.FieldError("FieldValueTooMany", where, f"must have at most {schema['maxItems']} items", len(value))
             )
         if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(v.invalid(where, len(value), f"{where} in body should have at least {schema['minItems']} items"))
+            detail = f"{where} in body should have at least {schema['minItems']} items"
+            errors.append(v.invalid(where, len(value), detail))
         if isinstance(schema.get("items"), dict):
             for index, item in enumerate(value):
                 errors += validate(item, schema["items"], f"{path}[{index}]")

@@ -128,6 +128,15 @@ def dns1123_label(value: str) -> list[str]:
     )
 
 
+def dns1035_label(value: str) -> list[str]:
+    """CRD names (plural, singular, kind, versions): a DNS label that starts with a letter."""
+    return _shaped(
+        value, limit=63, pattern=r"[a-z]([-a-z0-9]*[a-z0-9])?", examples=("my-name", "abc-123"),
+        description="a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
+        "start with an alphabetic character, and end with an alphanumeric character",
+    )
+
+
 def dns1123_subdomain(value: str) -> list[str]:
     """Most object names: ServiceAccounts, Secrets, ConfigMaps, quotas, NetworkPolicies, workloads."""
     return _shaped(
