@@ -296,6 +296,18 @@ def test_replace_patch_and_delete_custom_resources(custom, crd, ns):
     assert failure(read_session, custom, ns)[0] == 404
 
 
+def test_faults_and_counts_name_custom_resources_and_their_status(custom, crd, ns, emulator):
+    emulator.inject_fault(verb="create", resource=PLURAL, status=503, times=1)
+    assert failure(create_session, custom, ns)[0] == 503
+    create_session(custom, ns)
+    emulator.inject_fault(verb="patch", resource=f"{PLURAL}/status", status=500, times=1)
+    status_patch = {"status": {"phase": "Running"}}
+    code, _ = failure(custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, PLURAL, "s1", status_patch)
+    assert code == 500
+    assert emulator.request_count("create", PLURAL) == 2
+    assert emulator.request_count("patch", f"{PLURAL}/status") == 1
+
+
 def test_strategic_merge_patch_is_415_for_custom_resources(custom, crd, ns):
     create_session(custom, ns)
     code, body = failure(
