@@ -470,6 +470,17 @@ def test_updates_record_the_user_agent_or_field_manager_and_conflict_with_apply(
     )
 
 
+def test_a_hand_edit_takes_the_field_so_a_reconciler_must_force(core, ns):
+    apply_config_map(core, ns, cm(a="1"))
+    core.patch_namespaced_config_map("settings", ns, {"data": {"a": "by hand"}}, field_manager="kubectl-edit")
+    owners = managed(raw(core.read_namespaced_config_map, "settings", ns))
+    assert owners["kubectl-edit"] == ("Update", {"f:data": {"f:a": {}}})
+    assert "f:data" not in owners["pier"][1]  # pier lost .data.a to the edit
+    code, body = failure(apply_config_map, core, ns, cm(a="1"))
+    assert code == 409 and 'conflict with "kubectl-edit" using v1: .data.a' in body["message"]
+    assert apply_config_map(core, ns, cm(a="1"), force=True).data == {"a": "1"}
+
+
 def test_apply_removes_fields_the_manager_no_longer_sets(core, ns):
     apply_config_map(core, ns, cm(a="1", b="2"))
     core.patch_namespaced_config_map("settings", ns, {"data": {"c": "3"}}, field_manager="editor")
