@@ -108,8 +108,8 @@ def crd(ext):
     return f"{PLURAL}.{GROUP}"
 
 
-def create_session(custom, ns, body=None):
-    return custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body or session())
+def create_session(custom, ns, body=None, **kwargs):
+    return custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body or session(), **kwargs)
 
 
 def read_session(custom, ns, name="s1"):
@@ -365,6 +365,16 @@ def test_unknown_fields_are_pruned_and_defaults_filled_in(custom, crd, ns):
     created = create_session(custom, ns, body)
     assert created["spec"] == {"prompt": "fix the tests", "model": "small", "extra": {"anything": {"goes": [1, 2]}}}
     assert "topLevel" not in created
+
+
+def test_strict_field_validation_refuses_unknown_fields(custom, crd, ns):
+    body = session(extra={"free": "form"})
+    body["spec"]["promt"] = "a typo"
+    code, status = failure(custom.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, body, field_validation="Strict")
+    assert code == 400 and status["message"] == 'strict decoding error: unknown field "spec.promt"'
+    code, status = failure(create_session, custom, ns, session(), field_validation="Loose")
+    assert code == 422 and 'fieldValidation: Unsupported value: "Loose"' in status["message"]
+    assert custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body, field_validation="Warn")
 
 
 @pytest.mark.parametrize(

@@ -240,6 +240,7 @@ class KubeApi:
         handler = route.subresource.handler if route.subresource is not None else resource.handler
         if route.verb in ("create", "update", "patch"):
             manager = _field_manager(request, route.verb)
+            _check_field_validation(resource, request, route.verb)
         if handler is not None:
             assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
             return Response(201, handler.create(namespace, name, _json_body(request)))
@@ -376,6 +377,28 @@ def _field_manager(request: Request, verb: str) -> str:
         kind = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
         raise errors.invalid("meta.k8s.io", kind, "", problems)
     return manager or request.user_agent.split("/")[0].strip() or "unknown"
+
+
+def _check_field_validation(resource: ResourceType, request: Request, verb: str) -> None:
+    """`fieldValidation`: Ignore and Warn (the default) drop unknown fields of a custom resource
+    (no Warning header is sent); Strict refuses them (400), checked on the object sent (create,
+    update, apply) or the merge patch. Built-in kinds have no schema here: nothing is unknown."""
+    directive = request.query.get("fieldValidation", "")
+    if directive not in ("", "Ignore", "Warn", "Strict"):
+        kind = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
+        supported = ("Ignore", "Warn", "Strict")
+        problem = FieldError("FieldValueNotSupported", "fieldValidation", "supported values: " + ", ".join(
+            json.dumps(value) for value in supported
+        ), directive)
+        raise errors.invalid("meta.k8s.io", kind, "", [problem])
+    check = getattr(resource.strategy, "unknown_fields", None)
+    content_type = request.content_type.split(";")[0].strip().lower()
+    if directive != "Strict" or check is None or content_type == "application/json-patch+json":
+        return
+    body = parse_apply_body(request.body) if content_type == APPLY_PATCH else _json_body(request)
+    unknown = check(body)
+    if unknown:
+        raise errors.bad_request("strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown))
 
 
 def _truthy(value: str | None) -> bool:

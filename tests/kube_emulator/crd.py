@@ -39,7 +39,7 @@ from . import strategies as s
 from . import validation as v
 from .patch import Node
 from .registry import OBJECT_META, Registry, ResourceType, Subresource
-from .schema import apply_defaults, list_shape, prune, validate
+from .schema import apply_defaults, list_shape, prune, unknown_fields, validate
 from .validation import dns1035_label
 
 Obj = dict[str, Any]
@@ -161,6 +161,9 @@ class CustomResourceStrategy(s.Strategy):
         pruned = prune(obj, self.schema, root=True)
         obj.clear()
         obj.update(pruned)
+
+    def unknown_fields(self, body: Any) -> list[str]:
+        return unknown_fields(body, self.schema) if isinstance(body, dict) else []
 
     def prepare_for_create(self, obj: Obj) -> None:
         if self.status_subresource:

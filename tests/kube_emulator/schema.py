@@ -65,6 +65,24 @@ def prune(value: Any, schema: Schema, *, root: bool = False) -> Any:
     return value
 
 
+def unknown_fields(value: Any, schema: Schema, path: str = "") -> list[str]:
+    """The paths `prune` would drop (`spec.unknown`): what `fieldValidation=Strict` refuses."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not path and name in _ROOT_META:
+                continue
+            child_path = f"{path}.{name}" if path else name
+            child = _property_schema(schema, name)
+            found += [child_path] if child is None else unknown_fields(item, child, child_path)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            found += unknown_fields(item, schema["items"], f"{path}[{index}]")
+    return found
+
+
 def _property_schema(schema: Schema, name: str) -> Schema | None:
     properties = schema.get("properties") or {}
     if name in properties:
