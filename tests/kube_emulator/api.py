@@ -28,15 +28,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import errors
+from . import validation as v
+from .apply import APPLY_PATCH
+from .apply import parse_body as parse_apply_body
 from .clock import Clock
 from .errors import ApiError
 from .faults import Fault, Faults, RequestStats
-from .apply import APPLY_PATCH
-from .apply import parse_body as parse_apply_body
-from .patch import PATCH_TYPES, STRATEGIC_MERGE_PATCH
-from .validation import FieldError
-from .validation import forbidden as forbidden_field
-from .validation import required as required_field
+from .patch import JSON_PATCH, PATCH_TYPES, STRATEGIC_MERGE_PATCH
 from .registry import Registry, ResourceType, Subresource
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import ListOptions, Store, decode_continue
@@ -238,6 +236,7 @@ class KubeApi:
         name = route.name or ""
         status = route.subresource is not None and route.subresource.is_status
         handler = route.subresource.handler if route.subresource is not None else resource.handler
+        manager = ""
         if route.verb in ("create", "update", "patch"):
             manager = _field_manager(request, route.verb)
             _check_field_validation(resource, request, route.verb)
@@ -366,17 +365,20 @@ def _field_manager(request: Request, verb: str) -> str:
     query = request.query
     manager = query.get("fieldManager", "")
     is_apply = verb == "patch" and request.content_type.split(";")[0].strip().lower() == APPLY_PATCH
-    problems: list[FieldError] = []
+    problems: list[v.FieldError] = []
     if is_apply and not manager:
-        problems.append(required_field("fieldManager", "is required for apply patch"))
+        problems.append(v.required("fieldManager", "is required for apply patch"))
     if not is_apply and "force" in query and verb == "patch":
-        problems.append(forbidden_field("force", "may not be specified for non-apply patch"))
+        problems.append(v.forbidden("force", "may not be specified for non-apply patch"))
     if len(manager) > 128:
-        problems.append(FieldError("FieldValueTooLong", "fieldManager", "must have at most 128 bytes"))
+        problems.append(v.too_long("fieldManager", 128))
     if problems:
-        kind = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
-        raise errors.invalid("meta.k8s.io", kind, "", problems)
+        raise errors.invalid("meta.k8s.io", _options_kind(verb), "", problems)
     return manager or request.user_agent.split("/")[0].strip() or "unknown"
+
+
+def _options_kind(verb: str) -> str:
+    return {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
 
 
 def _check_field_validation(resource: ResourceType, request: Request, verb: str) -> None:
@@ -384,16 +386,13 @@ def _check_field_validation(resource: ResourceType, request: Request, verb: str)
     (no Warning header is sent); Strict refuses them (400), checked on the object sent (create,
     update, apply) or the merge patch. Built-in kinds have no schema here: nothing is unknown."""
     directive = request.query.get("fieldValidation", "")
-    if directive not in ("", "Ignore", "Warn", "Strict"):
-        kind = {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
-        supported = ("Ignore", "Warn", "Strict")
-        problem = FieldError("FieldValueNotSupported", "fieldValidation", "supported values: " + ", ".join(
-            json.dumps(value) for value in supported
-        ), directive)
-        raise errors.invalid("meta.k8s.io", kind, "", [problem])
+    supported = ("Ignore", "Warn", "Strict")
+    if directive not in ("", *supported):
+        problem = v.not_supported("fieldValidation", directive, supported)
+        raise errors.invalid("meta.k8s.io", _options_kind(verb), "", [problem])
     check = getattr(resource.strategy, "unknown_fields", None)
     content_type = request.content_type.split(";")[0].strip().lower()
-    if directive != "Strict" or check is None or content_type == "application/json-patch+json":
+    if directive != "Strict" or check is None or content_type == JSON_PATCH:
         return
     body = parse_apply_body(request.body) if content_type == APPLY_PATCH else _json_body(request)
     unknown = check(body)

@@ -179,7 +179,7 @@ class Store:
         self._write(resource, key, obj)
 
     def drop_objects_locked(self, resource_key: str) -> None:
-        """Forget every object of a type at once (`roles.rbac.authorization.k8s.io`)."""
+        """Forget every object of a type at once, by group-resource (`agenticsessions.pier.dev`)."""
         self._resource_version += 1
         self._tables.pop(resource_key, None)
 
