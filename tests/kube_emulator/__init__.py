@@ -7,8 +7,12 @@ scheduler, no kubelet and only the controllers whose effects a client reads back
 `store.py`). What it does do, it does like the real API server wherever Pier depends on it:
 object metadata, `Status` errors and their reasons, optimistic concurrency, label and field
 selectors, paging, the three patch formats, defaulting and validation of the kinds Pier
-manages, namespace termination, and service-account tokens (TokenRequest, TokenReview). Each
-such behaviour is pinned by a contract test in `tests/test_kube_emulator.py`.
+manages, namespace termination, service-account tokens (TokenRequest, TokenReview),
+CustomResourceDefinitions and the custom resources they serve (schema defaulting, pruning and
+validation, the status subresource), and server-side apply with `managedFields`. Each such
+behaviour is pinned by a contract test in `tests/test_kube_emulator.py` or, for CRDs, custom
+resources and apply, `tests/test_kube_emulator_crd.py`. Not served: watch, dry run, `/scale`,
+tables (printer columns are accepted and ignored), CEL validation rules, conversion webhooks.
 
 Tests also steer it: inject faults (errors, latency, dropped connections), reset the state,
 count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
@@ -27,7 +31,9 @@ Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PA
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),
 `strategies.py` (per-kind defaults and validation), `tokens.py` (TokenRequest, TokenReview),
-`clock.py`, `patch.py`, `selectors.py`, `validation.py`, `quantity.py`, `errors.py`, `faults.py`.
+`crd.py` (CRDs, custom resource types and the establishing controller), `schema.py` (a custom
+resource's openAPIV3Schema), `apply.py` (server-side apply, managedFields), `clock.py`,
+`patch.py`, `selectors.py`, `validation.py`, `quantity.py`, `errors.py`, `faults.py`.
 """
 
 from .emulator import KubeEmulator

@@ -10,9 +10,12 @@ as a plain function of the request. URL shapes are the real API server's:
     /api, /api/v1, /apis, /apis/<group>[/<version>], /version   discovery
 
 Types and subresources with a `Handler` (registry.py) are served by it, the rest by the store.
-Only the registered subresources are served (`serviceaccounts/token`; not `/status` or
-`/scale`); watch, dry run and server-side apply are not served either. Each is refused with a
-clear 400/404 rather than half-done; watch would be another list mode.
+Only the registered subresources are served (`serviceaccounts/token`, and `/status` of CRDs and
+of custom resources whose version declares it; not `/scale`, nor `/status` of built-in kinds);
+watch and dry run are not served either. Each is refused with a clear 400/404 rather than
+half-done; watch would be another list mode. Patches take the three JSON formats and
+server-side apply (`application/apply-patch+yaml`, apply.py); custom resources refuse strategic
+merge (415). Writes are recorded under `fieldManager`, or the user agent's first segment.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import errors
+from . import validation as v
+from .apply import APPLY_PATCH
+from .apply import parse_body as parse_apply_body
 from .clock import Clock
 from .errors import ApiError
 from .faults import Fault, Faults, RequestStats
-from .patch import PATCH_TYPES
+from .patch import JSON_PATCH, PATCH_TYPES, STRATEGIC_MERGE_PATCH
 from .registry import Registry, ResourceType, Subresource
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import ListOptions, Store, decode_continue
@@ -59,6 +65,7 @@ class Request:
     query: dict[str, str]
     content_type: str
     body: bytes
+    user_agent: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,12 @@ class KubeApi:
             raise errors.unsupported_feature("dryRun")
         namespace = route.namespace or ""
         name = route.name or ""
+        status = route.subresource is not None and route.subresource.is_status
         handler = route.subresource.handler if route.subresource is not None else resource.handler
+        manager = ""
+        if route.verb in ("create", "update", "patch"):
+            manager = _field_manager(request, route.verb)
+            _check_field_validation(resource, request, route.verb)
         if handler is not None:
             assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
             return Response(201, handler.create(namespace, name, _json_body(request)))
@@ -237,17 +249,30 @@ class KubeApi:
             scope = route.namespace if resource.namespaced else None
             return Response(200, self.store.list(resource, scope, self._list_options(resource, query)))
         if route.verb == "create":
-            return Response(201, self.store.create(resource, namespace, _json_body(request)))
+            return Response(201, self.store.create(resource, namespace, _json_body(request), manager=manager))
         if route.verb == "update":
-            obj, created = self.store.replace(resource, namespace, name, _json_body(request))
+            body = _json_body(request)
+            obj, created = self.store.replace(resource, namespace, name, body, manager=manager, status=status)
             return Response(201 if created else 200, obj)
         if route.verb == "patch":
             content_type = request.content_type.split(";")[0].strip().lower()
-            if content_type == "application/apply-patch+yaml":
-                raise errors.unsupported_feature("server-side apply")
-            if content_type not in PATCH_TYPES:
-                raise errors.unsupported_media_type(content_type)
-            return Response(200, self.store.patch(resource, namespace, name, content_type, _json_body(request)))
+            if content_type == APPLY_PATCH:
+                force = _truthy(query.get("force"))
+                body = parse_apply_body(request.body)
+                obj, created = self.store.apply(
+                    resource, namespace, name, body, manager=manager, force=force, status=status
+                )
+                return Response(201 if created else 200, obj)
+            refused_strategic = content_type == STRATEGIC_MERGE_PATCH and not resource.strategic_merge
+            if content_type not in PATCH_TYPES or refused_strategic:
+                raise errors.unsupported_media_type(
+                    content_type,
+                    errors.PATCH_MEDIA_TYPES if resource.strategic_merge else errors.CUSTOM_RESOURCE_PATCH_MEDIA_TYPES,
+                )
+            body = _json_body(request)
+            return Response(
+                200, self.store.patch(resource, namespace, name, content_type, body, manager=manager, status=status)
+            )
         if route.verb == "delete":
             options = _json_body(request) if request.body.strip() else {}
             if not isinstance(options, dict):
@@ -331,6 +356,48 @@ class KubeApi:
                 return Response(400, {"error": str(error)})
             return Response(200, {"time": self.clock.timestamp()})
         return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
+
+
+def _field_manager(request: Request, verb: str) -> str:
+    """The manager a write is recorded under: `fieldManager`, else the user agent's first segment
+    (`OpenAPI-Generator` for the Python client), as the real server defaults it. An apply must name
+    one; `force` is for applies only (422, PatchOptions/CreateOptions/UpdateOptions invalid)."""
+    query = request.query
+    manager = query.get("fieldManager", "")
+    is_apply = verb == "patch" and request.content_type.split(";")[0].strip().lower() == APPLY_PATCH
+    problems: list[v.FieldError] = []
+    if is_apply and not manager:
+        problems.append(v.required("fieldManager", "is required for apply patch"))
+    if not is_apply and "force" in query and verb == "patch":
+        problems.append(v.forbidden("force", "may not be specified for non-apply patch"))
+    if len(manager) > 128:
+        problems.append(v.too_long("fieldManager", 128))
+    if problems:
+        raise errors.invalid("meta.k8s.io", _options_kind(verb), "", problems)
+    return manager or request.user_agent.split("/")[0].strip() or "unknown"
+
+
+def _options_kind(verb: str) -> str:
+    return {"create": "CreateOptions", "update": "UpdateOptions"}.get(verb, "PatchOptions")
+
+
+def _check_field_validation(resource: ResourceType, request: Request, verb: str) -> None:
+    """`fieldValidation`: Ignore and Warn (the default) drop unknown fields of a custom resource
+    (no Warning header is sent); Strict refuses them (400), checked on the object sent (create,
+    update, apply) or the merge patch. Built-in kinds have no schema here: nothing is unknown."""
+    directive = request.query.get("fieldValidation", "")
+    supported = ("Ignore", "Warn", "Strict")
+    if directive not in ("", *supported):
+        problem = v.not_supported("fieldValidation", directive, supported)
+        raise errors.invalid("meta.k8s.io", _options_kind(verb), "", [problem])
+    check = getattr(resource.strategy, "unknown_fields", None)
+    content_type = request.content_type.split(";")[0].strip().lower()
+    if directive != "Strict" or check is None or content_type == JSON_PATCH:
+        return
+    body = parse_apply_body(request.body) if content_type == APPLY_PATCH else _json_body(request)
+    unknown = check(body)
+    if unknown:
+        raise errors.bad_request("strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown))
 
 
 def _truthy(value: str | None) -> bool:

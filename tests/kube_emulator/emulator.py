@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .api import KubeApi
 from .clock import Clock
+from .crd import CrdController, register_crd_api
 from .faults import Fault, Faults, RequestStats
 from .registry import Registry, builtin_registry
 from .server import EmulatorHTTPServer
@@ -43,7 +44,9 @@ class KubeEmulator:
     ):
         self._clock = Clock()
         self.registry: Registry = builtin_registry()
+        crd_type = register_crd_api(self.registry)
         store = Store(self.registry, namespace_deletion_delay=namespace_deletion_delay, clock=self._clock)
+        store.observe(CrdController(self.registry, crd_type))
         tokens = TokenAuthority(self._clock, max_expiration_seconds=max_token_expiration_seconds)
         register_token_api(self.registry, store, tokens)
         self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock)

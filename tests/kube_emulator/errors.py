@@ -114,12 +114,21 @@ def method_not_allowed() -> ApiError:
     return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {})
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
+# What the real server lists: built-in kinds take all four, custom resources all but strategic merge.
+PATCH_MEDIA_TYPES = (
+    "application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)  # fmt: skip
+CUSTOM_RESOURCE_PATCH_MEDIA_TYPES = (
+    "application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml",
+)  # fmt: skip
+
+
+def unsupported_media_type(content_type: str, accepted: tuple[str, ...] = PATCH_MEDIA_TYPES) -> ApiError:
     return ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format ({content_type}) - accepted media types include: "
-        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+        f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}",
         {},
     )
 

@@ -101,6 +101,9 @@ class ResourceType:
     extra_field_selectors: dict[str, FieldGetter] = field(default_factory=dict)
     verbs: tuple[str, ...] = ALL_VERBS
     handler: Handler | None = None  # serves the type instead of the store: nothing is kept
+    singular: str = ""  # discovery's singularName; the lowercased kind when empty
+    categories: tuple[str, ...] = ()
+    strategic_merge: bool = True  # custom resources refuse strategic merge patches (415)
 
     @property
     def api_version(self) -> str:
@@ -118,13 +121,15 @@ class ResourceType:
     def discovery_entry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": self.plural,
-            "singularName": self.kind.lower(),
+            "singularName": self.singular or self.kind.lower(),
             "namespaced": self.namespaced,
             "kind": self.kind,
             "verbs": list(self.verbs),
         }
         if self.short_names:
             entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
         return entry
 
 
@@ -138,8 +143,13 @@ class Subresource:
     group: str  # of the kind it takes and answers, which need not be the parent's
     version: str
     kind: str
-    handler: Handler
+    handler: Handler | None  # None only for `status`, which the store serves
     verbs: tuple[str, ...] = ("create",)
+
+    @property
+    def is_status(self) -> bool:
+        """`<plural>/status` without a handler: the store serves it, writing only `.status`."""
+        return self.name == "status" and self.handler is None
 
     @property
     def resource(self) -> str:
@@ -180,6 +190,14 @@ class Registry:
             raise ValueError(f"{subresource.resource} is already registered")
         self._subresources[key] = subresource
 
+    def unregister(self, resource_type: ResourceType) -> None:
+        """Stop serving a type and its subresources (a deleted or changed CRD's versions)."""
+        key = (resource_type.group, resource_type.version, resource_type.plural)
+        if self._types.get(key) is resource_type:
+            del self._types[key]
+        for sub_key in [sub_key for sub_key in self._subresources if sub_key[0] is resource_type]:
+            del self._subresources[sub_key]
+
     def get(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._types.get((group, version, plural))
 
@@ -187,7 +205,7 @@ class Registry:
         return self._subresources.get((parent, name))
 
     def subresources(self, parent: ResourceType) -> list[Subresource]:
-        return [subresource for (owner, _), subresource in self._subresources.items() if owner is parent]
+        return [subresource for (owner, _), subresource in list(self._subresources.items()) if owner is parent]
 
     def types(self) -> list[ResourceType]:
         return list(self._types.values())
@@ -195,7 +213,7 @@ class Registry:
     def group_versions(self) -> dict[str, list[str]]:
         """Group → its versions, in registration order (the first is the preferred one)."""
         groups: dict[str, list[str]] = {}
-        for group, version, _ in self._types:
+        for group, version, _ in list(self._types):  # CRDs change the table while others read it
             versions = groups.setdefault(group, [])
             if version not in versions:
                 versions.append(version)

@@ -17,8 +17,11 @@ Behaviour that a client can observe follows the real API server:
   last finalizer is removed. Deleting a namespace marks it Terminating; after
   `namespace_deletion_delay` seconds the namespace controller's work is done: its content is
   deleted, then the namespace itself (once no content and no finalizer is left).
+- field ownership: every write records `metadata.managedFields` (apply.py), and `apply` is
+  server-side apply; `/status` writes (`status=True`) change nothing but status.
 - controllers that every cluster runs and that shape what clients read: the ServiceAccount
-  controller (a `default` ServiceAccount in every namespace) and the namespace controller.
+  controller (a `default` ServiceAccount in every namespace), the namespace controller, and,
+  as an `Observer` run inside the store, the CRD establishing controller (crd.py).
   No others: Jobs do not run, Deployments get no ReplicaSets, quotas get no usage, nothing is
   garbage-collected through ownerReferences.
 
@@ -39,8 +42,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from . import apply as field_manager
 from . import errors
 from .clock import Clock
 from .errors import ApiError
@@ -97,6 +101,20 @@ class ListOptions:
     after: Key | None = None  # from a continue token: list items after this key
 
 
+class Observer(Protocol):
+    """A controller run inside the store (the CRD controller): called with the lock held, it may
+    only use the store's `*_locked` methods."""
+
+    def changed(self, store: Store, resource: ResourceType, key: Key, obj: Obj | None) -> None:
+        """After every write (`obj`) or removal (None)."""
+
+    def tick(self, store: Store) -> None:
+        """At the start of every operation, for work due since the last."""
+
+    def reset(self) -> None:
+        """The cluster is emptied."""
+
+
 def encode_continue(key: Key) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
 
@@ -127,6 +145,7 @@ class Store:
         self._tables: dict[str, dict[Key, Obj]] = {}
         self._resource_version = 0
         self._terminating: dict[str, float] = {}  # namespace → when the namespace controller purges it
+        self._observers: list[Observer] = []
         with self._lock:
             self._seed()
 
@@ -144,11 +163,33 @@ class Store:
         with self._lock:
             self._tables.clear()
             self._terminating.clear()
+            for observer in self._observers:
+                observer.reset()
             self._seed()
 
-    def create(self, resource: ResourceType, namespace: str, body: Any) -> Obj:
+    def observe(self, observer: Observer) -> None:
+        with self._lock:
+            self._observers.append(observer)
+
+    # For observers only, with the lock held.
+    def objects_locked(self, resource: ResourceType) -> dict[Key, Obj]:
+        return self._table(resource)
+
+    def write_locked(self, resource: ResourceType, key: Key, obj: Obj) -> None:
+        self._write(resource, key, obj)
+
+    def drop_objects_locked(self, resource_key: str) -> None:
+        """Forget every object of a type at once, by group-resource (`agenticsessions.pier.dev`)."""
+        self._resource_version += 1
+        self._tables.pop(resource_key, None)
+
+    def now_locked(self) -> str:
+        return self._clock.timestamp()
+
+    def create(self, resource: ResourceType, namespace: str, body: Any, *, manager: str | None = None) -> Obj:
         with self._operation():
-            return self._present(resource, self._create(resource, namespace, self._decode(resource, body)))
+            obj = self._create(resource, namespace, self._decode(resource, body), manager=manager)
+            return self._present(resource, obj)
 
     def get(self, resource: ResourceType, namespace: str, name: str) -> Obj:
         with self._operation():
@@ -173,8 +214,12 @@ class Store:
             "items": items,
         }
 
-    def replace(self, resource: ResourceType, namespace: str, name: str, body: Any) -> tuple[Obj, bool]:
-        """PUT: the stored object and whether it was created (kinds that allow create-on-update)."""
+    def replace(
+        self, resource: ResourceType, namespace: str, name: str, body: Any, *, manager: str | None = None,
+        status: bool = False,
+    ) -> tuple[Obj, bool]:
+        """PUT: the stored object and whether it was created (kinds that allow create-on-update).
+        `status`: a write to `/status`, which changes nothing but status."""
         obj = self._decode(resource, body)
         metadata = obj["metadata"]
         if metadata.get("name") != name:
@@ -189,12 +234,16 @@ class Store:
             key = self._key(resource, namespace, name)
             old = self._table(resource).get(key)
             if old is None:
-                if not resource.create_on_update:
+                if not resource.create_on_update or status:
                     raise errors.not_found(resource.group, resource.plural, name)
-                return self._present(resource, self._create(resource, namespace, obj)), True
-            return self._present(resource, self._update(resource, key, old, obj)), False
+                return self._present(resource, self._create(resource, namespace, obj, manager=manager)), True
+            obj = self._status_only(old, obj) if status else obj
+            return self._present(resource, self._update(resource, key, old, obj, manager=manager, status=status)), False
 
-    def patch(self, resource: ResourceType, namespace: str, name: str, content_type: str, patch: Any) -> Obj:
+    def patch(
+        self, resource: ResourceType, namespace: str, name: str, content_type: str, patch: Any, *,
+        manager: str | None = None, status: bool = False,
+    ) -> Obj:
         with self._operation():
             key = self._key(resource, namespace, name)
             old = self._existing(resource, namespace, name)
@@ -204,7 +253,45 @@ class Store:
                 raise errors.bad_request(str(error)) from None
             except PatchError as error:
                 raise errors.unprocessable(str(error)) from None
-            return self._present(resource, self._update(resource, key, old, self._decode(resource, patched)))
+            new = self._decode(resource, patched)
+            new = self._status_only(old, new) if status else new
+            return self._present(resource, self._update(resource, key, old, new, manager=manager, status=status))
+
+    def apply(
+        self, resource: ResourceType, namespace: str, name: str, body: Any, *, manager: str, force: bool,
+        status: bool = False,
+    ) -> tuple[Obj, bool]:
+        """Server-side apply (`apply.py`): the object and whether it was created."""
+        if not isinstance(body, dict):
+            raise errors.bad_request(f"the body of the request is not a {resource.kind} object")
+        for field_name, label in (("kind", "Kind"), ("apiVersion", "APIVersion")):
+            if not body.get(field_name):
+                raise errors.bad_request(f"Object '{label}' is missing in '{json.dumps(body, separators=(',', ':'))}'")
+        if (body.get("metadata") or {}).get("managedFields") is not None:
+            # Applying an object read back from the server, as is, is a mistake the real server refuses.
+            raise errors.bad_request("metadata.managedFields must be nil")
+        config = self._decode(resource, body)  # type checks; the body itself is what is applied
+        if config["metadata"].get("name") not in (None, name):
+            raise errors.bad_request(
+                f"the name of the object ({config['metadata']['name']}) does not match the name on the URL ({name})"
+            )
+        subresource = "status" if status else ""
+        with self._operation():
+            key = self._key(resource, namespace, name)
+            old = self._table(resource).get(key)
+            now = self._clock.timestamp()
+            live = self._present(resource, old) if old is not None else None
+            if live is None and status:
+                raise errors.not_found(resource.group, resource.plural, name)
+            merged, managed = field_manager.apply(
+                resource, live, body, manager, force=force, subresource=subresource, now=now
+            )
+            merged.setdefault("metadata", {})["name"] = name
+            new = self._decode(resource, merged)
+            if old is None:
+                return self._present(resource, self._create(resource, namespace, new, managed=managed)), True
+            new = self._status_only(old, new) if status else new
+            return self._present(resource, self._update(resource, key, old, new, managed=managed, status=status)), False
 
     def delete(self, resource: ResourceType, namespace: str, name: str, options: Obj) -> Obj:
         """The object (still there, being finalized) or a Success Status (gone)."""
@@ -244,12 +331,45 @@ class Store:
     def _operation(self) -> Iterator[None]:
         with self._lock:
             self._purge_terminated_namespaces()
+            for observer in self._observers:
+                observer.tick(self)
             try:
                 yield
             except BadObject as error:
                 raise errors.bad_request(str(error)) from None
 
-    def _create(self, resource: ResourceType, namespace: str, obj: Obj) -> Obj:
+    @staticmethod
+    def _status_only(old: Obj, obj: Obj) -> Obj:
+        """What a write to `/status` stores: the old object with the new status (and the
+        resourceVersion sent, for the optimistic-concurrency check)."""
+        new = copy.deepcopy(old)
+        if "status" in obj:
+            new["status"] = obj["status"]
+        else:
+            new.pop("status", None)
+        new["metadata"]["resourceVersion"] = obj["metadata"].get("resourceVersion")
+        return new
+
+    def _manage(
+        self, resource: ResourceType, old: Obj | None, new: Obj, manager: str | None, managed: list[Obj] | None,
+        status: bool,
+    ) -> None:
+        """Set `new`'s managedFields: given (an apply), recorded for an Update by `manager`, or kept."""
+        if managed is None and manager:
+            managed = field_manager.record_update(
+                resource, old, new, manager, "status" if status else "", self._clock.timestamp()
+            )
+        elif managed is None:
+            managed = copy.deepcopy((old or {}).get("metadata", {}).get("managedFields") or [])
+        if managed:
+            new["metadata"]["managedFields"] = managed
+        else:
+            new["metadata"].pop("managedFields", None)
+
+    def _create(
+        self, resource: ResourceType, namespace: str, obj: Obj, *, manager: str | None = None,
+        managed: list[Obj] | None = None,
+    ) -> Obj:
         metadata = obj["metadata"]
         if metadata.get("resourceVersion"):
             # The storage layer refuses this with a bare 500 and no reason.
@@ -276,6 +396,7 @@ class Store:
         ):
             metadata.pop(server_owned, None)
         resource.strategy.default(obj)
+        self._manage(resource, None, obj, manager, managed, False)
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = self._clock.timestamp()
         if resource.tracks_generation:
@@ -294,7 +415,10 @@ class Store:
             self._create(self._service_accounts, key[1], {"metadata": {"name": "default"}})
         return obj
 
-    def _update(self, resource: ResourceType, key: Key, old: Obj, new: Obj) -> Obj:
+    def _update(
+        self, resource: ResourceType, key: Key, old: Obj, new: Obj, *, manager: str | None = None,
+        managed: list[Obj] | None = None, status: bool = False,
+    ) -> Obj:
         metadata, old_metadata = new["metadata"], old["metadata"]
         requested_version = metadata.get("resourceVersion")
         if requested_version and requested_version != old_metadata["resourceVersion"]:
@@ -314,7 +438,8 @@ class Store:
             else:
                 metadata.pop(server_owned, None)
         resource.strategy.default(new)
-        if resource.has_status:
+        self._manage(resource, old, new, manager, managed, status)
+        if resource.has_status and not status:
             if "status" in old:
                 new["status"] = copy.deepcopy(old["status"])
             else:
@@ -420,10 +545,14 @@ class Store:
         self._resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self._resource_version)
         self._table(resource)[key] = obj
+        for observer in self._observers:
+            observer.changed(self, resource, key, obj)
 
     def _remove(self, resource: ResourceType, key: Key) -> None:
         self._resource_version += 1
         del self._table(resource)[key]
+        for observer in self._observers:
+            observer.changed(self, resource, key, None)
 
     def _seed(self) -> None:
         for name in BUILTIN_NAMESPACES:
@@ -493,7 +622,7 @@ class Store:
             if metadata.get(omitted_when_empty) in ({}, []):
                 del metadata[omitted_when_empty]
         metadata.pop("selfLink", None)  # no longer set by any server
-        metadata.pop("managedFields", None)  # server-side apply bookkeeping, not modelled
+        metadata.pop("managedFields", None)  # the server's bookkeeping (apply.py); not taken from clients
         obj["metadata"] = metadata
         return obj
 

@@ -24,6 +24,8 @@ _TYPE_TITLES = {
     "FieldValueForbidden": "Forbidden",
     "FieldValueTooLong": "Too long",
     "FieldValueDuplicate": "Duplicate value",
+    "FieldValueTypeInvalid": "Invalid value",
+    "FieldValueTooMany": "Too many",
 }
 
 
@@ -123,6 +125,15 @@ def dns1123_label(value: str) -> list[str]:
         value, limit=63, pattern=_DNS1123_LABEL, examples=("my-name", "123-abc"),
         description="a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
         "and must start and end with an alphanumeric character",
+    )
+
+
+def dns1035_label(value: str) -> list[str]:
+    """CRD names (plural, singular, kind, versions): a DNS label that starts with a letter."""
+    return _shaped(
+        value, limit=63, pattern=r"[a-z]([-a-z0-9]*[a-z0-9])?", examples=("my-name", "abc-123"),
+        description="a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
+        "start with an alphabetic character, and end with an alphanumeric character",
     )
 
 
