@@ -25,6 +25,9 @@ Behaviour that a client can observe follows the real API server:
 Timed work (purging terminating namespaces) is done lazily at the start of every operation:
 no background thread, and every observer of the state goes through an operation anyway. Time
 is the emulator's `Clock`, which tests can move forward.
+
+Every write goes through `_write` or `_remove`, which tell the observers registered with
+`observe()` (the watch history, watch.py), whoever made the write.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +55,9 @@ from .validation import FieldError, immutable, invalid, required, validate_annot
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+# Told of each write: the type, the key, the stored object after it (None: removed), the one
+# before it (None: created) and the write's resourceVersion.
+ChangeObserver = Callable[[ResourceType, Key, Obj | None, Obj | None, int], None]
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 UNDELETABLE_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
@@ -127,6 +133,8 @@ class Store:
         self._tables: dict[str, dict[Key, Obj]] = {}
         self._resource_version = 0
         self._terminating: dict[str, float] = {}  # namespace → when the namespace controller purges it
+        self._change_observers: list[ChangeObserver] = []
+        self._reset_observers: list[Callable[[int], None]] = []
         with self._lock:
             self._seed()
 
@@ -137,11 +145,24 @@ class Store:
             raise ValueError(f"the registry lacks the built-in resource {plural}")
         return resource_type
 
+    def observe(self, on_change: ChangeObserver, on_reset: Callable[[int], None] | None = None) -> int:
+        """Call `on_change` after every write from now on and `on_reset(resourceVersion)` before a
+        reset empties the store. Both run under the store's lock, so in resourceVersion order and
+        before the writer gets its answer; they must be quick and must not call the store.
+        Returns the resourceVersion the writes will follow."""
+        with self._lock:
+            self._change_observers.append(on_change)
+            if on_reset is not None:
+                self._reset_observers.append(on_reset)
+            return self._resource_version
+
     # --- the verbs ---------------------------------------------------------------------------
 
     def reset(self) -> None:
         """An empty cluster again: only the built-in namespaces and roles are left."""
         with self._lock:
+            for on_reset in self._reset_observers:
+                on_reset(self._resource_version)
             self._tables.clear()
             self._terminating.clear()
             self._seed()
@@ -419,11 +440,17 @@ class Store:
     def _write(self, resource: ResourceType, key: Key, obj: Obj) -> None:
         self._resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self._resource_version)
-        self._table(resource)[key] = obj
+        table = self._table(resource)
+        previous = table.get(key)
+        table[key] = obj
+        for on_change in self._change_observers:
+            on_change(resource, key, obj, previous, self._resource_version)
 
     def _remove(self, resource: ResourceType, key: Key) -> None:
         self._resource_version += 1
-        del self._table(resource)[key]
+        previous = self._table(resource).pop(key)
+        for on_change in self._change_observers:
+            on_change(resource, key, None, previous, self._resource_version)
 
     def _seed(self) -> None:
         for name in BUILTIN_NAMESPACES:
