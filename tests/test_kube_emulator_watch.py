@@ -232,6 +232,33 @@ def test_field_selector_filters_events(core, ns):
     assert seen(events) == [("ADDED", "a"), ("ADDED", "c")]
 
 
+def test_a_watcher_alone_sees_a_namespace_and_its_content_go(core, ns):
+    core.create_namespaced_config_map(ns, config_map("a"))
+    namespaces = core.list_namespace(field_selector=f"metadata.name={ns}")
+    config_maps = core.list_namespaced_config_map(ns)
+    gone = Background(
+        watch.Watch().stream(
+            core.list_namespace,
+            field_selector=f"metadata.name={ns}",
+            resource_version=namespaces.metadata.resource_version,
+            timeout_seconds=PATIENCE,
+        )
+    )
+    content = Background(
+        watch.Watch().stream(
+            core.list_namespaced_config_map,
+            ns,
+            resource_version=config_maps.metadata.resource_version,
+            timeout_seconds=PATIENCE,
+        )
+    )
+    core.delete_namespace(ns)
+    # No request comes after the delete: the namespace controller still does its work on time.
+    wait_until(lambda: [e["type"] for e in gone.events] == ["MODIFIED", "DELETED"])
+    assert gone.events[0]["object"].status.phase == "Terminating"
+    wait_until(lambda: content.names("DELETED") == ["a"])
+
+
 def test_watch_on_one_objects_url_watches_that_name(emulator, core, ns):
     listed = core.list_namespaced_config_map(ns)
     for name in ("a", "b"):

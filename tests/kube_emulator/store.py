@@ -253,6 +253,13 @@ class Store:
             "items": items,
         }
 
+    def run_timed_work(self) -> None:
+        """What every operation does first (purging the namespaces whose deletion is due), for
+        observers that send no requests: an idle watch calls this, so that the namespace it
+        watches goes away on time instead of at the next request."""
+        with self._operation():
+            pass
+
     def admit_create(self, resource: ResourceType, namespace: str, name: str) -> None:
         """Admission alone, for a create that stores nothing (a ServiceAccount's token): 404 in a
         missing namespace, 403 in a terminating one."""

@@ -32,9 +32,10 @@ those of `k8s.io/apiserver/pkg/storage/cacher` (watch_cache.go, cache_watcher.go
   lists again, as after a real cluster's etcd was restored. Stopping the emulator closes every
   open watch at once.
 
-Streams wait on one condition variable that every recorded write notifies; none polls the store.
-They do wake every `IDLE_CHECK_SECONDS` when idle, so that the HTTP side can notice a client that
-hung up and free its thread.
+Streams wait on one condition variable that every recorded write notifies. They also wake every
+`IDLE_CHECK_SECONDS` when idle: the HTTP side checks the client has not hung up (else the thread
+is freed), and the store does its timed work (a terminating namespace is purged when due), which
+otherwise only runs at the start of a request, and a watcher that sends none still sees it.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ class WatchHub:
         timeout_text = query.get("timeoutSeconds", "")
         if timeout_text and not timeout_text.isdigit():
             raise errors.bad_request(f'timeoutSeconds: Invalid value: "{timeout_text}": must be a non-negative integer')
-        deadline = time.monotonic() + int(timeout_text) if timeout_text else None
+        # 0 is no timeout here; a real server then picks one of 30 to 60 minutes.
+        deadline = time.monotonic() + int(timeout_text) if timeout_text and int(timeout_text) else None
         stream = WatchStream(self, request, bookmarks=bookmarks, deadline=deadline)
 
         with self._condition:
@@ -241,6 +243,7 @@ class WatchStream:
             if batch is None:
                 return
             if not batch:
+                self._hub._store.run_timed_work()  # no request may come to do it
                 yield None
             else:
                 yield from batch
