@@ -14,18 +14,23 @@ hanging it), or runs in a thread that the test waits on with `wait_until`.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 import urllib3
 from kube_emulator import KubeEmulator
 from kubecontract import *
 from kubecontract import NAMESPACE_DELETION_DELAY, config_map, failure, wait_until
-from kubernetes import client, watch
+from kubernetes import client, config, watch
 from kubernetes.client import ApiException
 from kubernetes.dynamic import DynamicClient
 
+TESTS = Path(__file__).resolve().parent
 BOOKMARK_INTERVAL = 0.2  # seconds; a real server sends one about every minute
 HISTORY = 50  # changes per resource type a watch can resume across
 PATIENCE = 30  # timeout_seconds for watches that must see an exact number of events
@@ -500,6 +505,36 @@ def test_stop_does_not_hang_on_open_watches():
         # The stream ended (or broke off) and the client found no server to watch again.
         assert isinstance(live.error, urllib3.exceptions.HTTPError)
     assert set(threading.enumerate()) - before == set()
+
+
+def test_subprocess_mode_takes_watch_settings_and_exits_on_sigterm_with_a_watch_open(tmp_path):
+    kubeconfig, ready = tmp_path / "config", tmp_path / "ready"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kube_emulator", "--port", "0", "--kubeconfig", str(kubeconfig),
+         "--ready-file", str(ready), "--watch-bookmark-interval", "0.1", "--watch-history", "10"],
+        cwd=TESTS,  # the emulator lives beside the tests, outside Pier's packages
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_until(ready.exists, timeout=10)
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        core = client.CoreV1Api(api)
+        start = core.list_namespaced_config_map("default").metadata.resource_version
+        for index in range(11):
+            core.create_namespaced_config_map("default", config_map(f"c{index}"))
+        with pytest.raises(ApiException) as raised:  # history of 10
+            take(watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=start), 1)
+        assert raised.value.status == 410
+        live = Background(
+            watch.Watch().stream(core.list_namespaced_config_map, "default", allow_watch_bookmarks=True)
+        )
+        wait_until(lambda: any(event["type"] == "BOOKMARK" for event in list(live.events)))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=PATIENCE) == 0
+    live.thread.join(PATIENCE)
+    api.close()
 
 
 def test_reset_ends_open_watches_and_nothing_resumes_across_it(emulator, core, ns):

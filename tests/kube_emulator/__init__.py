@@ -7,8 +7,10 @@ scheduler, no kubelet and only the controllers whose effects a client reads back
 `store.py`). What it does do, it does like the real API server wherever Pier depends on it:
 object metadata, `Status` errors and their reasons, optimistic concurrency, label and field
 selectors, paging, the three patch formats, defaulting and validation of the kinds Pier
-manages, namespace termination, and service-account tokens (TokenRequest, TokenReview). Each
-such behaviour is pinned by a contract test in `tests/test_kube_emulator.py`.
+manages, namespace termination, service-account tokens (TokenRequest, TokenReview), and watch
+(`?watch=true`: chunked events from a bounded history, bookmarks, 410 Expired; `watch.py`). Each
+such behaviour is pinned by a contract test in `tests/test_kube_emulator.py` (watch:
+`tests/test_kube_emulator_watch.py`).
 
 Tests also steer it: inject faults (errors, latency, dropped connections), reset the state,
 count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
@@ -22,12 +24,17 @@ other processes.
         emu.inject_fault(verb="create", resource="serviceaccounts/token", status=503)
         emu.advance_clock(3600)         # an hour later: tokens issued for an hour have expired
 
+    # Watches: the official client's kubernetes.watch.Watch().stream(core.list_namespaced_config_map,
+    # ns, resource_version=rv); KubeEmulator(watch_history=1000, watch_bookmark_interval=60.0) are
+    # the defaults (changes kept per resource type; seconds between bookmarks), tests shorten the latter.
+
 Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]`.
 
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),
 `strategies.py` (per-kind defaults and validation), `tokens.py` (TokenRequest, TokenReview),
-`clock.py`, `patch.py`, `selectors.py`, `validation.py`, `quantity.py`, `errors.py`, `faults.py`.
+`watch.py` (the change history and watch streams), `clock.py`, `patch.py`, `selectors.py`,
+`validation.py`, `quantity.py`, `errors.py`, `faults.py`.
 """
 
 from .emulator import KubeEmulator
