@@ -111,7 +111,10 @@ def test_watch_from_a_list_streams_each_change_after_it_in_order(core, ns):
 
     events = take(
         watch.Watch().stream(
-            core.list_namespaced_config_map, ns, resource_version=listed.metadata.resource_version, timeout_seconds=PATIENCE
+            core.list_namespaced_config_map,
+            ns,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=PATIENCE,
         ),
         3,
     )
@@ -187,7 +190,10 @@ def test_watch_is_scoped_to_its_namespace(core, ns):
     core.create_namespaced_config_map(ns, config_map("mine"))
     events = take(
         watch.Watch().stream(
-            core.list_namespaced_config_map, ns, resource_version=listed.metadata.resource_version, timeout_seconds=PATIENCE
+            core.list_namespaced_config_map,
+            ns,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=PATIENCE,
         ),
         1,
     )
@@ -422,7 +428,11 @@ def test_a_bookmark_after_changes_moves_past_them(core, ns):
     last = rv(core.create_namespaced_secret(ns, {"metadata": {"name": "s"}}))  # another type's write
     events = take(
         watch.Watch().stream(
-            core.list_namespaced_config_map, ns, resource_version=start, allow_watch_bookmarks=True, timeout_seconds=PATIENCE
+            core.list_namespaced_config_map,
+            ns,
+            resource_version=start,
+            allow_watch_bookmarks=True,
+            timeout_seconds=PATIENCE,
         ),
         2,
     )

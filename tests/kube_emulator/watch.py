@@ -141,9 +141,9 @@ class WatchHub:
 
     def _changes_after(self, resource: ResourceType, version: int) -> list[Change] | None:
         """The type's changes after `version`, oldest first; None if some have left the history."""
-        history = self._histories.get(resource.key)
-        if version < (history.floor if history is not None else self._base_floor):
+        if version < self._floor(resource):
             return None
+        history = self._histories.get(resource.key)
         if history is None:
             return []
         newer: list[Change] = []
@@ -292,7 +292,8 @@ class WatchStream:
         if now_passes and change.obj is not None:
             return (MODIFIED if before_passed else ADDED), _present(resource, change.obj)
         if before_passed and change.prev is not None:
-            gone = {**change.prev, "metadata": {**change.prev["metadata"], "resourceVersion": str(change.resource_version)}}
+            metadata = {**change.prev["metadata"], "resourceVersion": str(change.resource_version)}
+            gone = {**change.prev, "metadata": metadata}
             return DELETED, _present(resource, gone)
         return None, None
 
@@ -322,11 +323,8 @@ def _validate_options(send_initial: bool | None, match: str) -> list[FieldError]
         )
     if match:
         if send_initial is None:
-            problems.append(
-                forbidden(
-                    "resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
-                )
-            )
+            why = "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+            problems.append(forbidden("resourceVersionMatch", why))
         if match != "NotOlderThan":
             problems.append(not_supported("resourceVersionMatch", match, ["NotOlderThan"]))
     return problems
@@ -367,5 +365,8 @@ def _too_large(version: int, latest: int) -> ApiError:
         504,
         "Timeout",
         f"Too large resource version: {version}, current: {latest}",
-        {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
+        {
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        },
     )
