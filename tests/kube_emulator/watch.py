@@ -109,7 +109,6 @@ class WatchHub:
         self._store = store
         self._condition = threading.Condition()
         self._histories: dict[str, _History] = {}
-        self._generation = 0  # bumped by a reset: watches opened before it end
         # Attached after the store seeded its built-ins: those writes are history nobody can ask for.
         self._base_floor = self._latest = store.observe(self._record, self._reset)
 
@@ -125,9 +124,9 @@ class WatchHub:
             self._condition.notify_all()
 
     def _reset(self, version: int) -> None:
-        """The store is about to empty itself (still at `version`)."""
+        """The store is about to empty itself (still at `version`). Every open watch has seen at
+        most `version`, so it finds itself behind the history and ends."""
         with self._condition:
-            self._generation += 1
             self._histories.clear()
             # One past what a client may have seen: resuming across a reset would miss its deletions.
             self._base_floor = version + 1
@@ -212,8 +211,6 @@ class WatchStream:
         self._first: list[bytes] = []
         self._live = False
         self._closed = False
-        with hub._condition:
-            self._generation = hub._generation
 
     def started(self, cursor: int, initial: list[Obj], *, initial_events_end: bool) -> WatchStream:
         resource = self._request.resource
@@ -253,11 +250,13 @@ class WatchStream:
         hub = self._hub
         resource = self._request.resource
         with hub._condition:
-            if self._closed or hub._generation != self._generation:
+            if self._closed:
                 return None
             changes = hub._changes_after(resource, self._cursor)
             if changes is None:
-                return None  # too slow for the history: closed like an unresponsive watcher
+                # Behind the history (too slow, or the cluster was reset): closed, as the real
+                # server closes a watcher that cannot keep up; the client resumes or lists again.
+                return None
             now = time.monotonic()
             if not changes:
                 if self._deadline is not None and now >= self._deadline:
