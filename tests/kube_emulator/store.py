@@ -23,8 +23,9 @@ Behaviour that a client can observe follows the real API server:
   garbage-collected through ownerReferences.
 
 Timed work (purging terminating namespaces) is done lazily at the start of every operation:
-no background thread, and every observer of the state goes through an operation anyway. Time
-is the emulator's `Clock`, which tests can move forward.
+no background thread, and every observer of the state goes through an operation anyway (an
+idle watch, which sends no requests, calls `run_timed_work`). Time is the emulator's `Clock`,
+which tests can move forward.
 
 Every write goes through `_write` or `_remove`, which tell the observers registered with
 `observe()` (the watch history, watch.py), whoever made the write.
