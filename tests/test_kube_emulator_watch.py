@@ -75,6 +75,15 @@ def raw_watch(emulator, path: str) -> tuple[object, list[dict]]:
     return response, [json.loads(line) for line in body.splitlines() if line]
 
 
+def raw_watch_events(core, ns, **kwargs) -> tuple[object, list[dict]]:
+    """A config map watch through the official client, read to its end as raw JSON lines."""
+    response = core.list_namespaced_config_map(ns, watch=True, _preload_content=False, **kwargs)
+    try:
+        return response, [json.loads(line) for line in response.data.splitlines() if line]
+    finally:
+        response.release_conn()
+
+
 class Background:
     """A watch consumed in a thread: its events, and how it ended."""
 
@@ -270,6 +279,24 @@ def test_a_watcher_alone_sees_a_namespace_and_its_content_go(core, ns):
     wait_until(lambda: content.names("DELETED") == ["a"])
 
 
+def test_a_finalizer_holds_the_deleted_event_until_it_is_removed(core, ns):
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "held", "finalizers": ["pier.dev/cleanup"]}})
+    listed = core.list_namespaced_config_map(ns)
+    core.delete_namespaced_config_map("held", ns)
+    core.patch_namespaced_config_map("held", ns, {"metadata": {"finalizers": None}})
+    events = take(
+        watch.Watch().stream(
+            core.list_namespaced_config_map,
+            ns,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=PATIENCE,
+        ),
+        2,
+    )
+    assert seen(events) == [("MODIFIED", "held"), ("DELETED", "held")]
+    assert events[0]["object"].metadata.deletion_timestamp is not None
+
+
 def test_watch_on_one_objects_url_watches_that_name(emulator, core, ns):
     listed = core.list_namespaced_config_map(ns)
     for name in ("a", "b"):
@@ -412,14 +439,6 @@ def test_bookmarks_carry_only_a_resource_version_when_allowed(core, ns):
     # Without allowWatchBookmarks, an idle watch sends nothing at all.
     _, idle = raw_watch_events(core, ns, resource_version=str(latest), timeout_seconds=1)
     assert idle == []
-
-
-def raw_watch_events(core, ns, **kwargs) -> tuple[object, list[dict]]:
-    response = core.list_namespaced_config_map(ns, watch=True, _preload_content=False, **kwargs)
-    try:
-        return response, [json.loads(line) for line in response.data.splitlines() if line]
-    finally:
-        response.release_conn()
 
 
 def test_a_bookmark_after_changes_moves_past_them(core, ns):
