@@ -726,8 +726,6 @@ def test_http_control_endpoints(core, emulator):
 
 
 def test_unsupported_features_are_refused_not_ignored(core, ns):
-    code, body = failure(core.list_namespaced_config_map, ns, watch=True)
-    assert code == 400 and "watch is not supported" in body["message"]
     code, body = failure(core.create_namespaced_config_map, ns, config_map("a"), dry_run="All")
     assert code == 400 and "dryRun is not supported" in body["message"]
     assert failure(core.read_namespaced_config_map, "a", ns)[0] == 404

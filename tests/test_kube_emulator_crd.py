@@ -183,7 +183,7 @@ def test_served_versions_are_routable_and_in_discovery(api_client, crd, ns, tmp_
     main = entries[PLURAL]
     assert (main.kind, main.namespaced, main.singular_name) == (KIND, True, "agenticsession")
     assert main.short_names == ["as"] and main.categories == ["pier"]
-    assert set(main.verbs) == {"create", "delete", "deletecollection", "get", "list", "patch", "update"}
+    assert set(main.verbs) == {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
     assert set(entries[f"{PLURAL}/status"].verbs) == {"get", "patch", "update"}
 
     dyn = DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
@@ -600,3 +600,15 @@ def test_apply_serves_namespaces_rbac_and_network_policies(core, rbac, net, ns):
     applied = raw(net.patch_namespaced_network_policy, "deny", ns, policy, field_manager="pier", _content_type=APPLY)
     assert applied["spec"]["policyTypes"] == ["Ingress"]  # defaulted as on any write
     assert "f:ingress" in applied["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]  # an atomic list
+
+
+def test_a_watcher_of_custom_resources_sees_them_deleted_with_their_crd(ext, custom, crd, ns, core):
+    create_session(custom, ns)
+    rv = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["metadata"]["resourceVersion"]
+    # The answer's headers are in: the watch is open before the CRD goes.
+    stream = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, watch=True, resource_version=rv,
+                                                  timeout_seconds=2, _preload_content=False)
+    ext.delete_custom_resource_definition(f"{PLURAL}.{GROUP}")
+    core.list_namespace()  # the next operation removes the CRD's objects, one removal each
+    events = [json.loads(line) for line in stream.read().splitlines() if line.strip()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "s1")]

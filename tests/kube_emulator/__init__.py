@@ -9,10 +9,11 @@ object metadata, `Status` errors and their reasons, optimistic concurrency, labe
 selectors, paging, the three patch formats, defaulting and validation of the kinds Pier
 manages, namespace termination, service-account tokens (TokenRequest, TokenReview),
 CustomResourceDefinitions and the custom resources they serve (schema defaulting, pruning and
-validation, the status subresource), and server-side apply with `managedFields`. Each such
-behaviour is pinned by a contract test in `tests/test_kube_emulator.py` or, for CRDs, custom
-resources and apply, `tests/test_kube_emulator_crd.py`. Not served: watch, dry run, `/scale`,
-tables (printer columns are accepted and ignored), CEL validation rules, conversion webhooks.
+validation, the status subresource), server-side apply with `managedFields`, and watch
+(`?watch=true`: chunked events from a bounded history, bookmarks, 410 Expired). Each such
+behaviour is pinned by a contract test in `tests/test_kube_emulator*.py` (one module per area).
+Not served: dry run, `/scale`, tables (printer columns are accepted and ignored), CEL
+validation rules, conversion webhooks.
 
 Tests also steer it: inject faults (errors, latency, dropped connections), reset the state,
 count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
@@ -26,14 +27,19 @@ other processes.
         emu.inject_fault(verb="create", resource="serviceaccounts/token", status=503)
         emu.advance_clock(3600)         # an hour later: tokens issued for an hour have expired
 
+    # Watches: the official client's kubernetes.watch.Watch().stream(core.list_namespaced_config_map,
+    # ns, resource_version=rv); KubeEmulator(watch_history=1000, watch_bookmark_interval=60.0) are
+    # the defaults (changes kept per resource type; seconds between bookmarks), tests shorten the latter.
+
 Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]`.
 
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),
 `strategies.py` (per-kind defaults and validation), `tokens.py` (TokenRequest, TokenReview),
 `crd.py` (CRDs, custom resource types and the establishing controller), `schema.py` (a custom
-resource's openAPIV3Schema), `apply.py` (server-side apply, managedFields), `clock.py`,
-`patch.py`, `selectors.py`, `validation.py`, `quantity.py`, `errors.py`, `faults.py`.
+resource's openAPIV3Schema), `apply.py` (server-side apply, managedFields), `watch.py` (the
+change history and watch streams), `clock.py`, `patch.py`, `selectors.py`, `validation.py`,
+`quantity.py`, `errors.py`, `faults.py`.
 """
 
 from .emulator import KubeEmulator

@@ -28,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
         "--max-token-expiration-seconds", type=int, metavar="SECONDS",
         help="shorten longer TokenRequests to this (kube-apiserver's --service-account-max-token-expiration)",
     )  # fmt: skip
+    parser.add_argument(
+        "--watch-history", type=int, default=1000, metavar="EVENTS",
+        help="changes kept per resource type for watches to resume from (older: 410 Expired)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--watch-bookmark-interval", type=float, default=60.0, metavar="SECONDS",
+        help="how often watches with allowWatchBookmarks=true get a BOOKMARK",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -40,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             namespace_deletion_delay=args.namespace_deletion_delay,
             max_token_expiration_seconds=args.max_token_expiration_seconds,
+            watch_history=args.watch_history,
+            watch_bookmark_interval=args.watch_bookmark_interval,
         )
     except ValueError as error:
         parser.error(str(error))

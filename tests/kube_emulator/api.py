@@ -10,21 +10,24 @@ as a plain function of the request. URL shapes are the real API server's:
     /api, /api/v1, /apis, /apis/<group>[/<version>], /version   discovery
 
 Types and subresources with a `Handler` (registry.py) are served by it, the rest by the store.
+`?watch=true` on a list URL (or on one object's URL, which watches that name) is the verb
+`watch`, answered with a stream of events (watch.py) that server.py sends chunked.
 Only the registered subresources are served (`serviceaccounts/token`, and `/status` of CRDs and
 of custom resources whose version declares it; not `/scale`, nor `/status` of built-in kinds);
-watch and dry run are not served either. Each is refused with a clear 400/404 rather than
-half-done; watch would be another list mode. Patches take the three JSON formats and
+dry run and the deprecated `/api/v1/watch/...` paths are not served either. Each is refused
+with a clear 400/404 rather than half-done. Patches take the three JSON formats and
 server-side apply (`application/apply-patch+yaml`, apply.py); custom resources refuse strategic
 merge (415). Writes are recorded under `fieldManager`, or the user agent's first segment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from . import errors
@@ -38,6 +41,7 @@ from .patch import JSON_PATCH, PATCH_TYPES, STRATEGIC_MERGE_PATCH
 from .registry import Registry, ResourceType, Subresource
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import ListOptions, Store, decode_continue
+from .watch import WatchHub, WatchRequest
 
 KUBERNETES_VERSION = {
     "major": "1",
@@ -68,11 +72,21 @@ class Request:
     user_agent: str = ""
 
 
+class Stream(Protocol):
+    """A streamed answer (a watch): encoded chunks; None when there is nothing to send yet, so
+    the server can check on its client. `close()` ends the iteration soon, from any thread."""
+
+    def __iter__(self) -> Iterator[bytes | None]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Response:
     status: int = 200
     body: Any = None
     drop: bool = False  # close the connection without answering
+    stream: Stream | None = None  # a 200 whose body is these chunks (a watch) instead of `body`
 
     @classmethod
     def error(cls, error: ApiError) -> Response:
@@ -81,7 +95,7 @@ class Response:
 
 @dataclass(frozen=True)
 class Route:
-    verb: str  # get, list, create, update, patch, delete, deletecollection
+    verb: str  # get, list, watch, create, update, patch, delete, deletecollection
     resource: ResourceType | None = None  # None for discovery
     namespace: str | None = None
     name: str | None = None
@@ -113,9 +127,19 @@ class Route:
 
 
 class KubeApi:
-    def __init__(self, registry: Registry, store: Store, faults: Faults, stats: RequestStats, clock: Clock):
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        faults: Faults,
+        stats: RequestStats,
+        clock: Clock,
+        *,
+        watches: WatchHub | None = None,
+    ):
         self.registry = registry
         self.store = store
+        self.watches = watches if watches is not None else WatchHub(store)
         self.faults = faults
         self.stats = stats
         self.clock = clock
@@ -133,6 +157,8 @@ class KubeApi:
             return self._control(request)
         try:
             route = self._route(request.method, request.path)
+            if route.verb in ("list", "get") and route.subresource is None and _truthy(request.query.get("watch")):
+                route = self._watch_route(route)
         except ApiError as error:
             self.stats.record(request.method.lower(), "")
             return Response.error(error)
@@ -185,6 +211,14 @@ class KubeApi:
         return Route(verb, resource, namespace, name, subresource=subresource)
 
     @staticmethod
+    def _watch_route(route: Route) -> Route:
+        """A GET with `watch=true` is the verb `watch` (RBAC and faults name it so)."""
+        assert route.resource is not None
+        if "watch" not in route.resource.verbs:
+            raise errors.method_not_allowed()
+        return dataclasses.replace(route, verb="watch")
+
+    @staticmethod
     def _verb(
         method: str, resource: ResourceType, namespace: str | None, name: str | None, subresource: Subresource | None
     ) -> str:
@@ -228,8 +262,6 @@ class KubeApi:
         resource = route.resource
         assert resource is not None
         query = request.query
-        if _truthy(query.get("watch")):
-            raise errors.unsupported_feature("watch")
         if "dryRun" in query:
             raise errors.unsupported_feature("dryRun")
         namespace = route.namespace or ""
@@ -243,6 +275,11 @@ class KubeApi:
         if handler is not None:
             assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
             return Response(201, handler.create(namespace, name, _json_body(request)))
+        if route.verb == "watch":
+            options = self._list_options(resource, query)
+            scope = route.namespace if resource.namespaced else None
+            watch = WatchRequest(resource, scope, route.name, options.label_selector, options.field_selector, query)
+            return Response(200, stream=self.watches.open(watch))
         if route.verb == "get":
             return Response(200, self.store.get(resource, namespace, name))
         if route.verb == "list":

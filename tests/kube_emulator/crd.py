@@ -257,15 +257,20 @@ class CrdController:
         self._registry = registry
         self._crd_type = crd_type
         self._served: dict[str, list[ResourceType]] = {}  # CRD name → the types it serves
+        self._orphaned: list[ResourceType] = []  # types of deleted CRDs whose objects are still stored
 
-    def changed(self, store: Any, resource: ResourceType, key: tuple[str, str], obj: Obj | None) -> None:
+    def changed(self, store: Any, resource: ResourceType, key: tuple[str, str], obj: Obj | None,
+                previous: Obj | None, resource_version: int) -> None:
         if resource.key != self._crd_type.key:
             return
         name = key[1]
-        for old_type in self._served.pop(name, []):
+        old_types = self._served.pop(name, [])
+        for old_type in old_types:
             self._registry.unregister(old_type)
         if obj is None:
-            store.drop_objects_locked(name)  # the CRD's name is its resources' group-resource
+            # Its objects go at the next operation (the real server's CRD finalizer deletes them
+            # after the CRD's own deletion), one removal each, after the CRD's in resourceVersion.
+            self._orphaned.extend(old_types[:1])  # the versions share one table
             return
         if not self._established(obj):
             return
@@ -281,7 +286,9 @@ class CrdController:
         self._served[name] = types
 
     def tick(self, store: Any) -> None:
-        """Establish the CRDs written since the last operation."""
+        """Remove the objects of deleted CRDs; establish the CRDs written since the last operation."""
+        while self._orphaned:
+            store.drop_objects_locked(self._orphaned.pop())
         table = store.objects_locked(self._crd_type)
         for key, crd in list(table.items()):
             if crd["metadata"].get("deletionTimestamp"):
@@ -290,7 +297,8 @@ class CrdController:
             if status != crd.get("status"):
                 store.write_locked(self._crd_type, key, {**copy.deepcopy(crd), "status": status})
 
-    def reset(self) -> None:
+    def reset(self, resource_version: int) -> None:
+        self._orphaned.clear()
         for types in self._served.values():
             for resource_type in types:
                 self._registry.unregister(resource_type)

@@ -16,6 +16,7 @@ from .registry import Registry, builtin_registry
 from .server import EmulatorHTTPServer
 from .store import Store
 from .tokens import TokenAuthority, register_token_api
+from .watch import WatchHub
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -32,6 +33,10 @@ class KubeEmulator:
     `max_token_expiration_seconds` is kube-apiserver's `--service-account-max-token-expiration`:
     TokenRequests asking for longer get this much (between 1 hour and 2^32 seconds); None, the
     default, grants what is asked.
+
+    `watch_history` is how many changes per resource type a watch can resume across (the watch
+    cache's capacity; older resourceVersions get 410 Expired), and `watch_bookmark_interval` how
+    often, in seconds, watches that allow bookmarks get one (a real server: about a minute).
     """
 
     def __init__(
@@ -41,6 +46,8 @@ class KubeEmulator:
         port: int = 0,
         namespace_deletion_delay: float = 0.2,
         max_token_expiration_seconds: int | None = None,
+        watch_history: int = 1000,
+        watch_bookmark_interval: float = 60.0,
     ):
         self._clock = Clock()
         self.registry: Registry = builtin_registry()
@@ -49,7 +56,8 @@ class KubeEmulator:
         store.observe(CrdController(self.registry, crd_type))
         tokens = TokenAuthority(self._clock, max_expiration_seconds=max_token_expiration_seconds)
         register_token_api(self.registry, store, tokens)
-        self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock)
+        watches = WatchHub(store, history_size=watch_history, bookmark_interval=watch_bookmark_interval)
+        self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock, watches=watches)
         self._address = (host, port)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -154,7 +162,8 @@ class KubeEmulator:
 
     def reset(self) -> None:
         """Back to a fresh cluster: built-in objects only, no faults, request counts at zero, and
-        the clock back to real time."""
+        the clock back to real time. Open watches end, and none can resume from before the reset
+        (410 Expired): clients list again, as after a real cluster's etcd was restored."""
         self._app.reset()
 
     def advance_clock(self, seconds: float) -> None:

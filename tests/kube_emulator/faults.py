@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import INJECTABLE_STATUSES
 
-VERBS = ("get", "list", "create", "update", "patch", "delete", "deletecollection")
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 
 
 @dataclass
@@ -25,7 +25,9 @@ class Fault:
     `resource` is a plural (`namespaces`) or a group-qualified one (`roles.rbac.authorization.k8s.io`);
     a subresource is `<plural>/<subresource>`, as RBAC names it: `serviceaccounts/token` (verb
     `create`) for TokenRequests. A fault on `serviceaccounts` does not touch its subresources.
-    TokenReviews are the resource `tokenreviews` (verb `create`).
+    TokenReviews are the resource `tokenreviews` (verb `create`). A `watch=true` request is the
+    verb `watch`: a status fault answers it with that HTTP error before any event, as a real
+    server refusing the watch does.
     `namespace` is the request's namespace from the URL; for the `namespaces` resource itself,
     the namespace's name (none on create, whose name is in the body). `times` counts matching
     requests before the fault clears itself (None: until cleared).

@@ -21,7 +21,7 @@ from .patch import Node
 from .selectors import FieldGetter
 from .validation import NameValidator
 
-ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update")
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
 def _path(*keys: str) -> FieldGetter:

@@ -7,8 +7,11 @@
   takes ~40 ms (measured: 44 ms median per GET). Accepted sockets get TCP_NODELAY, and each
   response is buffered into one write (which also saves a syscall); either alone removes the
   stall, both keep multi-write responses fast too. A GET takes well under a millisecond.
-- `stop()` leaves no thread behind: idle keep-alive connections are shut down so that their
-  handler threads return, and `server_close()` joins them.
+- Watches stream: a 200 with `Transfer-Encoding: chunked`, one chunk per event line, flushed
+  at once. When the stream has nothing to send it checks whether the client hung up (the socket
+  reads as closed) and, if so, ends it, which frees the thread.
+- `stop()` leaves no thread behind: open streams are closed, idle keep-alive connections are
+  shut down so that their handler threads return, and `server_close()` joins them.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from . import errors
-from .api import KubeApi, Request, Response
+from .api import KubeApi, Request, Response, Stream
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if response.stream is not None:
+            self._send_stream(response.stream)
+            return
         payload = json.dumps(response.body, separators=(",", ":")).encode()
         self.send_response(response.status)
         self.send_header("Content-Type", "application/json")
@@ -64,6 +71,39 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def _send_stream(self, stream: Stream) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.server.track_stream(stream)
+        try:
+            self.wfile.flush()
+            for chunk in stream:
+                if chunk is None:
+                    if self._client_gone():
+                        self.close_connection = True
+                        return
+                    continue
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")  # the stream ended: the connection can serve again
+        except OSError:  # the client went away mid-write
+            self.close_connection = True
+        finally:
+            stream.close()
+            self.server.forget_stream(stream)
+
+    def _client_gone(self) -> bool:
+        """True once the client closed the connection (it sends nothing while it watches)."""
+        poller = select.poll()  # not select(): it fails on descriptors past 1024
+        poller.register(self.connection, select.POLLIN)
+        try:
+            return bool(poller.poll(0)) and not self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
@@ -80,6 +120,8 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.app = app
         self._connections: set[socket.socket] = set()
         self._handler_threads: list[threading.Thread] = []
+        self._streams: set[Stream] = set()
+        self._closing = False
         self._tracking_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -101,6 +143,19 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             self._handler_threads = [t for t in self._handler_threads if t.is_alive()] + [thread]
         thread.start()
 
+    def track_stream(self, stream: Stream) -> None:
+        """An open stream, closed by `server_close`; one opened while closing is closed at once."""
+        with self._tracking_lock:
+            closing = self._closing
+            if not closing:
+                self._streams.add(stream)
+        if closing:
+            stream.close()
+
+    def forget_stream(self, stream: Stream) -> None:
+        with self._tracking_lock:
+            self._streams.discard(stream)
+
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         with self._tracking_lock:
             self._connections.discard(request)
@@ -109,12 +164,15 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         """Close the listening socket, wake every handler thread and wait for all of them.
 
-        Call after `shutdown()`, so that no connection is accepted meanwhile. Handler threads
-        idle on a keep-alive connection see it shut down and return.
+        Call after `shutdown()`, so that no connection is accepted meanwhile. Streams (watches)
+        are closed, and handler threads idle on a keep-alive connection see it shut down and return.
         """
         super().server_close()
         with self._tracking_lock:
-            connections, threads = list(self._connections), list(self._handler_threads)
+            self._closing = True
+            connections, threads, streams = list(self._connections), list(self._handler_threads), list(self._streams)
+        for stream in streams:
+            stream.close()
         for connection in connections:
             with contextlib.suppress(OSError):  # already closed by the client
                 connection.shutdown(socket.SHUT_RDWR)

@@ -26,8 +26,12 @@ Behaviour that a client can observe follows the real API server:
   garbage-collected through ownerReferences.
 
 Timed work (purging terminating namespaces) is done lazily at the start of every operation:
-no background thread, and every observer of the state goes through an operation anyway. Time
-is the emulator's `Clock`, which tests can move forward.
+no background thread, and every observer of the state goes through an operation anyway (an
+idle watch, which sends no requests, calls `run_timed_work`). Time is the emulator's `Clock`,
+which tests can move forward.
+
+Every write goes through `_write` or `_remove`, which tell the observers registered with
+`observe()` (the watch history, watch.py), whoever made the write.
 """
 
 from __future__ import annotations
@@ -102,17 +106,20 @@ class ListOptions:
 
 
 class Observer(Protocol):
-    """A controller run inside the store (the CRD controller): called with the lock held, it may
-    only use the store's `*_locked` methods."""
+    """Told of every change the store makes, whoever makes it (the watch history, the CRD
+    controller). Called with the store's lock held, in resourceVersion order, before the writer
+    gets its answer: quick, and using only the store's `*_locked` methods. An observer that
+    writes does so in `tick`, so that every observer sees changes in resourceVersion order."""
 
-    def changed(self, store: Store, resource: ResourceType, key: Key, obj: Obj | None) -> None:
-        """After every write (`obj`) or removal (None)."""
+    def changed(self, store: Store, resource: ResourceType, key: Key, obj: Obj | None, previous: Obj | None,
+                resource_version: int) -> None:
+        """After every write (`obj`; `previous` None for a create) or removal (`obj` None)."""
 
     def tick(self, store: Store) -> None:
         """At the start of every operation, for work due since the last."""
 
-    def reset(self) -> None:
-        """The cluster is emptied."""
+    def reset(self, resource_version: int) -> None:
+        """The store is about to empty itself (still at `resource_version`)."""
 
 
 def encode_continue(key: Key) -> str:
@@ -161,15 +168,18 @@ class Store:
     def reset(self) -> None:
         """An empty cluster again: only the built-in namespaces and roles are left."""
         with self._lock:
+            for observer in self._observers:
+                observer.reset(self._resource_version)
             self._tables.clear()
             self._terminating.clear()
-            for observer in self._observers:
-                observer.reset()
             self._seed()
 
-    def observe(self, observer: Observer) -> None:
+    def observe(self, observer: Observer) -> int:
+        """Tell `observer` of every write from now on (see `Observer`). Returns the
+        resourceVersion the writes will follow."""
         with self._lock:
             self._observers.append(observer)
+            return self._resource_version
 
     # For observers only, with the lock held.
     def objects_locked(self, resource: ResourceType) -> dict[Key, Obj]:
@@ -178,10 +188,10 @@ class Store:
     def write_locked(self, resource: ResourceType, key: Key, obj: Obj) -> None:
         self._write(resource, key, obj)
 
-    def drop_objects_locked(self, resource_key: str) -> None:
-        """Forget every object of a type at once, by group-resource (`agenticsessions.pier.dev`)."""
-        self._resource_version += 1
-        self._tables.pop(resource_key, None)
+    def drop_objects_locked(self, resource: ResourceType) -> None:
+        """Remove every object of a type (its CRD is gone), one removal each, so watchers see them go."""
+        for key in list(self._table(resource)):
+            self._remove(resource, key)
 
     def now_locked(self) -> str:
         return self._clock.timestamp()
@@ -318,6 +328,13 @@ class Store:
             "metadata": metadata,
             "items": items,
         }
+
+    def run_timed_work(self) -> None:
+        """What every operation does first (purging the namespaces whose deletion is due), for
+        observers that send no requests: an idle watch calls this, so that the namespace it
+        watches goes away on time instead of at the next request."""
+        with self._operation():
+            pass
 
     def admit_create(self, resource: ResourceType, namespace: str, name: str) -> None:
         """Admission alone, for a create that stores nothing (a ServiceAccount's token): 404 in a
@@ -544,15 +561,17 @@ class Store:
     def _write(self, resource: ResourceType, key: Key, obj: Obj) -> None:
         self._resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self._resource_version)
-        self._table(resource)[key] = obj
+        table = self._table(resource)
+        previous = table.get(key)
+        table[key] = obj
         for observer in self._observers:
-            observer.changed(self, resource, key, obj)
+            observer.changed(self, resource, key, obj, previous, self._resource_version)
 
     def _remove(self, resource: ResourceType, key: Key) -> None:
         self._resource_version += 1
-        del self._table(resource)[key]
+        previous = self._table(resource).pop(key)
         for observer in self._observers:
-            observer.changed(self, resource, key, None)
+            observer.changed(self, resource, key, None, previous, self._resource_version)
 
     def _seed(self) -> None:
         for name in BUILTIN_NAMESPACES:
