@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         "--max-token-expiration-seconds", type=int, metavar="SECONDS",
         help="shorten longer TokenRequests to this (kube-apiserver's --service-account-max-token-expiration)",
     )  # fmt: skip
+    parser.add_argument(
+        "--authorization", choices=("on", "off"), default="on",
+        help="on (the default): authenticate every request and authorize it by RBAC; off: allow everything",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             namespace_deletion_delay=args.namespace_deletion_delay,
             max_token_expiration_seconds=args.max_token_expiration_seconds,
+            authorization=args.authorization == "on",
         )
     except ValueError as error:
         parser.error(str(error))

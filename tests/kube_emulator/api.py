@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
 from . import errors
+from .access import AccessControl
+from .authn import ADMIN, User
 from .clock import Clock
 from .errors import ApiError
 from .faults import Fault, Faults, RequestStats
@@ -59,6 +61,8 @@ class Request:
     query: dict[str, str]
     content_type: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()  # as sent, repeated names repeated (Impersonate-Group)
+    user: User | None = None  # who the request acts as, once the access filters have run
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,17 @@ class Route:
 
 
 class KubeApi:
-    def __init__(self, registry: Registry, store: Store, faults: Faults, stats: RequestStats, clock: Clock):
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        faults: Faults,
+        stats: RequestStats,
+        clock: Clock,
+        access: AccessControl | None = None,
+    ):
         self.registry = registry
+        self.access = access
         self.store = store
         self.faults = faults
         self.stats = stats
@@ -120,10 +133,19 @@ class KubeApi:
         self.store.reset()
         self.faults.clear()
         self.stats.clear()
+        if self.access is not None:
+            self.access.authenticator.clear_users()
 
     def handle(self, request: Request) -> Response:
         if request.path.startswith(CONTROL_PREFIX):
             return self._control(request)
+        if self.access is not None:
+            attributes = self.access.attributes(request.method, request.path, request.query)
+            try:
+                request = replace(request, user=self.access.admit(list(request.headers), attributes))
+            except ApiError as error:
+                self.stats.record(attributes.verb, attributes.combined_resource)
+                return Response.error(error)
         try:
             route = self._route(request.method, request.path)
         except ApiError as error:
@@ -139,9 +161,24 @@ class KubeApi:
             if fault.status is not None:
                 return Response.error(errors.injected(fault.status))
         try:
+            self._check_write(route, request)
             return self._serve(route, request)
         except ApiError as error:
             return Response.error(error)
+
+    def _check_write(self, route: Route, request: Request) -> None:
+        """RBAC's escalation checks, before a Role, ClusterRole or binding is written."""
+        if self.access is None or request.user is None or route.resource is None or route.subresource is not None:
+            return
+        current = None
+        if route.verb == "patch":
+            try:
+                current = self.store.get(route.resource, route.namespace or "", route.name or "")
+            except ApiError:
+                current = None
+        self.access.check_write(
+            request.user, route.resource, route.verb, route.namespace or "", route.name or "", request, current
+        )
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -230,6 +267,8 @@ class KubeApi:
         handler = route.subresource.handler if route.subresource is not None else resource.handler
         if handler is not None:
             assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
+            if hasattr(handler, "create_as"):  # answers for the caller (SelfSubjectAccessReview)
+                return Response(201, handler.create_as(request.user or ADMIN, namespace, _json_body(request)))
             return Response(201, handler.create(namespace, name, _json_body(request)))
         if route.verb == "get":
             return Response(200, self.store.get(resource, namespace, name))
@@ -330,6 +369,15 @@ class KubeApi:
             except (ValueError, TypeError) as error:
                 return Response(400, {"error": str(error)})
             return Response(200, {"time": self.clock.timestamp()})
+        if endpoint == ("POST", "users") and self.access is not None:
+            try:
+                body = json.loads(request.body or b"null")
+                if not isinstance(body, dict) or not set(body) <= {"name", "groups"}:
+                    raise ValueError('the body must be {"name": "...", "groups": [...]}')
+                token = self.access.authenticator.add_user(body.get("name"), body.get("groups") or [])
+            except (ValueError, TypeError) as error:
+                return Response(400, {"error": str(error)})
+            return Response(201, {"name": body["name"], "token": token})
         return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
 
 

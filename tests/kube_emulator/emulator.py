@@ -8,9 +8,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .access import AccessControl
 from .api import KubeApi
+from .authn import Authenticator
 from .clock import Clock
 from .faults import Fault, Faults, RequestStats
+from .rbac import BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES, Authorizer, register_access_reviews
 from .registry import Registry, builtin_registry
 from .server import EmulatorHTTPServer
 from .store import Store
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 CONTEXT_NAME = "pier-emulator"
-TOKEN = "pier-emulator-token"  # any bearer token is accepted; clients just need one to send
+TOKEN = "pier-emulator-token"  # the kubeconfig's: user kubernetes-admin, in system:masters
 
 
 class KubeEmulator:
@@ -31,6 +34,11 @@ class KubeEmulator:
     `max_token_expiration_seconds` is kube-apiserver's `--service-account-max-token-expiration`:
     TokenRequests asking for longer get this much (between 1 hour and 2^32 seconds); None, the
     default, grants what is asked.
+
+    `authorization=True` authenticates every request (the kubeconfig's admin token, tokens of
+    `add_user`, ServiceAccount tokens; 401 for any other) and authorizes it by RBAC (403), as
+    the real server does; False, the default here (`python -m kube_emulator` defaults to on),
+    accepts any token and allows everything. Access reviews answer from RBAC either way.
     """
 
     def __init__(
@@ -40,13 +48,33 @@ class KubeEmulator:
         port: int = 0,
         namespace_deletion_delay: float = 0.2,
         max_token_expiration_seconds: int | None = None,
+        authorization: bool = False,
     ):
         self._clock = Clock()
         self.registry: Registry = builtin_registry()
         store = Store(self.registry, namespace_deletion_delay=namespace_deletion_delay, clock=self._clock)
         tokens = TokenAuthority(self._clock, max_expiration_seconds=max_token_expiration_seconds)
         register_token_api(self.registry, store, tokens)
-        self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock)
+        authorizer = Authorizer(self.registry, store)
+        register_access_reviews(self.registry, authorizer)
+        for plural, objects in (
+            ("clusterroles", BOOTSTRAP_CLUSTER_ROLES), ("clusterrolebindings", BOOTSTRAP_CLUSTER_ROLE_BINDINGS),
+        ):  # fmt: skip
+            resource = self.registry.get("rbac.authorization.k8s.io", "v1", plural)
+            assert resource is not None
+            store.add_builtins(resource, list(objects))
+        service_accounts = self.registry.get("", "v1", "serviceaccounts")
+        assert service_accounts is not None
+
+        def service_account(namespace: str, name: str) -> dict[str, Any] | None:
+            try:
+                return store.get(service_accounts, namespace, name)
+            except Exception:  # noqa: BLE001 - a 404, or a name that cannot exist
+                return None
+
+        self.authorization = authorization
+        self._access = AccessControl(Authenticator(TOKEN, tokens, service_account), authorizer, enabled=authorization)
+        self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock, access=self._access)
         self._address = (host, port)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -118,15 +146,23 @@ class KubeEmulator:
         partial.replace(target)
         return target
 
-    def api_client(self) -> ApiClient:
-        """An official-client ApiClient configured for this emulator (not the global default)."""
+    def api_client(self, token: str = TOKEN) -> ApiClient:
+        """An official-client ApiClient configured for this emulator (not the global default),
+        with the admin's token or another (`add_user`'s, a ServiceAccount's)."""
         from kubernetes import client
 
         configuration = client.Configuration()
         configuration.host = self.url
-        configuration.api_key = {"BearerToken": TOKEN}
+        configuration.api_key = {"BearerToken": token}
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(configuration)
+
+    # --- identities --------------------------------------------------------------------------
+
+    def add_user(self, name: str, groups: list[str] | tuple[str, ...] = ()) -> str:
+        """Register a user (groups plus `system:authenticated`) and return its bearer token, like a
+        line of kube-apiserver's `--token-auth-file`. Users last until `reset()`."""
+        return self._access.authenticator.add_user(name, list(groups))
 
     # --- test controls -----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             content_type=self.headers.get("Content-Type", ""),
             body=body,
+            headers=tuple(self.headers.items()),
         )
         try:
             response = self.server.app.handle(request)
