@@ -83,7 +83,7 @@ class AccessControl:
             return
         obj = {**obj, "metadata": {**(obj.get("metadata") or {}), "name": name or (obj.get("metadata") or {}).get("name", "")}}
         if resource.plural in _ROLE_KINDS:
-            self.authorizer.check_role_write(user, resource, namespace, obj)
+            self.authorizer.check_role_write(user, resource, namespace, name, obj)
         else:
             self.authorizer.check_binding_write(user, resource, namespace, obj)
 

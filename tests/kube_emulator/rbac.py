@@ -51,7 +51,7 @@ from .errors import ApiError
 from .registry import Registry, ResourceType
 from .selectors import parse_label_selector, SelectorError
 from .store import ListOptions, Store
-from .validation import FieldError, dns1123_subdomain, invalid, required
+from .validation import FieldError, dns1123_subdomain, invalid
 
 Obj = dict[str, Any]
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -425,7 +425,7 @@ class Authorizer:
                 role = roles.get(name)
                 rules = [r for r in role.get("rules") or [] if isinstance(r, dict)] if role is not None else None
                 missing = f'role.rbac.authorization.k8s.io "{name}" not found'
-            describer = f'RoleBinding "{binding["metadata"]["name"]}/{namespace}" of {kind} "{name}" to {_describe(subject)}'
+            describer = f'RoleBinding "{binding["metadata"]["name"]}/{namespace}" of {kind} "{name}" to {_describe(subject, namespace)}'
             yield describer, rules, missing
 
     def rules_for(self, user: User, namespace: str) -> tuple[list[Obj], list[str]]:
@@ -466,10 +466,11 @@ class Authorizer:
 
     # --- escalation ---
 
-    def check_role_write(self, user: User, resource: ResourceType, namespace: str, obj: Obj) -> None:
-        """A Role or ClusterRole may be written only with rules the writer holds (or `escalate`)."""
+    def check_role_write(self, user: User, resource: ResourceType, namespace: str, url_name: str, obj: Obj) -> None:
+        """A Role or ClusterRole may be written only with rules the writer holds, unless the writer
+        may `escalate` (checked on the URL's name, so a create's is empty, as in the real server)."""
         name = (obj.get("metadata") or {}).get("name", "")
-        if user.privileged or self._may(user, "escalate", resource, namespace, name):
+        if user.privileged or self._may(user, "escalate", resource, namespace, url_name):
             return
         rules = [rule for rule in obj.get("rules") or [] if isinstance(rule, dict)]
         self._confirm_no_escalation(user, resource, namespace, name, rules)
@@ -493,10 +494,9 @@ class Authorizer:
                               resource=role_resource, name=role_ref.get("name", ""))  # fmt: skip
             if self.authorize(user, bind).allowed:
                 return
-        rules, missing = self.role_ref_rules(role_ref, namespace)
-        if rules is None:
-            raise ApiError(404, "NotFound", missing, {"name": role_ref.get("name", ""), "group": RBAC_GROUP,
-                                                      "kind": kind.lower()})  # fmt: skip
+        rules, _ = self.role_ref_rules(role_ref, namespace)
+        if rules is None:  # the registry's lookup, not the authorizer's lister: a plural in the 404
+            raise errors.not_found(RBAC_GROUP, role_resource or "roles", role_ref.get("name", ""))
         self._confirm_no_escalation(user, resource, namespace, name, rules)
 
     def _may(self, user: User, verb: str, resource: ResourceType, namespace: str, name: str) -> bool:
@@ -565,10 +565,10 @@ def _applying_subject(user: User, binding: Obj, namespace: str) -> Obj | None:
     return None
 
 
-def _describe(subject: Obj) -> str:
-    """rbac.go's describers: `User "alice"`, `Group "g"`, `ServiceAccount "name/ns"`."""
+def _describe(subject: Obj, binding_namespace: str = "") -> str:
+    """rule.go's describeSubject: `User "alice"`, `Group "g"`, `ServiceAccount "name/ns"`."""
     if subject.get("kind") == "ServiceAccount":
-        return f'ServiceAccount "{subject.get("name", "")}/{subject.get("namespace", "")}"'
+        return f'ServiceAccount "{subject.get("name", "")}/{subject.get("namespace") or binding_namespace}"'
     return f'{subject.get("kind")} "{subject.get("name", "")}"'
 
 
@@ -601,15 +601,13 @@ class AccessReviewHandler:
             user = User(str(spec.get("user") or ""), tuple(groups), uid=str(spec.get("uid") or ""))
             if not user.name and not groups:
                 problems.append(invalid("spec.user", "", "at least one of user or group must be specified"))
-        if bool(resource_attrs) == bool(non_resource_attrs):
-            field = "spec.resourceAttributes" if resource_attrs else "spec.nonResourceAttributes"
-            which = resource_attrs or non_resource_attrs
-            if which:
-                problems.append(invalid(field, which, "cannot be specified in combination with "
-                                        + ("nonResourceAttributes" if resource_attrs else "resourceAttributes")))
-            else:
-                problems.append(required("spec.resourceAttributes",
-                                         "exactly one of nonResourceAttributes or resourceAttributes must be specified"))
+        # pkg/apis/authorization/validation: the same checks, fields and messages.
+        if resource_attrs and non_resource_attrs:
+            problems.append(invalid("spec.nonResourceAttributes", non_resource_attrs,
+                                    "cannot be specified in combination with resourceAttributes"))  # fmt: skip
+        if not resource_attrs and not non_resource_attrs:
+            problems.append(invalid("spec.resourceAttributes", None,
+                                    "exactly one of nonResourceAttributes or resourceAttributes must be specified"))  # fmt: skip
         if self.kind == "LocalSubjectAccessReview":
             if not resource_attrs and non_resource_attrs:
                 problems.append(invalid("spec.nonResourceAttributes", non_resource_attrs,
