@@ -565,3 +565,105 @@ def test_the_bootstrap_policy_is_there_and_back_after_reset(emulator, rbac):
     rbac.delete_cluster_role_binding("system:discovery")
     emulator.reset()
     assert "system:discovery" in {b.metadata.name for b in rbac.list_cluster_role_binding().items}
+
+
+# --- the standalone process, OpenAPI and kubectl -----------------------------------------------
+
+
+def run_emulator(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen, str, Path]:
+    kubeconfig, ready = tmp_path / "config", tmp_path / "ready"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kube_emulator", "--port", "0", "--kubeconfig", str(kubeconfig),
+         "--ready-file", str(ready), *flags],
+        cwd=ROOT / "tests", stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = process.stdout.readline().strip()
+    wait_until(ready.exists, timeout=10)
+    return process, url, kubeconfig
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+
+
+def token_client(url: str, token: str) -> client.ApiClient:
+    configuration = client.Configuration()
+    configuration.host = url
+    configuration.api_key, configuration.api_key_prefix = {"BearerToken": token}, {"BearerToken": "Bearer"}
+    return client.ApiClient(configuration)
+
+
+def test_the_standalone_emulator_authorizes_by_default(tmp_path):
+    """`make run` and Pier's integration tests start it without flags: authorization is on."""
+    process, url, kubeconfig = run_emulator(tmp_path)
+    try:
+        admin = config.new_client_from_config(config_file=str(kubeconfig))
+        assert client.CoreV1Api(admin).list_namespace().items
+        code, body = control_url(url, "/_emulator/users", {"name": "rita"})
+        assert code == 201
+        assert failure(client.CoreV1Api(token_client(url, body["token"])).list_namespace)[0] == 403
+        assert failure(client.CoreV1Api(token_client(url, "stranger")).list_namespace)[0] == 401
+        admin.close()
+    finally:
+        stop(process)
+    (tmp_path / "off").mkdir()
+    process, url, _ = run_emulator(tmp_path / "off", "--authorization", "off")
+    try:
+        assert client.CoreV1Api(token_client(url, "stranger")).list_namespace().items
+    finally:
+        stop(process)
+
+
+def control_url(url: str, path: str, body: dict) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def get_path(api: client.ApiClient, path: str, accept: str = "application/json"):
+    """GET a non-resource path with the client's credentials; the raw urllib3 response."""
+    return api.call_api(path, "GET", header_params={"Accept": accept}, auth_settings=["BearerToken"],
+                        _preload_content=False)  # fmt: skip
+
+
+def test_openapi_documents_answer_without_schemas(emulator, clients):
+    alice = clients(emulator.add_user("alice"))
+    v2 = json.loads(get_path(alice.api, "/openapi/v2").data)
+    assert v2["swagger"] == "2.0" and v2["definitions"] == {}
+    # Protobuf is not spoken: 406, and kubectl then falls back to the kinds compiled into it.
+    assert status_of(get_path, alice.api, "/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf") == 406
+    assert json.loads(get_path(alice.api, "/openapi/v3").data) == {"paths": {}}
+    assert status_of(get_path, clients("bad").api, "/openapi/v3") == 401
+    assert status_of(get_path, clients(None).api, "/openapi/v3") == 403  # discovery is for the authenticated
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_gets_and_applies_through_the_emulators_kubeconfig(emulator, kubeconfig, rbac, core, tmp_path):
+    def kubectl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+
+    # This kubectl sends no credentials over plain HTTP, so it is anonymous here, and refused ...
+    refused = kubectl("get", "ns")
+    assert refused.returncode != 0 and "Forbidden" in refused.stderr
+    # ... until anonymous is bound to a role (what a local run would do to use kubectl).
+    rbac.create_cluster_role_binding(bind("anonymous-admin", "ClusterRole", "cluster-admin", [user("system:anonymous")]))
+    listed = kubectl("get", "ns")
+    assert listed.returncode == 0, listed.stderr
+    assert {"default", "kube-system"} <= {line.split()[0] for line in listed.stdout.splitlines()[1:]}
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\n"
+                        "data:\n  a: '1'\n")  # fmt: skip
+    created = kubectl("apply", "--validate=false", "-f", str(manifest))
+    assert created.returncode == 0 and "created" in created.stdout, created.stderr
+    manifest.write_text(manifest.read_text().replace("'1'", "'2'"))
+    changed = kubectl("apply", "--validate=false", "-f", str(manifest))  # a patch, computed without schemas
+    assert changed.returncode == 0 and "configured" in changed.stdout, changed.stderr
+    assert core.read_namespaced_config_map("applied", "default").data == {"a": "2"}

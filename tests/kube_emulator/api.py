@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from . import errors
+from . import errors, openapi
 from .access import AccessControl
 from .authn import ADMIN, User
 from .clock import Clock
@@ -146,6 +146,15 @@ class KubeApi:
             except ApiError as error:
                 self.stats.record(attributes.verb, attributes.combined_resource)
                 return Response.error(error)
+        if request.path.startswith("/openapi"):
+            try:
+                doc = openapi.document([p for p in request.path.split("/") if p], _header(request, "accept"),
+                                       KUBERNETES_VERSION["gitVersion"])  # fmt: skip
+            except ApiError as error:
+                return Response.error(error)
+            if doc is not None:
+                self.stats.record("get", "")
+                return Response(200, doc)
         try:
             route = self._route(request.method, request.path)
         except ApiError as error:
@@ -383,6 +392,10 @@ class KubeApi:
 
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() not in ("", "0", "false")
+
+
+def _header(request: Request, name: str) -> str:
+    return next((value for key, value in request.headers if key.lower() == name), "")
 
 
 def _json_body(request: Request) -> Any:
