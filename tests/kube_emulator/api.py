@@ -13,6 +13,17 @@ Types and subresources with a `Handler` (registry.py) are served by it, the rest
 Only the registered subresources are served (`serviceaccounts/token`; not `/status` or
 `/scale`); watch, dry run and server-side apply are not served either. Each is refused with a
 clear 400/404 rather than half-done; watch would be another list mode.
+
+Before routing, as the real server's filters run before its handlers, `access.py` decides who
+the request is from and whether RBAC allows it (with authorization on): 401 Unauthorized for
+an unknown token, 403 Forbidden with the API server's message (`configmaps "x" is forbidden:
+User "alice" cannot get resource "configmaps" in API group "" in the namespace "ns"`), on any
+path, served or not, the request's attributes being read from the URL as the real
+RequestInfo does. Discovery and `/openapi/*` are non-resource URLs that the bootstrap
+`system:discovery` role grants to every authenticated user. Writes of Roles, ClusterRoles and
+bindings then pass the escalation checks (`bind`, `escalate`); access reviews are answered
+for the caller (`Request.user`). `/_emulator/` control endpoints need no credentials; they
+include `POST /_emulator/users` (`{"name", "groups"}` → `{"token"}`) for other processes.
 """
 
 from __future__ import annotations
