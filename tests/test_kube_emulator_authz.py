@@ -480,6 +480,9 @@ def test_impersonation_needs_the_impersonate_verb_on_each_identity(emulator, cli
     lee.api.set_default_header("Impersonate-Group", "admins")  # a group needs its own grant
     code, body = failure(lee.core.list_namespaced_config_map, ns)
     assert body["message"].startswith('groups "admins" is forbidden: User "lee" cannot impersonate resource "groups"')
+    groups_alone = clients(emulator.add_user("lee"))
+    groups_alone.api.set_default_header("Impersonate-Group", "admins")
+    assert failure(groups_alone.core.list_namespaced_config_map, ns)[0] == 400  # a group without a user
     # A ServiceAccount is impersonated through `serviceaccounts` in its namespace.
     sa = clients(emulator.add_user("lee"))
     sa.api.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:bot")

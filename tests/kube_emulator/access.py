@@ -16,6 +16,7 @@ from typing import Any
 from .authn import ADMIN, Authenticator, ImpersonationRequest, User, impersonation_requests
 from .errors import ApiError
 from .patch import MalformedPatch, PatchError, apply_patch
+from .policy import RBAC_GROUP
 from .rbac import Attributes, Authorizer, request_attributes
 from .registry import ResourceType
 
@@ -66,9 +67,9 @@ class AccessControl:
     ) -> None:
         """The escalation checks of the policy-based RBAC storages, on the object as it would be
         stored: the body of a create or update, `current` with the patch applied for a patch."""
-        if not self.enabled or resource.group != "rbac.authorization.k8s.io" or verb not in ("create", "update", "patch"):
+        if not self.enabled or user.privileged or verb not in ("create", "update", "patch"):
             return
-        if resource.plural not in _ROLE_KINDS | _BINDING_KINDS or user.privileged:
+        if resource.group != RBAC_GROUP or resource.plural not in _ROLE_KINDS | _BINDING_KINDS:
             return
         obj = _json(request.body)
         if verb == "patch":
@@ -81,7 +82,8 @@ class AccessControl:
                 return  # the store answers the error
         if not isinstance(obj, dict):
             return
-        obj = {**obj, "metadata": {**(obj.get("metadata") or {}), "name": name or (obj.get("metadata") or {}).get("name", "")}}
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        obj = {**obj, "metadata": {**metadata, "name": name or metadata.get("name", "")}}
         if resource.plural in _ROLE_KINDS:
             self.authorizer.check_role_write(user, resource, namespace, name, obj)
         else:

@@ -172,7 +172,7 @@ def impersonation_requests(headers: list[tuple[str, str]]) -> tuple[User | None,
             extra.setdefault(unquote(lowered[len("impersonate-extra-") :]), []).append(value)
     if username is None:
         if groups or extra or uid:
-            raise ApiError(400, "BadRequest", "requested impersonation of groups, uid or extras without impersonating a user")
+            raise ApiError(400, "BadRequest", "impersonating groups, a uid or extras needs Impersonate-User too")
         return None, []
     checks: list[ImpersonationRequest] = []
     account = split_service_account(username)

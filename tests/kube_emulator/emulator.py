@@ -13,8 +13,10 @@ from .api import KubeApi
 from .authn import Authenticator
 from .clock import Clock
 from .faults import Fault, Faults, RequestStats
-from .rbac import BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES, Authorizer, register_access_reviews
+from .policy import BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES
+from .rbac import Authorizer
 from .registry import Registry, builtin_registry
+from .reviews import register_access_reviews
 from .server import EmulatorHTTPServer
 from .store import Store
 from .tokens import TokenAuthority, register_token_api

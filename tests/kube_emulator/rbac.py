@@ -24,39 +24,32 @@ Followed closely (the Go sources named are kubernetes/kubernetes'):
   that role (or is in system:masters); setting an aggregationRule needs full authority;
   writing a binding needs the referenced role's rules to be held, unless the writer may
   `bind` it. The 403 lists the missing rules as the real server does.
-- the bootstrap policy a client relies on: `system:discovery`, `system:basic-user` and
-  `system:public-info-viewer` bound to authenticated users, `cluster-admin` to system:masters,
-  and `system:aggregate-to-{admin,edit,view}` carrying the rules of the admin/edit/view roles
-  (for the resources this emulator serves and their usual neighbours).
-- SubjectAccessReview, SelfSubjectAccessReview and LocalSubjectAccessReview
-  (`authorization.k8s.io/v1`), answered by the same decision: `allowed`, and a `reason`.
 
-Not emulated: the Node and Webhook authorizers, SelfSubjectRulesReview, ABAC, the
-RBAC-bootstrap reconciliation of edited system roles, field and label selector attributes of
-SubjectAccessReview (accepted, not used in the decision).
+The bootstrap roles and bindings are in `policy.py`, the access reviews in `reviews.py`.
+Not emulated: the Node and Webhook authorizers, ABAC, the reconciliation of edited bootstrap
+roles at restart, the exemption of updates that only touch finalizers or ownerReferences from
+the escalation checks (`IsOnlyMutatingGCFields`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from . import errors
-from .authn import AUTHENTICATED, MASTERS, UNAUTHENTICATED, User, split_service_account
+from .authn import User, split_service_account
 from .errors import ApiError
+from .policy import RBAC_GROUP
 from .registry import Registry, ResourceType
-from .selectors import parse_label_selector, SelectorError
+from .selectors import LabelSelector, SelectorError, from_structured
 from .store import ListOptions, Store
-from .validation import FieldError, dns1123_subdomain, invalid
 
 Obj = dict[str, Any]
-RBAC_GROUP = "rbac.authorization.k8s.io"
-AUTHZ_GROUP = "authorization.k8s.io"
-AUTHZ_API_VERSION = f"{AUTHZ_GROUP}/v1"
+FULL_AUTHORITY = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, {"verbs": ["*"], "nonResourceURLs": ["*"]}]
 
 # requestinfo.go: the namespace subresources that are not namespaced resources.
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
@@ -156,7 +149,8 @@ def _resource_matches(rule_resources: list[str], combined: str, subresource: str
 
 
 def _url_covers(owner: str, path: str) -> bool:
-    return owner in ("*", path) or (owner.endswith("*") and path.startswith(owner.rstrip("*")))
+    """NonResourceURLMatches, and nonResourceURLCovers (the same rule): exact, or a prefix ending in `*`."""
+    return owner == path or (owner.endswith("*") and path.startswith(owner[:-1]))
 
 
 def breakdown(rule: Obj) -> list[Obj]:
@@ -174,9 +168,11 @@ def breakdown(rule: Obj) -> list[Obj]:
 
 
 def _rule_covers(owner: Obj, sub: Obj) -> bool:
-    def has_all(key: str, star: str | None = "*") -> bool:
+    """policy_comparator.go ruleCovers: `owner` covers the broken-down rule `sub`."""
+
+    def has_all(key: str) -> bool:
         held = _strings(owner, key)
-        return (star is not None and star in held) or all(item in held for item in _strings(sub, key))
+        return "*" in held or all(item in held for item in _strings(sub, key))
 
     held_resources = _strings(owner, "resources")
     resources_covered = "*" in held_resources or all(
@@ -184,16 +180,12 @@ def _rule_covers(owner: Obj, sub: Obj) -> bool:
         for resource in _strings(sub, "resources")
     )
     urls_covered = all(
-        any(_url_covers_strict(held, url) for held in _strings(owner, "nonResourceURLs"))
+        any(_url_covers(held, url) for held in _strings(owner, "nonResourceURLs"))
         for url in _strings(sub, "nonResourceURLs")
     )
     owner_names, sub_names = _strings(owner, "resourceNames"), _strings(sub, "resourceNames")
     names_covered = not owner_names or (bool(sub_names) and all(name in owner_names for name in sub_names))
     return has_all("verbs") and has_all("apiGroups") and resources_covered and urls_covered and names_covered
-
-
-def _url_covers_strict(owner: str, path: str) -> bool:
-    return owner == path or (owner.endswith("*") and path.startswith(owner.rstrip("*")))
 
 
 def uncovered(owner_rules: list[Obj], rules: list[Obj]) -> list[Obj]:
@@ -241,96 +233,6 @@ def compact(rules: list[Obj]) -> list[Obj]:
     return result
 
 
-# --- the bootstrap policy ----------------------------------------------------------------------
-
-_READ = ["get", "list", "watch"]
-_WRITE = ["create", "delete", "deletecollection", "patch", "update"]
-_BOOTSTRAP = {"kubernetes.io/bootstrapping": "rbac-defaults"}
-_AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
-
-
-def _rule(verbs: list[str], groups: list[str], resources: list[str]) -> Obj:
-    return {"verbs": list(verbs), "apiGroups": list(groups), "resources": list(resources)}
-
-
-def _cluster_role(name: str, rules: list[Obj], labels: dict[str, str] | None = None) -> Obj:
-    return {"metadata": {"name": name, "labels": {**_BOOTSTRAP, **(labels or {})}, "annotations": dict(_AUTOUPDATE)},
-            "rules": rules}  # fmt: skip
-
-
-def _aggregate_to(*roles: str) -> dict[str, str]:
-    return {f"rbac.authorization.k8s.io/aggregate-to-{role}": "true" for role in roles}
-
-
-BOOTSTRAP_CLUSTER_ROLES: tuple[Obj, ...] = (
-    _cluster_role("system:discovery", [{"verbs": ["get"], "nonResourceURLs": [
-        "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
-        "/version", "/version/",
-    ]}]),  # fmt: skip
-    _cluster_role("system:public-info-viewer", [{"verbs": ["get"], "nonResourceURLs": [
-        "/healthz", "/livez", "/readyz", "/version", "/version/",
-    ]}]),  # fmt: skip
-    _cluster_role("system:basic-user", [
-        _rule(["create"], [AUTHZ_GROUP], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
-        _rule(["create"], ["authentication.k8s.io"], ["selfsubjectreviews"]),
-    ]),  # fmt: skip
-    # bootstrappolicy/policy.go; the aggregate-to-view rules also reach edit and admin, and
-    # the aggregate-to-edit ones admin, as the labels on the real edit and view roles make them.
-    _cluster_role("system:aggregate-to-admin", [
-        _rule(["create"], [AUTHZ_GROUP], ["localsubjectaccessreviews"]),
-        _rule(_READ + _WRITE, [RBAC_GROUP], ["roles", "rolebindings"]),
-    ], _aggregate_to("admin")),  # fmt: skip
-    _cluster_role("system:aggregate-to-edit", [
-        _rule(_READ, [""], ["pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy"]),
-        _rule(["impersonate"], [""], ["serviceaccounts"]),
-        _rule(_WRITE, [""], ["pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward"]),
-        _rule(["create"], [""], ["pods/eviction"]),
-        _rule(_WRITE, [""], ["replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
-                             "services", "services/proxy", "persistentvolumeclaims", "configmaps", "secrets", "events"]),
-        _rule(["create"], [""], ["serviceaccounts/token"]),
-        _rule(_WRITE, ["apps"], ["statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
-                                 "deployments/rollback", "replicasets", "replicasets/scale"]),
-        _rule(_WRITE, ["autoscaling"], ["horizontalpodautoscalers"]),
-        _rule(_WRITE, ["batch"], ["jobs", "cronjobs"]),
-        _rule(_WRITE, ["policy"], ["poddisruptionbudgets"]),
-        _rule(_WRITE, ["networking.k8s.io"], ["networkpolicies", "ingresses"]),
-        _rule(_READ + _WRITE, ["coordination.k8s.io"], ["leases"]),
-    ], _aggregate_to("admin", "edit")),  # fmt: skip
-    _cluster_role("system:aggregate-to-view", [
-        _rule(_READ, [""], ["pods", "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
-                            "services", "services/status", "endpoints", "persistentvolumeclaims",
-                            "persistentvolumeclaims/status", "configmaps"]),
-        _rule(_READ, [""], ["limitranges", "resourcequotas", "bindings", "events", "pods/status",
-                            "resourcequotas/status", "namespaces/status", "replicationcontrollers/status", "pods/log"]),
-        _rule(_READ, [""], ["namespaces"]),
-        _rule(_READ, ["discovery.k8s.io"], ["endpointslices"]),
-        _rule(_READ, ["apps"], ["controllerrevisions", "statefulsets", "statefulsets/status", "statefulsets/scale",
-                                "daemonsets", "daemonsets/status", "deployments", "deployments/status",
-                                "deployments/scale", "replicasets", "replicasets/status", "replicasets/scale"]),
-        _rule(_READ, ["autoscaling"], ["horizontalpodautoscalers", "horizontalpodautoscalers/status"]),
-        _rule(_READ, ["batch"], ["jobs", "cronjobs", "cronjobs/status", "jobs/status"]),
-        _rule(_READ, ["policy"], ["poddisruptionbudgets", "poddisruptionbudgets/status"]),
-        _rule(_READ, ["networking.k8s.io"], ["networkpolicies", "ingresses", "ingresses/status"]),
-    ], _aggregate_to("admin", "edit", "view")),  # fmt: skip
-)
-
-
-def _cluster_role_binding(name: str, role: str, groups: list[str]) -> Obj:
-    return {
-        "metadata": {"name": name, "labels": dict(_BOOTSTRAP), "annotations": dict(_AUTOUPDATE)},
-        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
-        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": group} for group in groups],
-    }
-
-
-BOOTSTRAP_CLUSTER_ROLE_BINDINGS: tuple[Obj, ...] = (
-    _cluster_role_binding("cluster-admin", "cluster-admin", [MASTERS]),
-    _cluster_role_binding("system:discovery", "system:discovery", [AUTHENTICATED]),
-    _cluster_role_binding("system:basic-user", "system:basic-user", [AUTHENTICATED]),
-    _cluster_role_binding("system:public-info-viewer", "system:public-info-viewer", [AUTHENTICATED, UNAUTHENTICATED]),
-)
-
-
 # --- the authorizer ----------------------------------------------------------------------------
 
 
@@ -345,9 +247,8 @@ class Authorizer:
 
     def __init__(self, registry: Registry, store: Store):
         self._store = store
-        self._types = {
-            plural: self._type(registry, plural) for plural in ("roles", "rolebindings", "clusterroles", "clusterrolebindings")
-        }
+        plurals = ("roles", "rolebindings", "clusterroles", "clusterrolebindings")
+        self._types = {plural: self._type(registry, plural) for plural in plurals}
 
     @staticmethod
     def _type(registry: Registry, plural: str) -> ResourceType:
@@ -361,75 +262,48 @@ class Authorizer:
 
     # --- rules of roles and users ---
 
-    def _cluster_role_rules(self, name: str, cluster_roles: list[Obj] | None = None) -> list[Obj] | None:
-        roles = cluster_roles if cluster_roles is not None else self._objects("clusterroles")
-        by_name = {role["metadata"]["name"]: role for role in roles}
-        role = by_name.get(name)
-        if role is None:
-            return None
-        return self._effective_rules(role, roles, seen={name})
+    def _cluster_roles(self) -> dict[str, Obj]:
+        return {role["metadata"]["name"]: role for role in self._objects("clusterroles")}
 
-    def _effective_rules(self, role: Obj, roles: list[Obj], seen: set[str]) -> list[Obj]:
-        rules = [rule for rule in role.get("rules") or [] if isinstance(rule, dict)]
-        aggregation = role.get("aggregationRule")
-        if not isinstance(aggregation, dict):
-            return rules
-        for selector in aggregation.get("clusterRoleSelectors") or []:
-            matcher = _label_selector(selector)
-            if matcher is None:
-                continue
-            for other in roles:
-                other_name = other["metadata"]["name"]
-                if other_name in seen or not matcher.matches(other["metadata"].get("labels")):
-                    continue
-                seen.add(other_name)
-                rules += [rule for rule in self._effective_rules(other, roles, seen) if rule not in rules]
-        return rules
-
-    def role_ref_rules(self, role_ref: Obj, namespace: str) -> tuple[list[Obj] | None, str]:
-        """The rules a roleRef grants (None if the role is missing) and how messages name it."""
+    def role_ref_rules(
+        self, role_ref: Obj, namespace: str, cluster_roles: dict[str, Obj] | None = None
+    ) -> list[Obj] | None:
+        """rule.go GetRoleReferenceRules: the rules a roleRef grants; None if its role is missing.
+        A ClusterRole's are its aggregated rules."""
         kind, name = role_ref.get("kind"), role_ref.get("name", "")
         if kind == "ClusterRole":
-            return self._cluster_role_rules(name), f'clusterrole.rbac.authorization.k8s.io "{name}" not found'
+            roles = cluster_roles if cluster_roles is not None else self._cluster_roles()
+            role = roles.get(name)
+            return None if role is None else _aggregated_rules(role, list(roles.values()), seen={name})
         if kind == "Role" and namespace:
-            for role in self._objects("roles", namespace):
-                if role["metadata"]["name"] == name:
-                    return [r for r in role.get("rules") or [] if isinstance(r, dict)], ""
-        return None, f'role.rbac.authorization.k8s.io "{name}" not found'
+            role = next((r for r in self._objects("roles", namespace) if r["metadata"]["name"] == name), None)
+            return None if role is None else _rules(role)
+        return None
 
-    def _grants(self, user: User, namespace: str) -> Iterable[tuple[str, list[Obj] | None, str]]:
-        """(describer, rules or None, missing-role error) for each binding that applies to `user`."""
-        cluster_roles = self._objects("clusterroles")
-        for binding in self._objects("clusterrolebindings"):
-            subject = _applying_subject(user, binding, "")
-            if subject is None:
-                continue
-            role_ref = binding.get("roleRef") or {}
-            rules = self._cluster_role_rules(role_ref.get("name", ""), cluster_roles)
-            describer = (f'ClusterRoleBinding "{binding["metadata"]["name"]}" of ClusterRole '
-                         f'"{role_ref.get("name", "")}" to {_describe(subject)}')  # fmt: skip
-            yield describer, rules, f'clusterrole.rbac.authorization.k8s.io "{role_ref.get("name", "")}" not found'
-        if not namespace:
-            return
-        roles = {role["metadata"]["name"]: role for role in self._objects("roles", namespace)}
-        for binding in self._objects("rolebindings", namespace):
-            subject = _applying_subject(user, binding, namespace)
+    def _grants(self, user: User, namespace: str) -> Iterator[tuple[str, list[Obj] | None, str]]:
+        """rule.go VisitRulesFor: (describer, rules or None, why None) for each binding that applies
+        to `user`: the ClusterRoleBindings, then the RoleBindings of `namespace`."""
+        cluster_roles = self._cluster_roles()
+        bindings = [(binding, "") for binding in self._objects("clusterrolebindings")]
+        if namespace:
+            bindings += [(binding, namespace) for binding in self._objects("rolebindings", namespace)]
+        for binding, binding_namespace in bindings:
+            subject = _applying_subject(user, binding, binding_namespace)
             if subject is None:
                 continue
             role_ref = binding.get("roleRef") or {}
             kind, name = role_ref.get("kind", ""), role_ref.get("name", "")
-            if kind == "ClusterRole":
-                rules = self._cluster_role_rules(name, cluster_roles)
-                missing = f'clusterrole.rbac.authorization.k8s.io "{name}" not found'
+            if binding_namespace:
+                source = f'RoleBinding "{binding["metadata"]["name"]}/{binding_namespace}"'
             else:
-                role = roles.get(name)
-                rules = [r for r in role.get("rules") or [] if isinstance(r, dict)] if role is not None else None
-                missing = f'role.rbac.authorization.k8s.io "{name}" not found'
-            describer = f'RoleBinding "{binding["metadata"]["name"]}/{namespace}" of {kind} "{name}" to {_describe(subject, namespace)}'
-            yield describer, rules, missing
+                source = f'ClusterRoleBinding "{binding["metadata"]["name"]}"'
+            describer = f'{source} of {kind} "{name}" to {_describe(subject, binding_namespace)}'
+            missing = f'{kind.lower() or "role"}.rbac.authorization.k8s.io "{name}" not found'
+            yield describer, self.role_ref_rules(role_ref, binding_namespace, cluster_roles), missing
 
     def rules_for(self, user: User, namespace: str) -> tuple[list[Obj], list[str]]:
-        """Every rule the user holds in `namespace` (cluster-wide ones included), and resolution errors."""
+        """rule.go RulesFor: every rule the user holds in `namespace` (cluster-wide ones included),
+        and the resolution errors."""
         rules: list[Obj] = []
         problems: list[str] = []
         for _, granted, missing in self._grants(user, namespace):
@@ -475,9 +349,8 @@ class Authorizer:
         rules = [rule for rule in obj.get("rules") or [] if isinstance(rule, dict)]
         self._confirm_no_escalation(user, resource, namespace, name, rules)
         if resource.plural == "clusterroles" and obj.get("aggregationRule"):
-            full = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, {"verbs": ["*"], "nonResourceURLs": ["*"]}]
             held, _ = self.rules_for(user, namespace)
-            if uncovered(held, full):
+            if uncovered(held, FULL_AUTHORITY):
                 raise errors.forbidden(RBAC_GROUP, resource.plural, name,
                                        "must have cluster-admin privileges to use the aggregationRule")  # fmt: skip
 
@@ -494,7 +367,7 @@ class Authorizer:
                               resource=role_resource, name=role_ref.get("name", ""))  # fmt: skip
             if self.authorize(user, bind).allowed:
                 return
-        rules, _ = self.role_ref_rules(role_ref, namespace)
+        rules = self.role_ref_rules(role_ref, namespace)
         if rules is None:  # the registry's lookup, not the authorizer's lister: a plural in the 404
             raise errors.not_found(RBAC_GROUP, role_resource or "roles", role_ref.get("name", ""))
         self._confirm_no_escalation(user, resource, namespace, name, rules)
@@ -527,24 +400,36 @@ def forbidden_message(user: User, attributes: Attributes) -> str:
             f'in API group "{attributes.api_group}" {where}')  # fmt: skip
 
 
-def _label_selector(selector: Any):
+def _rules(role: Obj) -> list[Obj]:
+    return [rule for rule in role.get("rules") or [] if isinstance(rule, dict)]
+
+
+def _aggregated_rules(role: Obj, roles: list[Obj], seen: set[str]) -> list[Obj]:
+    """A ClusterRole's rules and, through its aggregationRule, those of every ClusterRole its
+    selectors match (transitively, as the aggregation controller's repeated passes make it)."""
+    rules = _rules(role)
+    aggregation = role.get("aggregationRule")
+    if not isinstance(aggregation, dict):
+        return rules
+    for selector in aggregation.get("clusterRoleSelectors") or []:
+        matcher = _label_selector(selector)
+        if matcher is None:
+            continue
+        for other in roles:
+            other_name = other["metadata"]["name"]
+            if other_name in seen or not matcher.matches(other["metadata"].get("labels")):
+                continue
+            seen.add(other_name)
+            rules += [rule for rule in _aggregated_rules(other, roles, seen) if rule not in rules]
+    return rules
+
+
+def _label_selector(selector: Any) -> LabelSelector | None:
+    """A clusterRoleSelector; an empty one selects every ClusterRole, as LabelSelectorAsSelector does."""
     if not isinstance(selector, dict):
         return None
-    terms = [f"{key}={value}" for key, value in (selector.get("matchLabels") or {}).items()]
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression.get("key", ""), expression.get("operator", ""), expression.get("values") or []
-        if operator == "In":
-            terms.append(f"{key} in ({','.join(values)})")
-        elif operator == "NotIn":
-            terms.append(f"{key} notin ({','.join(values)})")
-        elif operator == "Exists":
-            terms.append(key)
-        elif operator == "DoesNotExist":
-            terms.append(f"!{key}")
-    if not terms:
-        return None  # an empty selector in an aggregationRule selects nothing
     try:
-        return parse_label_selector(",".join(terms))
+        return from_structured(selector)
     except SelectorError:
         return None
 
@@ -570,100 +455,3 @@ def _describe(subject: Obj, binding_namespace: str = "") -> str:
     if subject.get("kind") == "ServiceAccount":
         return f'ServiceAccount "{subject.get("name", "")}/{subject.get("namespace") or binding_namespace}"'
     return f'{subject.get("kind")} "{subject.get("name", "")}"'
-
-
-# --- SubjectAccessReview and its kin -----------------------------------------------------------
-
-
-class AccessReviewHandler:
-    """`create` of SubjectAccessReview (the spec names the user), SelfSubjectAccessReview (the
-    caller) and LocalSubjectAccessReview (namespaced; the spec's namespace must match)."""
-
-    def __init__(self, kind: str, authorizer: Authorizer):
-        self.kind = kind
-        self._authorizer = authorizer
-
-    def create(self, namespace: str, name: str, body: Any) -> Obj:
-        raise AssertionError("access reviews are answered with the caller's identity (create_as)")
-
-    def create_as(self, caller: User, namespace: str, body: Any) -> Obj:
-        review = _decode(body, self.kind)
-        spec = review.get("spec") or {}
-        if not isinstance(spec, dict):
-            raise errors.bad_request("spec must be an object")
-        resource_attrs, non_resource_attrs = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-        problems: list[FieldError] = []
-        if self.kind == "SelfSubjectAccessReview":
-            user = caller
-            spec = {key: value for key, value in spec.items() if key in ("resourceAttributes", "nonResourceAttributes")}
-        else:
-            groups = [g for g in spec.get("groups") or [] if isinstance(g, str)]
-            user = User(str(spec.get("user") or ""), tuple(groups), uid=str(spec.get("uid") or ""))
-            if not user.name and not groups:
-                problems.append(invalid("spec.user", "", "at least one of user or group must be specified"))
-        # pkg/apis/authorization/validation: the same checks, fields and messages.
-        if resource_attrs and non_resource_attrs:
-            problems.append(invalid("spec.nonResourceAttributes", non_resource_attrs,
-                                    "cannot be specified in combination with resourceAttributes"))  # fmt: skip
-        if not resource_attrs and not non_resource_attrs:
-            problems.append(invalid("spec.resourceAttributes", None,
-                                    "exactly one of nonResourceAttributes or resourceAttributes must be specified"))  # fmt: skip
-        if self.kind == "LocalSubjectAccessReview":
-            if not resource_attrs and non_resource_attrs:
-                problems.append(invalid("spec.nonResourceAttributes", non_resource_attrs,
-                                        "disallowed on this kind of request"))
-            elif resource_attrs and (resource_attrs.get("namespace") or "") != namespace:
-                problems.append(invalid("spec.resourceAttributes.namespace", resource_attrs.get("namespace") or "",
-                                        "must match metadata.namespace"))
-        if problems:
-            raise errors.invalid(AUTHZ_GROUP, self.kind, "", problems)
-        if resource_attrs:
-            if not isinstance(resource_attrs, dict):
-                raise errors.bad_request("spec.resourceAttributes must be an object")
-            attributes = Attributes(
-                verb=str(resource_attrs.get("verb") or ""), resource_request=True,
-                api_group=str(resource_attrs.get("group") or ""), api_version=str(resource_attrs.get("version") or ""),
-                namespace=str(resource_attrs.get("namespace") or ""), resource=str(resource_attrs.get("resource") or ""),
-                subresource=str(resource_attrs.get("subresource") or ""), name=str(resource_attrs.get("name") or ""),
-            )  # fmt: skip
-        else:
-            if not isinstance(non_resource_attrs, dict):
-                raise errors.bad_request("spec.nonResourceAttributes must be an object")
-            attributes = Attributes(verb=str(non_resource_attrs.get("verb") or ""), resource_request=False,
-                                    path=str(non_resource_attrs.get("path") or ""))  # fmt: skip
-        decision = self._authorizer.authorize(user, attributes)
-        status: Obj = {"allowed": decision.allowed}
-        if decision.reason:
-            status["reason"] = decision.reason
-        metadata = dict(review.get("metadata") or {})
-        if self.kind == "LocalSubjectAccessReview":
-            metadata["namespace"] = namespace
-        metadata.setdefault("creationTimestamp", None)
-        return {"kind": self.kind, "apiVersion": AUTHZ_API_VERSION, "metadata": metadata, "spec": spec, "status": status}
-
-
-def _decode(body: Any, kind: str) -> Obj:
-    if not isinstance(body, dict):
-        raise errors.bad_request(f"the body of the request is not a {kind} object")
-    api_version, body_kind = body.get("apiVersion"), body.get("kind")
-    if api_version not in (None, "", AUTHZ_API_VERSION):
-        raise errors.bad_request(
-            f"the API version in the data ({api_version}) does not match the expected API version ({AUTHZ_API_VERSION})"
-        )
-    if body_kind not in (None, "", kind):
-        raise errors.bad_request(f"the kind in the data ({body_kind}) does not match the expected kind ({kind})")
-    if not isinstance(body.get("metadata") or {}, dict):
-        raise errors.bad_request("metadata must be an object")
-    return body
-
-
-def register_access_reviews(registry: Registry, authorizer: Authorizer) -> None:
-    for kind, plural, namespaced in (
-        ("SubjectAccessReview", "subjectaccessreviews", False),
-        ("SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
-        ("LocalSubjectAccessReview", "localsubjectaccessreviews", True),
-    ):
-        registry.register(
-            ResourceType(AUTHZ_GROUP, "v1", kind, plural, namespaced, dns1123_subdomain,
-                         verbs=("create",), handler=AccessReviewHandler(kind, authorizer))
-        )  # fmt: skip
