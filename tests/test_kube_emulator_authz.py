@@ -397,6 +397,23 @@ def test_a_role_may_hold_only_rules_its_writer_holds(project_admin, rbac, ns):
     assert failure(project_admin.rbac.create_cluster_role, role("x", []))[0] == 403  # not even allowed to write
 
 
+def test_rules_held_on_some_names_cover_only_those_names(emulator, clients, rbac, ns):
+    rbac.create_namespaced_role(ns, role("limited", [
+        rule(["create"], ["roles"], groups=[RBAC_GROUP]), rule(["get"], ["configmaps"], names=["settings"]),
+    ]))  # fmt: skip
+    rbac.create_namespaced_role_binding(ns, bind("uma-limited", "Role", "limited", [user("uma")]))
+    uma = clients(emulator.add_user("uma"))
+    uma.rbac.create_namespaced_role(ns, role("same", [rule(["get"], ["configmaps"], names=["settings"])]))
+    code, body = failure(uma.rbac.create_namespaced_role, ns, role("wider", [rule(["get"], ["configmaps"])]))
+    assert code == 403 and body["message"].endswith('{APIGroups:[""], Resources:["configmaps"], Verbs:["get"]}')
+    code, body = failure(uma.rbac.create_namespaced_role, ns, role("other", [
+        rule(["get"], ["configmaps"], names=["settings", "secrets-ish"]),
+    ]))  # fmt: skip
+    assert body["message"].endswith(
+        '{APIGroups:[""], Resources:["configmaps"], ResourceNames:["secrets-ish"], Verbs:["get"]}'
+    )
+
+
 def test_escalate_lets_a_user_write_roles_beyond_their_own_rules(project_admin, rbac, ns):
     rbac.create_namespaced_role(ns, role("escalator", [rule(["escalate"], ["roles"], groups=[RBAC_GROUP])]))
     rbac.create_namespaced_role_binding(ns, bind("ivy-escalates", "Role", "escalator", [user("ivy")]))
