@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import errors
 from .authn import ADMIN, Authenticator, ImpersonationRequest, User, impersonation_requests
 from .errors import ApiError
 from .patch import MalformedPatch, PatchError, apply_patch
@@ -71,7 +72,11 @@ class AccessControl:
             return
         if resource.group != RBAC_GROUP or resource.plural not in _ROLE_KINDS | _BINDING_KINDS:
             return
-        obj = _json(request.body)
+        try:
+            obj = json.loads(request.body)
+        except ValueError:
+            # Fail closed: what cannot be read cannot be checked (the store refuses it too, today).
+            raise errors.bad_request("the body of the request is not valid JSON") from None
         if verb == "patch":
             if current is None:
                 return  # the store answers 404
@@ -79,7 +84,7 @@ class AccessControl:
                 obj = apply_patch(request.content_type.split(";")[0].strip().lower(), current, obj,
                                   resource.patch_schema)  # fmt: skip
             except (MalformedPatch, PatchError):
-                return  # the store answers the error
+                return  # the store meets the same error on the same patch, and answers it
         if not isinstance(obj, dict):
             return
         metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -95,11 +100,3 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return None
-
