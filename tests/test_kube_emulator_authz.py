@@ -436,9 +436,12 @@ def test_a_binding_may_grant_only_a_role_its_writer_holds_or_may_bind(project_ad
     # A binding to a role that does not exist cannot be checked: 404 for the role.
     code, body = failure(project_admin.rbac.create_namespaced_role_binding, ns, bind("b", "Role", "nope", [user("x")]))
     assert (code, body["message"]) == (404, 'roles.rbac.authorization.k8s.io "nope" not found')
-    # Changing a binding to grant more is checked too (its subjects here: to the writer itself).
-    patch = {"subjects": [user("ivy"), group("team")]}
-    project_admin.rbac.patch_namespaced_role_binding("team-edit", ns, patch)
+    # Changing who a binding grants its role to is checked too: ivy may not join a cluster-admin binding.
+    rbac.create_namespaced_role_binding(ns, bind("ops-root", "ClusterRole", "cluster-admin", [group("ops")]))
+    joined = {"subjects": [group("ops"), user("ivy")]}
+    assert failure(project_admin.rbac.patch_namespaced_role_binding, "ops-root", ns, joined)[0] == 403
+    assert [s.name for s in rbac.read_namespaced_role_binding("ops-root", ns).subjects] == ["ops"]
+    project_admin.rbac.patch_namespaced_role_binding("team-edit", ns, {"subjects": [group("team"), user("ivy")]})
     # `bind` on that one role lifts the check, for that role only.
     rbac.create_namespaced_role(ns, role("binder", [
         rule(["bind"], ["clusterroles"], groups=[RBAC_GROUP], names=["cluster-admin"]),
