@@ -414,6 +414,22 @@ def test_rules_held_on_some_names_cover_only_those_names(emulator, clients, rbac
     )
 
 
+def test_releasing_a_finalizer_on_a_role_needs_no_grant_of_its_rules(emulator, clients, rbac, ns):
+    """A controller that may update roles but holds none of their rules can still let one go."""
+    finalized = role("held", [rule(["*"], ["secrets"])], metadata={"finalizers": ["example.com/cleanup"]})
+    rbac.create_namespaced_role(ns, finalized)
+    updater = role("role-updater", [rule(["get", "update", "patch"], ["roles"], groups=[RBAC_GROUP])])
+    rbac.create_namespaced_role(ns, updater)
+    rbac.create_namespaced_role_binding(ns, bind("gc-updates", "Role", "role-updater", [user("gc")]))
+    gc = clients(emulator.add_user("gc"))
+    labelled = {"metadata": {"labels": {"touched": "yes"}}}
+    assert failure(gc.rbac.patch_namespaced_role, "held", ns, labelled)[0] == 403  # anything else is checked
+    rbac.delete_namespaced_role("held", ns)  # held by the finalizer
+    assert rbac.read_namespaced_role("held", ns).metadata.deletion_timestamp is not None
+    gc.rbac.patch_namespaced_role("held", ns, {"metadata": {"finalizers": None}})
+    assert failure(rbac.read_namespaced_role, "held", ns)[0] == 404
+
+
 def test_escalate_lets_a_user_write_roles_beyond_their_own_rules(project_admin, rbac, ns):
     rbac.create_namespaced_role(ns, role("escalator", [rule(["escalate"], ["roles"], groups=[RBAC_GROUP])]))
     rbac.create_namespaced_role_binding(ns, bind("ivy-escalates", "Role", "escalator", [user("ivy")]))

@@ -67,7 +67,8 @@ class AccessControl:
         self, user: User, resource: ResourceType, verb: str, namespace: str, name: str, request: Any, current: Any
     ) -> None:
         """The escalation checks of the policy-based RBAC storages, on the object as it would be
-        stored: the body of a create or update, `current` with the patch applied for a patch."""
+        stored: the body of a create or update, `current` (the stored object, None if there is
+        none) with the patch applied for a patch."""
         if not self.enabled or user.privileged or verb not in ("create", "update", "patch"):
             return
         if resource.group != RBAC_GROUP or resource.plural not in _ROLE_KINDS | _BINDING_KINDS:
@@ -87,6 +88,8 @@ class AccessControl:
                 return  # the store meets the same error on the same patch, and answers it
         if not isinstance(obj, dict):
             return
+        if current is not None and _only_gc_fields_change(current, obj):
+            return  # IsOnlyMutatingGCFields: a controller releasing its finalizer needs no grant
         metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         obj = {**obj, "metadata": {**metadata, "name": name or metadata.get("name", "")}}
         if resource.plural in _ROLE_KINDS:
@@ -100,3 +103,20 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+_GC_FIELDS = ("ownerReferences", "finalizers")
+_SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
+
+
+def _only_gc_fields_change(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether `new` differs from `current` in ownerReferences and finalizers alone."""
+
+    def comparable(obj: dict[str, Any]) -> dict[str, Any]:
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        metadata = {key: value for key, value in metadata.items()
+                    if key not in _GC_FIELDS + _SERVER_FIELDS and value not in (None, {}, [])}  # fmt: skip
+        rest = {key: value for key, value in obj.items() if key not in ("kind", "apiVersion", "metadata")}
+        return {**rest, "metadata": metadata}
+
+    return comparable(current) == comparable(new)

@@ -191,7 +191,7 @@ class KubeApi:
         if self.access is None or request.user is None or route.resource is None or route.subresource is not None:
             return
         current = None
-        if route.verb == "patch":
+        if route.verb in ("update", "patch"):
             try:
                 current = self.store.get(route.resource, route.namespace or "", route.name or "")
             except ApiError:

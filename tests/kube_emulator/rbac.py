@@ -27,8 +27,8 @@ Followed closely (the Go sources named are kubernetes/kubernetes'):
 
 The bootstrap roles and bindings are in `policy.py`, the access reviews in `reviews.py`.
 Not emulated: the Node and Webhook authorizers, ABAC, the reconciliation of edited bootstrap
-roles at restart, the exemption of updates that only touch finalizers or ownerReferences from
-the escalation checks (`IsOnlyMutatingGCFields`).
+roles at restart. Updates that only change finalizers or ownerReferences skip the escalation
+checks (`IsOnlyMutatingGCFields`), so a controller can release a role it could not have written.
 """
 
 from __future__ import annotations
