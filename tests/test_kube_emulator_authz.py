@@ -15,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -655,9 +657,6 @@ def test_the_standalone_emulator_authorizes_by_default(tmp_path):
 
 
 def control_url(url: str, path: str, body: dict) -> tuple[int, dict]:
-    import urllib.error
-    import urllib.request
-
     request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -706,3 +705,11 @@ def test_kubectl_gets_and_applies_through_the_emulators_kubeconfig(emulator, kub
     changed = kubectl("apply", "--validate=false", "-f", str(manifest))  # a patch, computed without schemas
     assert changed.returncode == 0 and "configured" in changed.stdout, changed.stderr
     assert core.read_namespaced_config_map("applied", "default").data == {"a": "2"}
+
+
+def test_a_token_that_is_not_ascii_is_401_not_a_crash(emulator):
+    url = emulator.url + "/api/v1/namespaces"
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer pïer"})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=5)
+    assert raised.value.code == 401

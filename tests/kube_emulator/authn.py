@@ -118,7 +118,7 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise unauthorized()
-        if secrets.compare_digest(token, self._admin_token):
+        if secrets.compare_digest(token.encode(), self._admin_token.encode()):
             return ADMIN
         with self._lock:
             static = self._static.get(token)
