@@ -1,6 +1,7 @@
 """Fixtures and helpers shared by the emulator's contract tests (tests/test_kube_emulator*.py):
 one emulator per test module, driven through the official `kubernetes` client from the
-kubeconfig it wrote, and reset before every test. A test module takes them with
+kubeconfig it wrote (the admin's identity), and reset before every test; every module runs with
+authorization off and on. A test module takes them with
 `from kubecontract import *`."""
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ __all__ = ["MERGE", "NAMESPACE_DELETION_DELAY", "SMP", "api_client", "apps", "ba
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    emu = KubeEmulator(namespace_deletion_delay=NAMESPACE_DELETION_DELAY).start()
+@pytest.fixture(scope="module", params=[False, True], ids=["authz-off", "authz-on"])
+def emulator(request):
+    """Each module runs twice: authorization off, and on (the fixtures' client is the admin, so
+    every contract holds for a caller RBAC allows everything, as well as with no checks at all)."""
+    emu = KubeEmulator(namespace_deletion_delay=NAMESPACE_DELETION_DELAY, authorization=request.param).start()
     yield emu
     emu.stop()
 

@@ -1,5 +1,5 @@
 """Test helpers for the Kubernetes API emulator the test command started (KUBECONFIG points at
-it): its control endpoints (faults, reset, stats) and reading what the cluster holds."""
+it): its control endpoints (faults, reset, stats, users) and reading what the cluster holds."""
 
 from __future__ import annotations
 
@@ -41,3 +41,9 @@ def requests_by_verb() -> dict[str, int]:
     for row in _control("GET", "/_emulator/stats")["requests"]:
         counts[row["verb"]] = counts.get(row["verb"], 0) + row["count"]
     return counts
+
+
+def add_user(name: str, groups: list[str] | None = None) -> str:
+    """Register a user in the emulator (with `system:authenticated`); its bearer token. What it
+    may do is up to the RBAC objects that name it or its groups."""
+    return _control("POST", "/_emulator/users", {"name": name, "groups": groups or []})["token"]

@@ -78,6 +78,7 @@ def test_discovery_serves_versions_groups_and_resources(api_client, tmp_path):
         "batch": "batch/v1",
         "authentication.k8s.io": "authentication.k8s.io/v1",
         "apiextensions.k8s.io": "apiextensions.k8s.io/v1",
+        "authorization.k8s.io": "authorization.k8s.io/v1",
     }
     core_resources = {r.name: r for r in client.CoreV1Api(api_client).get_api_resources().resources}
     assert {"namespaces", "serviceaccounts", "secrets", "configmaps", "resourcequotas", "limitranges", "pods"} <= set(

@@ -565,7 +565,7 @@ def test_apply_body_may_be_yaml(api_client, ns):
         "PATCH",
         f"{api_client.configuration.host}/api/v1/namespaces/{ns}/configmaps/from-yaml?fieldManager=pier",
         body=yaml_body,
-        headers={"Content-Type": APPLY, "Authorization": "Bearer x"},
+        headers={"Content-Type": APPLY, "Authorization": api_client.configuration.api_key["BearerToken"]},
     )
     assert response.status == 201 and json.loads(response.data)["data"] == {"a": "1"}
 

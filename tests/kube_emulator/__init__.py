@@ -15,14 +15,29 @@ behaviour is pinned by a contract test in `tests/test_kube_emulator*.py` (one mo
 Not served: dry run, `/scale`, tables (printer columns are accepted and ignored), CEL
 validation rules, conversion webhooks.
 
+Authentication and authorization (`KubeEmulator(authorization=True)`, the default of
+`python -m kube_emulator`, so `make run` and Pier's integration tests have it): every request
+is authenticated (the kubeconfig's admin token as `kubernetes-admin` in `system:masters`,
+users a test registers with `add_user`, ServiceAccount tokens; 401 for any other token, and
+no token is `system:anonymous`), `Impersonate-*` headers are honoured for callers allowed to
+`impersonate`, and the request is authorized by RBAC from the stored Roles, ClusterRoles
+(aggregation included) and bindings, with the real server's 403 message; writes of RBAC
+objects get the `bind`/`escalate` checks, and SubjectAccessReview, SelfSubjectAccessReview
+and LocalSubjectAccessReview answer from the same rules. Not emulated: client certificates,
+OIDC and webhook token authenticators, the Node and webhook authorizers,
+SelfSubjectRulesReview, admission beyond namespace lifecycle. `authorization=False` (the
+Python default, for quick unit tests) accepts any token and allows everything; access
+reviews still answer from RBAC. Pinned by `tests/test_kube_emulator_authz.py`.
+
 Tests also steer it: inject faults (errors, latency, dropped connections), reset the state,
 count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
 other processes.
 
     from kube_emulator import KubeEmulator
 
-    with KubeEmulator() as emu:
+    with KubeEmulator(authorization=True) as emu:
         emu.write_kubeconfig(path)      # for kubernetes.config.new_client_from_config(config_file=path)
+        token = emu.add_user("alice", groups=["team-a"])   # emu.api_client(token): a client as alice
         emu.inject_fault(verb="create", resource="namespaces", status=500, times=2)
         emu.inject_fault(verb="create", resource="serviceaccounts/token", status=503)
         emu.advance_clock(3600)         # an hour later: tokens issued for an hour have expired
@@ -31,15 +46,18 @@ other processes.
     # ns, resource_version=rv); KubeEmulator(watch_history=1000, watch_bookmark_interval=60.0) are
     # the defaults (changes kept per resource type; seconds between bookmarks), tests shorten the latter.
 
-Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]`.
+Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]
+[--authorization on|off] [--watch-history EVENTS] [--watch-bookmark-interval SECONDS]`.
 
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),
 `strategies.py` (per-kind defaults and validation), `tokens.py` (TokenRequest, TokenReview),
 `crd.py` (CRDs, custom resource types and the establishing controller), `schema.py` (a custom
 resource's openAPIV3Schema), `apply.py` (server-side apply, managedFields), `watch.py` (the
-change history and watch streams), `clock.py`, `patch.py`, `selectors.py`, `validation.py`,
-`quantity.py`, `errors.py`, `faults.py`.
+change history and watch streams), `access.py` (the authentication, impersonation and
+authorization filters), `authn.py` (who a token is), `rbac.py` (RBAC decisions, escalation
+checks, bootstrap policy, access reviews), `openapi.py`, `clock.py`, `patch.py`, `selectors.py`,
+`validation.py`, `quantity.py`, `errors.py`, `faults.py`.
 """
 
 from .emulator import KubeEmulator

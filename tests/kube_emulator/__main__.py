@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         "--watch-bookmark-interval", type=float, default=60.0, metavar="SECONDS",
         help="how often watches with allowWatchBookmarks=true get a BOOKMARK",
     )  # fmt: skip
+    parser.add_argument(
+        "--authorization", choices=("on", "off"), default="on",
+        help="on (the default): authenticate every request and authorize it by RBAC; off: allow everything",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             max_token_expiration_seconds=args.max_token_expiration_seconds,
             watch_history=args.watch_history,
             watch_bookmark_interval=args.watch_bookmark_interval,
+            authorization=args.authorization == "on",
         )
     except ValueError as error:
         parser.error(str(error))

@@ -18,6 +18,17 @@ dry run and the deprecated `/api/v1/watch/...` paths are not served either. Each
 with a clear 400/404 rather than half-done. Patches take the three JSON formats and
 server-side apply (`application/apply-patch+yaml`, apply.py); custom resources refuse strategic
 merge (415). Writes are recorded under `fieldManager`, or the user agent's first segment.
+
+Before routing, as the real server's filters run before its handlers, `access.py` decides who
+the request is from and whether RBAC allows it (with authorization on): 401 Unauthorized for
+an unknown token, 403 Forbidden with the API server's message (`configmaps "x" is forbidden:
+User "alice" cannot get resource "configmaps" in API group "" in the namespace "ns"`), on any
+path, served or not, the request's attributes being read from the URL as the real
+RequestInfo does. Discovery and `/openapi/*` are non-resource URLs that the bootstrap
+`system:discovery` role grants to every authenticated user. Writes of Roles, ClusterRoles and
+bindings then pass the escalation checks (`bind`, `escalate`); access reviews are answered
+for the caller (`Request.user`). `/_emulator/` control endpoints need no credentials; they
+include `POST /_emulator/users` (`{"name", "groups"}` → `{"token"}`) for other processes.
 """
 
 from __future__ import annotations
@@ -26,14 +37,16 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from . import errors
+from . import errors, openapi
 from . import validation as v
+from .access import AccessControl
 from .apply import APPLY_PATCH
 from .apply import parse_body as parse_apply_body
+from .authn import ADMIN, User
 from .clock import Clock
 from .errors import ApiError
 from .faults import Fault, Faults, RequestStats
@@ -70,6 +83,8 @@ class Request:
     content_type: str
     body: bytes
     user_agent: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # as sent, repeated names repeated (Impersonate-Group)
+    user: User | None = None  # who the request acts as, once the access filters have run
 
 
 class Stream(Protocol):
@@ -136,8 +151,10 @@ class KubeApi:
         clock: Clock,
         *,
         watches: WatchHub | None = None,
+        access: AccessControl | None = None,
     ):
         self.registry = registry
+        self.access = access
         self.store = store
         self.watches = watches if watches is not None else WatchHub(store)
         self.faults = faults
@@ -151,10 +168,28 @@ class KubeApi:
         self.store.reset()
         self.faults.clear()
         self.stats.clear()
+        if self.access is not None:
+            self.access.authenticator.clear_users()
 
     def handle(self, request: Request) -> Response:
         if request.path.startswith(CONTROL_PREFIX):
             return self._control(request)
+        if self.access is not None:
+            attributes = self.access.attributes(request.method, request.path, request.query)
+            try:
+                request = replace(request, user=self.access.admit(list(request.headers), attributes))
+            except ApiError as error:
+                self.stats.record(attributes.verb, attributes.combined_resource)
+                return Response.error(error)
+        if request.path.startswith("/openapi"):
+            try:
+                doc = openapi.document([p for p in request.path.split("/") if p], _header(request, "accept"),
+                                       KUBERNETES_VERSION["gitVersion"])  # fmt: skip
+            except ApiError as error:
+                return Response.error(error)
+            if doc is not None:
+                self.stats.record("get", "")
+                return Response(200, doc)
         try:
             route = self._route(request.method, request.path)
             if route.verb in ("list", "get") and route.subresource is None and _truthy(request.query.get("watch")):
@@ -172,9 +207,24 @@ class KubeApi:
             if fault.status is not None:
                 return Response.error(errors.injected(fault.status))
         try:
+            self._check_write(route, request)
             return self._serve(route, request)
         except ApiError as error:
             return Response.error(error)
+
+    def _check_write(self, route: Route, request: Request) -> None:
+        """RBAC's escalation checks, before a Role, ClusterRole or binding is written."""
+        if self.access is None or request.user is None or route.resource is None or route.subresource is not None:
+            return
+        current = None
+        if route.verb in ("update", "patch"):
+            try:
+                current = self.store.get(route.resource, route.namespace or "", route.name or "")
+            except ApiError:
+                current = None
+        self.access.check_write(
+            request.user, route.resource, route.verb, route.namespace or "", route.name or "", request, current
+        )
 
     # --- routing -----------------------------------------------------------------------------
 
@@ -274,6 +324,8 @@ class KubeApi:
             _check_field_validation(resource, request, route.verb)
         if handler is not None:
             assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
+            if hasattr(handler, "create_as"):  # answers for the caller (SelfSubjectAccessReview)
+                return Response(201, handler.create_as(request.user or ADMIN, namespace, _json_body(request)))
             return Response(201, handler.create(namespace, name, _json_body(request)))
         if route.verb == "watch":
             options = self._list_options(resource, query)
@@ -392,6 +444,15 @@ class KubeApi:
             except (ValueError, TypeError) as error:
                 return Response(400, {"error": str(error)})
             return Response(200, {"time": self.clock.timestamp()})
+        if endpoint == ("POST", "users") and self.access is not None:
+            try:
+                body = json.loads(request.body or b"null")
+                if not isinstance(body, dict) or not set(body) <= {"name", "groups"}:
+                    raise ValueError('the body must be {"name": "...", "groups": [...]}')
+                token = self.access.authenticator.add_user(body.get("name"), body.get("groups") or [])
+            except (ValueError, TypeError) as error:
+                return Response(400, {"error": str(error)})
+            return Response(201, {"name": body["name"], "token": token})
         return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
 
 
@@ -439,6 +500,10 @@ def _check_field_validation(resource: ResourceType, request: Request, verb: str)
 
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() not in ("", "0", "false")
+
+
+def _header(request: Request, name: str) -> str:
+    return next((value for key, value in request.headers if key.lower() == name), "")
 
 
 def _json_body(request: Request) -> Any:

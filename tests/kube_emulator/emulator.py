@@ -8,11 +8,16 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .access import AccessControl
 from .api import KubeApi
+from .authn import Authenticator
 from .clock import Clock
 from .crd import CrdController, register_crd_api
 from .faults import Fault, Faults, RequestStats
+from .policy import BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES
+from .rbac import Authorizer
 from .registry import Registry, builtin_registry
+from .reviews import register_access_reviews
 from .server import EmulatorHTTPServer
 from .store import Store
 from .tokens import TokenAuthority, register_token_api
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 CONTEXT_NAME = "pier-emulator"
-TOKEN = "pier-emulator-token"  # any bearer token is accepted; clients just need one to send
+TOKEN = "pier-emulator-token"  # the kubeconfig's: user kubernetes-admin, in system:masters
 
 
 class KubeEmulator:
@@ -37,6 +42,10 @@ class KubeEmulator:
     `watch_history` is how many changes per resource type a watch can resume across (the watch
     cache's capacity; older resourceVersions get 410 Expired), and `watch_bookmark_interval` how
     often, in seconds, watches that allow bookmarks get one (a real server: about a minute).
+    `authorization=True` authenticates every request (the kubeconfig's admin token, tokens of
+    `add_user`, ServiceAccount tokens; 401 for any other) and authorizes it by RBAC (403), as
+    the real server does; False, the default here (`python -m kube_emulator` defaults to on),
+    accepts any token and allows everything. Access reviews answer from RBAC either way.
     """
 
     def __init__(
@@ -48,6 +57,7 @@ class KubeEmulator:
         max_token_expiration_seconds: int | None = None,
         watch_history: int = 1000,
         watch_bookmark_interval: float = 60.0,
+        authorization: bool = False,
     ):
         self._clock = Clock()
         self.registry: Registry = builtin_registry()
@@ -56,8 +66,28 @@ class KubeEmulator:
         store.observe(CrdController(self.registry, crd_type))
         tokens = TokenAuthority(self._clock, max_expiration_seconds=max_token_expiration_seconds)
         register_token_api(self.registry, store, tokens)
+        authorizer = Authorizer(self.registry, store)
+        register_access_reviews(self.registry, authorizer)
+        for plural, objects in (
+            ("clusterroles", BOOTSTRAP_CLUSTER_ROLES), ("clusterrolebindings", BOOTSTRAP_CLUSTER_ROLE_BINDINGS),
+        ):  # fmt: skip
+            resource = self.registry.get("rbac.authorization.k8s.io", "v1", plural)
+            assert resource is not None
+            store.add_builtins(resource, list(objects))
+        service_accounts = self.registry.get("", "v1", "serviceaccounts")
+        assert service_accounts is not None
+
+        def service_account(namespace: str, name: str) -> dict[str, Any] | None:
+            try:
+                return store.get(service_accounts, namespace, name)
+            except Exception:  # noqa: BLE001 - a 404, or a name that cannot exist
+                return None
+
+        self.authorization = authorization
+        self._access = AccessControl(Authenticator(TOKEN, tokens, service_account), authorizer, enabled=authorization)
         watches = WatchHub(store, history_size=watch_history, bookmark_interval=watch_bookmark_interval)
-        self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock, watches=watches)
+        self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock, watches=watches,
+                            access=self._access)
         self._address = (host, port)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -129,15 +159,23 @@ class KubeEmulator:
         partial.replace(target)
         return target
 
-    def api_client(self) -> ApiClient:
-        """An official-client ApiClient configured for this emulator (not the global default)."""
+    def api_client(self, token: str = TOKEN) -> ApiClient:
+        """An official-client ApiClient configured for this emulator (not the global default),
+        with the admin's token or another (`add_user`'s, a ServiceAccount's)."""
         from kubernetes import client
 
         configuration = client.Configuration()
         configuration.host = self.url
-        configuration.api_key = {"BearerToken": TOKEN}
+        configuration.api_key = {"BearerToken": token}
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(configuration)
+
+    # --- identities --------------------------------------------------------------------------
+
+    def add_user(self, name: str, groups: list[str] | tuple[str, ...] = ()) -> str:
+        """Register a user (groups plus `system:authenticated`) and return its bearer token, like a
+        line of kube-apiserver's `--token-auth-file`. Users last until `reset()`."""
+        return self._access.authenticator.add_user(name, list(groups))
 
     # --- test controls -----------------------------------------------------------------------
 

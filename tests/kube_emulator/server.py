@@ -49,6 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=self.headers.get("Content-Type", ""),
             body=body,
             user_agent=self.headers.get("User-Agent", ""),
+            headers=tuple(self.headers.items()),
         )
         try:
             response = self.server.app.handle(request)

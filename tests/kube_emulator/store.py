@@ -153,6 +153,7 @@ class Store:
         self._resource_version = 0
         self._terminating: dict[str, float] = {}  # namespace → when the namespace controller purges it
         self._observers: list[Observer] = []
+        self._extra_builtins: list[tuple[ResourceType, Obj]] = []
         with self._lock:
             self._seed()
 
@@ -173,6 +174,13 @@ class Store:
             self._tables.clear()
             self._terminating.clear()
             self._seed()
+
+    def add_builtins(self, resource: ResourceType, objects: list[Obj]) -> None:
+        """Cluster-scoped objects every fresh cluster has from now on (the RBAC bootstrap policy)."""
+        with self._lock:
+            for obj in objects:
+                self._extra_builtins.append((resource, copy.deepcopy(obj)))
+                self._create(resource, "", copy.deepcopy(obj))
 
     def observe(self, observer: Observer) -> int:
         """Tell `observer` of every write from now on (see `Observer`). Returns the
@@ -578,6 +586,8 @@ class Store:
             self._create(self._namespaces, "", {"metadata": {"name": name}})
         for role in BUILTIN_CLUSTER_ROLES:
             self._create(self._cluster_roles, "", copy.deepcopy(role))
+        for resource, obj in self._extra_builtins:
+            self._create(resource, "", copy.deepcopy(obj))
 
     # --- reading and checking ----------------------------------------------------------------
 
