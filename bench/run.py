@@ -17,6 +17,8 @@ Benchmarks (each removes the tenants, schemas and users it made, so runs can be 
   keys          a project's detail authenticated by an access key vs by a session: requests/s, p50,
                 the key check's cost per request, SQL statements per request (and the last_used_at
                 write once a minute), the token hash alone (bench/keys.py)
+  emulator      the Kubernetes API emulator's own speed: GET round trip and a list of 200 with
+                authorization off and on, write → watch event (bench/emulator.py)
 
 Figures, not tests: nothing fails on a missed goal; only sanity checks (the paths did what they
 should) stop a run.
@@ -37,7 +39,7 @@ sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != R
 sys.path.append(str(ROOT / "tests"))  # the Kubernetes API emulator (a test double) lives there
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys")
+BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys", "emulator")
 
 
 def _setup() -> None:
@@ -61,7 +63,7 @@ def _setup() -> None:
 
 def _summary(results: dict, elapsed: float) -> str:
     """Markdown for the README's "Performance" section."""
-    from bench.common import server_version
+    from bench.common import p50, p95, server_version
 
     lines = [
         "## Performance",
@@ -146,10 +148,19 @@ def _summary(results: dict, elapsed: float) -> str:
             f"| Token hash alone (`token_hash`, HMAC-SHA256, {r['hash_token_chars']}-character token) | "
             f"{r['hash_us']:.2f} µs | |",
         ]
+    if "emulator" in results:
+        r = results["emulator"]
+        for label, values in r["get_ms"].items():
+            lines.append(f"| Emulator GET round trip (official client), {label}, {r['calls']} calls | "
+                         f"p50 {p50(values):.2f} ms, p95 {p95(values):.2f} ms | well under 40 ms (Nagle) |")
+        for label, values in r["list_ms"].items():
+            lines.append(f"| Emulator list of 200 ConfigMaps (JSON), {label} | p50 {p50(values):.2f} ms, p95 {p95(values):.2f} ms | |")
+        lines.append(f"| Emulator watch event after the create's answer (0: before it), {len(r['watch_ms'])} creates | p50 {p50(r['watch_ms']):.2f} ms, "
+                     f"p95 {p95(r['watch_ms']):.2f} ms | |")
     which = "all benchmarks" if set(results) == set(BENCHMARKS) else ", ".join(results)
     lines += [
         "",
-        f"Reproduce: `make bench` (all five: provisioning, routing, list_queries, projects, keys; this run of {which} took "
+        f"Reproduce: `make bench` (all six: {', '.join(BENCHMARKS)}; this run of {which} took "
         f"{elapsed:.0f} s), or some of them: `make bench ARGS=\"routing list_queries\"`.",
     ]
     return "\n".join(lines)

@@ -14,7 +14,6 @@ import hmac
 import json
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -54,18 +53,6 @@ def test_kubeconfig_points_the_official_client_at_the_emulator(emulator, kubecon
     # The convenience client reaches the same server.
     names = [n.metadata.name for n in client.CoreV1Api(emulator.api_client()).list_namespace().items]
     assert "default" in names
-
-
-def test_get_round_trip_is_well_under_nagle_delay(core):
-    core.read_namespace("default")  # connection established
-    timings = []
-    for _ in range(50):
-        started = time.perf_counter()
-        core.read_namespace("default")
-        timings.append(time.perf_counter() - started)
-    median_ms = statistics.median(timings) * 1000
-    print(f"\nemulator GET round trip: median {median_ms:.2f} ms over 50 calls")
-    assert median_ms < 20
 
 
 def test_discovery_serves_versions_groups_and_resources(api_client, tmp_path):
@@ -680,9 +667,7 @@ def test_fault_latency_delays_the_answer(core, emulator):
     started = time.perf_counter()
     core.read_namespace("default")
     assert time.perf_counter() - started >= 0.3
-    started = time.perf_counter()
-    core.read_namespace("default")
-    assert time.perf_counter() - started < 0.1
+    core.read_namespace("default", _request_timeout=0.25)  # the fault was for one call: not delayed again
 
 
 def test_fault_drop_closes_the_connection_without_an_answer(core, emulator):
