@@ -420,3 +420,65 @@ def test_two_creates_of_one_slug_make_one_tenant_and_the_other_is_told_409(uniqu
     finally:
         for tenant in Tenant.objects.filter(slug=slug):
             delete_tenant(tenant)
+
+
+# --- Quotas under a race (the tenant row lock: select_for_update in member_add, project_create) -
+
+
+def test_two_members_added_at_once_with_room_for_one_make_one_member(org, monkeypatch):
+    """Room for one more member, two admins add someone at the same moment: one is added, the
+    other is told the limit. The tenant row lock makes the second count after the first wrote;
+    without it both count the same members and the organization ends above its limit."""
+    from portal import audit
+    from tenants.models import Membership
+
+    Tenant.objects.filter(pk=org.pk).update(max_members=2)  # bob, the owner, and one more
+    org.refresh_from_db()
+    gate = Gate()
+    monkeypatch.setattr(audit, "record", gate.wrap(audit.record))  # after the member was written
+
+    def add(username: str):
+        return lambda: tenant_services.member_add(tenant=org, person=username, role="member",
+                                                  acting_user=None, acting_role="staff")
+
+    first = Worker(FIRST, add("carol"))
+    first.start()
+    try:
+        gate.wait_entered()
+        second = Worker(SECOND, add("dave"))
+        second.start()
+        blocked_or_done(second)
+    finally:
+        gate.released.set()
+    first.finish()
+    second.finish()
+    assert first.error is None
+    assert getattr(second.error, "code", None) == "quota_exceeded", f"both were added: {second.error!r}"
+    assert Membership.objects.filter(tenant=org).count() == 2
+
+
+def test_two_projects_created_at_once_with_room_for_one_make_one_project(org, bob, monkeypatch):
+    """The project limit under the same race: one project, the other create is told the limit."""
+    Tenant.objects.filter(pk=org.pk).update(max_projects=1)
+    org.refresh_from_db()
+    gate = Gate()
+    monkeypatch.setattr(project_services, "_event", gate.wrap(project_services._event))  # after the row
+
+    def create(slug: str):
+        return lambda: project_services.project_create(tenant=org, slug=slug, acting_user=bob)
+
+    first = Worker(FIRST, create("one"), tenant=org)
+    first.start()
+    try:
+        gate.wait_entered()
+        second = Worker(SECOND, create("two"), tenant=org)
+        second.start()
+        blocked_or_done(second)
+    finally:
+        gate.released.set()
+    first.finish()
+    second.finish()
+    assert first.error is None
+    assert getattr(second.error, "code", None) == "quota_exceeded", f"both were created: {second.error!r}"
+    with tenant_context(org):
+        assert Project.objects.count() == 1
