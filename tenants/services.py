@@ -14,7 +14,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from portal import audit, locks, request_id, tenancy
+from portal import audit, request_id, tenancy
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, from_django_validation_error
 from tenants import signals
 from tenants.models import Membership, PendingMembership, ProvisioningJob, Role, Tenant
@@ -126,8 +126,8 @@ def tenant_create(
     owner_user, owner_username, owner_email = _resolve_person(owner, field="owner")
     try:
         with transaction.atomic():
-            # Two requests for the same new slug: the second waits here, then sees the first.
-            locks.xact_lock("tenant-slug", slug)
+            # Two requests for the same new slug: the second's insert waits on the unique slug,
+            # then fails, and is answered like this (below).
             if Tenant.objects.filter(slug=slug).exists():
                 raise Conflict(f"slug: a tenant with the slug '{slug}' already exists.", code="slug_taken",
                                details={"slug": ["A tenant with this slug already exists."]})

@@ -389,7 +389,7 @@ def test_two_processes_capturing_a_new_template_capture_it_once_and_both_get_it(
         SchemaTemplate.objects.filter(migration_state=state).delete()
 
 
-# --- One tenant per slug (xact_lock("tenant-slug") in tenant_create, and the unique slug) -------
+# --- One tenant per slug (the unique slug, answered 409 by tenant_create) ------------------------
 
 
 def test_two_creates_of_one_slug_make_one_tenant_and_the_other_is_told_409(unique_slug, no_enqueue, monkeypatch):

@@ -285,7 +285,9 @@ def tenant_teardown(tenant) -> None:
     """A tenant is being deleted: remove every namespace of its projects (the schema goes next)."""
     for entry in NamespaceRegistry.objects.filter(tenant=tenant):
         current = kube.get("Namespace", entry.name)
-        if current is not None and kube.is_managed(current):
+        # One already going (its project was being deleted) is not deleted again: the API
+        # server would answer 409 while it empties.
+        if current is not None and kube.is_managed(current) and current.get("status", {}).get("phase") != "Terminating":
             kube.delete("Namespace", entry.name)
     remaining = [e.name for e in NamespaceRegistry.objects.filter(tenant=tenant)
                  if (ns := kube.get("Namespace", e.name)) is not None and kube.is_managed(ns)]
