@@ -10,16 +10,19 @@ as a plain function of the request. URL shapes are the real API server's:
     /api, /api/v1, /apis, /apis/<group>[/<version>], /version   discovery
 
 Types and subresources with a `Handler` (registry.py) are served by it, the rest by the store.
-Only the registered subresources are served (`serviceaccounts/token`; not `/status` or
-`/scale`); watch, dry run and server-side apply are not served either. Each is refused with a
-clear 400/404 rather than half-done; watch would be another list mode.
+Only the registered subresources are served (`serviceaccounts/token`, `pods/log`, which answers
+text/plain or a chunked stream; not `/status`, `/scale`, `/binding`, `/exec`, `/attach` or
+`/eviction`, nor the `events.k8s.io` API: Events are served as `v1` only); watch, dry run and
+server-side apply are not served either. Each is refused with a clear 400/404 rather than
+half-done; watch would be another list mode. Extra control endpoints (the workloads' test
+hooks) are added to `controls`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -64,8 +67,10 @@ class Request:
 @dataclass(frozen=True)
 class Response:
     status: int = 200
-    body: Any = None
+    body: Any = None  # JSON, or bytes sent as they are for another content type
     drop: bool = False  # close the connection without answering
+    content_type: str = "application/json"
+    stream: Iterator[bytes] | None = None  # sent chunk by chunk (Transfer-Encoding: chunked)
 
     @classmethod
     def error(cls, error: ApiError) -> Response:
@@ -113,6 +118,8 @@ class KubeApi:
         self.stats = stats
         self.clock = clock
         self.server_address = ""  # host:port, once the server is bound (for /api discovery)
+        # More control endpoints: each answers a request under /_emulator/, or None if not its own.
+        self.controls: list[Callable[[Request], Response | None]] = []
 
     def reset(self) -> None:
         """A fresh cluster: no objects but the built-ins, no faults, no counts, real time."""
@@ -228,8 +235,10 @@ class KubeApi:
         namespace = route.namespace or ""
         name = route.name or ""
         handler = route.subresource.handler if route.subresource is not None else resource.handler
+        if handler is not None and route.verb == "get":
+            return handler.get(namespace, name, query)  # type: ignore[attr-defined]  # pods/log
         if handler is not None:
-            assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
+            assert route.verb == "create", "handlers serve create or get only; the router checks the type's verbs"
             return Response(201, handler.create(namespace, name, _json_body(request)))
         if route.verb == "get":
             return Response(200, self.store.get(resource, namespace, name))
@@ -252,6 +261,10 @@ class KubeApi:
             options = _json_body(request) if request.body.strip() else {}
             if not isinstance(options, dict):
                 raise errors.bad_request("DeleteOptions must be a JSON object")
+            if "propagationPolicy" in query:  # the query string may carry DeleteOptions too
+                options = {**options, "propagationPolicy": query["propagationPolicy"]}
+            if "orphanDependents" in query:
+                options = {**options, "orphanDependents": query["orphanDependents"].lower() == "true"}
             return Response(200, self.store.delete(resource, namespace, name, options))
         scope = route.namespace if resource.namespaced else None
         return Response(200, self.store.delete_collection(resource, scope, self._list_options(resource, query)))
@@ -330,6 +343,10 @@ class KubeApi:
             except (ValueError, TypeError) as error:
                 return Response(400, {"error": str(error)})
             return Response(200, {"time": self.clock.timestamp()})
+        for control in self.controls:
+            response = control(request)
+            if response is not None:
+                return response
         return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
 
 

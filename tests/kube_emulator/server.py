@@ -55,12 +55,40 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        payload = json.dumps(response.body, separators=(",", ":")).encode()
+        if response.stream is not None:
+            self._send_stream(response)
+            return
+        if isinstance(response.body, bytes):
+            payload = response.body
+        else:
+            payload = json.dumps(response.body, separators=(",", ":")).encode()
         self.send_response(response.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _send_stream(self, response: Response) -> None:
+        """A chunked body (a followed log), each chunk flushed as it comes."""
+        assert response.stream is not None
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()  # the client learns the stream is open before the first line
+        try:
+            for chunk in response.stream:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True  # the client went away
+        finally:
+            close = getattr(response.stream, "close", None)
+            if close is not None:
+                close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
