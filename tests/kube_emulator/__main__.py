@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         "--max-token-expiration-seconds", type=int, metavar="SECONDS",
         help="shorten longer TokenRequests to this (kube-apiserver's --service-account-max-token-expiration)",
     )  # fmt: skip
+    parser.add_argument("--nodes", type=int, default=2, help="ready worker nodes to seed (default 2)")
+    parser.add_argument("--pod-start-delay", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--pod-run-seconds", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument("--job-backoff-seconds", type=float, default=10.0, metavar="SECONDS")
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             namespace_deletion_delay=args.namespace_deletion_delay,
             max_token_expiration_seconds=args.max_token_expiration_seconds,
+            nodes=args.nodes,
+            pod_start_delay=args.pod_start_delay,
+            pod_run_seconds=args.pod_run_seconds,
+            job_backoff_seconds=args.job_backoff_seconds,
         )
     except ValueError as error:
         parser.error(str(error))
