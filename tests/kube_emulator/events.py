@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import rfc3339
 from .errors import ApiError
+from .registry import _path
 
 if TYPE_CHECKING:
     from .registry import ResourceType
@@ -96,16 +97,6 @@ class EventRecorder:
         except ApiError:
             return  # a terminating namespace takes no new events; the recorder drops them too
         self._seen[key] = (namespace, created["metadata"]["name"])
-
-
-def _path(*keys: str):  # noqa: ANN202 - a FieldGetter
-    def get(obj: Obj) -> Any:
-        value: Any = obj
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        return value
-
-    return get
 
 
 EVENT_FIELD_SELECTORS = {

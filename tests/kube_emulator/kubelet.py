@@ -32,12 +32,12 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .clock import rfc3339
-from .scheduler import node_ready, ready_status, set_condition
+from .scheduler import node_ip, node_ready, ready_status, set_condition
 
 if TYPE_CHECKING:
     from .events import EventRecorder
@@ -177,7 +177,7 @@ class Kubelet:
             run = self.runs.pop(uid)
             for container in run.containers.values():
                 if container.state == "running":
-                    self._event(txn, pods_type, run, "Normal", "Killing", f"Stopping container {container.name}", container)
+                    self._killing(txn, pods_type, run, container)
 
     def _admit(self, txn: Txn, pods_type: ResourceType, pod: Obj, node: Obj) -> PodRun:
         containers = {}
@@ -200,7 +200,7 @@ class Kubelet:
         admitted = copy.deepcopy(pod)
         status = admitted.setdefault("status", {})
         status.update({"phase": "Pending", "startTime": rfc3339(txn.now)})
-        ip = _node_ip(node)
+        ip = node_ip(node)
         if ip:
             status.update({"hostIP": ip, "hostIPs": [{"ip": ip}]})
         self._write_status(txn, pods_type, run, admitted, txn.now)
@@ -226,7 +226,7 @@ class Kubelet:
                     was_running = container.state == "running"
                     self._terminate(container, now, KILLED_EXIT_CODE, started=was_running)
                     if was_running:
-                        self._event(txn, pods_type, run, "Normal", "Killing", f"Stopping container {container.name}", container)
+                        self._killing(txn, pods_type, run, container)
             run.started = True
             changed = True
         if not run.started and now >= run.start_at:
@@ -322,7 +322,7 @@ class Kubelet:
             "finishedAt": rfc3339(container.finished_at),
         }
 
-    def _container_status(self, container: ContainerRun, spec: Obj) -> Obj:
+    def _container_status(self, container: ContainerRun) -> Obj:
         status: Obj = {
             "name": container.name,
             "image": container.image,
@@ -346,9 +346,7 @@ class Kubelet:
     def _write_status(self, txn: Txn, pods_type: ResourceType, run: PodRun, pod: Obj, when: float) -> None:
         status = pod.setdefault("status", {})
         containers = list(run.containers.values())
-        specs = {c["name"]: c for c in (pod.get("spec") or {}).get("containers") or []}
-        statuses = [self._container_status(c, specs.get(c.name, {})) for c in containers]
-        status["containerStatuses"] = statuses
+        status["containerStatuses"] = [self._container_status(c) for c in containers]
         unready = [c.name for c in containers if c.state != "running"]
         if run.done:
             failed = any(c.final_code != 0 for c in containers)
@@ -385,6 +383,9 @@ class Kubelet:
         status["conditions"].sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
         txn.put(pods_type, pod)
 
+    def _killing(self, txn: Txn, pods_type: ResourceType, run: PodRun, container: ContainerRun) -> None:
+        self._event(txn, pods_type, run, "Normal", "Killing", f"Stopping container {container.name}", container)
+
     def _event(
         self,
         txn: Txn,
@@ -406,10 +407,3 @@ def _epoch_of(timestamp: str | None) -> float | None:
     if not timestamp:
         return None
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-def _node_ip(node: Obj) -> str:
-    for address in (node.get("status") or {}).get("addresses") or []:
-        if address.get("type") == "InternalIP":
-            return address.get("address", "")
-    return ""

@@ -84,7 +84,8 @@ def _options(query: dict[str, str]) -> LogOptions:
         except ValueError:
             raise errors.bad_request(f'sinceTime: invalid value "{query["sinceTime"]}"') from None
         if numbers["sinceSeconds"] is not None:
-            problems.append(invalid("sinceSeconds", numbers["sinceSeconds"], "at most one of `sinceTime` or `sinceSeconds` may be specified"))
+            message = "at most one of `sinceTime` or `sinceSeconds` may be specified"
+            problems.append(invalid("sinceSeconds", numbers["sinceSeconds"], message))
     if problems:
         raise errors.invalid("", "PodLogOptions", "", problems)
     return LogOptions(
@@ -171,7 +172,8 @@ class PodLogHandler:
             text = text[: options.limit_bytes]
         if not options.follow or options.previous or container.state == "terminated":
             return Response(200, text, content_type="text/plain")
-        return Response(200, content_type="text/plain", stream=self._follow(pod["metadata"]["uid"], container, seen, text, options))
+        stream = self._follow(pod["metadata"]["uid"], container, seen, text, options)
+        return Response(200, content_type="text/plain", stream=stream)
 
     def _follow(
         self, uid: str, container: ContainerRun, seen: int, first: bytes, options: LogOptions

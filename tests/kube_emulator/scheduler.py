@@ -60,7 +60,9 @@ def node_object(spec: Obj | str) -> Obj:
 
 def ready_status(name: str, index: int, now: str) -> Obj:
     condition = {"lastHeartbeatTime": now, "lastTransitionTime": now}
-    resources = {"cpu": "4", "ephemeral-storage": "104857600Ki", "hugepages-2Mi": "0", "memory": "16336064Ki", "pods": "110"}
+    resources = {
+        "cpu": "4", "ephemeral-storage": "104857600Ki", "hugepages-2Mi": "0", "memory": "16336064Ki", "pods": "110",
+    }  # fmt: skip
     return {
         "addresses": [
             {"type": "InternalIP", "address": f"10.89.0.{10 + index}"},
@@ -148,10 +150,11 @@ def _affinity_matches(pod_spec: Obj, labels: dict[str, str]) -> bool:
         expressions = term.get("matchExpressions") or []
         if not expressions and not term.get("matchFields"):
             continue  # an empty term matches nothing
-        if all(
-            Requirement(e.get("key", ""), _AFFINITY_OPERATORS.get(e.get("operator", ""), "in"), tuple(e.get("values") or ())).matches(labels)
+        requirements = [
+            Requirement(e.get("key", ""), _AFFINITY_OPERATORS.get(e.get("operator", ""), "in"), tuple(e.get("values") or ()))
             for e in expressions
-        ):
+        ]
+        if all(requirement.matches(labels) for requirement in requirements):
             return True
     return False
 
@@ -159,11 +162,11 @@ def _affinity_matches(pod_spec: Obj, labels: dict[str, str]) -> bool:
 def why_not(pod_spec: Obj, node: Obj) -> str | None:
     """Why the pod cannot go to this node (kube-scheduler's filter order), or None if it can."""
     if (node.get("spec") or {}).get("unschedulable"):
-        tolerations = pod_spec.get("tolerations") or []
-        if not _tolerates(tolerations, {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}):
+        if not _tolerates(pod_spec.get("tolerations") or [], {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}):
             return UNSCHEDULABLE
+    tolerations = pod_spec.get("tolerations") or []
     for taint in (node.get("spec") or {}).get("taints") or []:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(pod_spec.get("tolerations") or [], taint):
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(tolerations, taint):
             return UNTOLERATED
     labels = node["metadata"].get("labels") or {}
     selector = pod_spec.get("nodeSelector") or {}
