@@ -212,6 +212,20 @@ def test_a_running_pod_deleted_by_hand_is_replaced(batch, core, ns):
     wait_until(lambda: batch.read_namespaced_job("replaced", ns).status.failed == 1, TIMEOUT)
 
 
+def test_deleting_a_pod_on_a_node_is_graceful(core, ns):
+    core.create_namespaced_pod(ns, bare_pod("graceful"))
+    wait_phase(core, ns, "graceful", "Running")
+    answer = raw(core.delete_namespaced_pod, "graceful", ns)
+    assert answer["metadata"]["deletionTimestamp"] and answer["metadata"]["deletionGracePeriodSeconds"] == 30
+    wait_until(lambda: gone(core.read_namespaced_pod, "graceful", ns), TIMEOUT)  # the kubelet stopped it
+    killing = core.list_namespaced_event(ns, field_selector="involvedObject.name=graceful,reason=Killing").items
+    assert [e.message for e in killing] == ["Stopping container main"]
+
+    core.create_namespaced_pod(ns, bare_pod("unbound", nodeSelector={"nowhere": "true"}))
+    core.delete_namespaced_pod("unbound", ns)  # not on a node: deleted at once
+    assert gone(core.read_namespaced_pod, "unbound", ns)
+
+
 # --- nodes and scheduling --------------------------------------------------------------------
 
 

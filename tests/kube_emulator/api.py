@@ -263,6 +263,8 @@ class KubeApi:
                 raise errors.bad_request("DeleteOptions must be a JSON object")
             if "propagationPolicy" in query:  # the query string may carry DeleteOptions too
                 options = {**options, "propagationPolicy": query["propagationPolicy"]}
+            if query.get("gracePeriodSeconds", "").lstrip("-").isdigit():
+                options = {**options, "gracePeriodSeconds": int(query["gracePeriodSeconds"])}
             if "orphanDependents" in query:
                 options = {**options, "orphanDependents": query["orphanDependents"].lower() == "true"}
             return Response(200, self.store.delete(resource, namespace, name, options))

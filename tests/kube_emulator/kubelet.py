@@ -13,8 +13,10 @@ goes through the phases a real kubelet reports, on the emulator's clock:
   a non-zero code, it starts again (`restartCount` + 1, `lastState`, the previous log kept for
   `previous=true`); otherwise, once every container has ended, the pod is `Succeeded` (all
   exited 0) or `Failed`.
-- a pod being deleted (held by a finalizer) has its running containers stopped (exit 137) and a
-  `Killing` event; so does a running pod deleted outright.
+- a pod being deleted (a DELETE marks a pod on a node, see `store.py`) has its running
+  containers stopped (exit 137, a `Killing` event), then is removed (once no finalizer holds it);
+  a running pod removed outright (by the garbage collector, the job controller or its
+  namespace going) gets a `Killing` event too.
 
 What a container does comes from markers in its `command`/`args`, or from test hooks
 (`KubeEmulator.set_exit_code`, `append_pod_log`, or `POST /_emulator/exit-code` and
@@ -165,6 +167,9 @@ class Kubelet:
         live = set()
         for pod in txn.items(pods_type):
             node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+            if node is None and pod["metadata"].get("deletionTimestamp") and not pod["metadata"].get("finalizers"):
+                txn.delete(pods_type, pod)  # no kubelet will finish it: the pod GC removes it
+                continue
             if node is None or not node_ready(node):
                 continue
             uid = pod["metadata"]["uid"]
@@ -255,6 +260,10 @@ class Kubelet:
             txn.wake_at(run.start_at)
         if changed:
             self._write_status(txn, pods_type, run, copy.deepcopy(pod), now)
+        if pod["metadata"].get("deletionTimestamp") and run.done:
+            current = txn.get(pods_type, run.namespace, run.name)
+            if current is not None and not current["metadata"].get("finalizers"):
+                txn.delete(pods_type, current)  # containers stopped: the kubelet's final delete
 
     def _start_all(self, txn: Txn, pods_type: ResourceType, run: PodRun, pod: Obj) -> None:
         run.started = True

@@ -24,6 +24,8 @@ Behaviour that a client can observe follows the real API server:
   They read and write through a `Txn`, the same write path as a client's request, so every
   change they make is an ordinary write (resourceVersion, watchers). Deployments get no
   ReplicaSets and quotas get no usage.
+- graceful deletion: a pod on a node is only marked (deletionTimestamp in its grace period,
+  `deletionGracePeriodSeconds`); its kubelet stops the containers and then removes it.
 - deletion propagation: `propagationPolicy` Orphan or Foreground adds the `orphan` or
   `foregroundDeletion` finalizer, which the garbage collector acts on and removes (`gc.py`);
   batch/v1 Jobs orphan by default, as the real job strategy does for batch/v1.
@@ -47,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import errors, gc
-from .clock import Clock
+from .clock import Clock, rfc3339
 from .errors import ApiError
 from .patch import MalformedPatch, PatchError, apply_patch
 from .registry import Registry, ResourceType
@@ -271,7 +273,17 @@ class Store:
             if resource is self._namespaces:
                 return self._delete_namespace(key, old)
             policy = gc.propagation_policy(resource, options)
-            return self._delete(resource, key, gc.with_deletion_finalizers(old, policy))
+            obj = gc.with_deletion_finalizers(old, policy)
+            grace = resource.strategy.grace_period_seconds(old, options)
+            if grace and old["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
+                return self._present(resource, old)  # already terminating gracefully
+            if grace and not old["metadata"].get("deletionTimestamp"):
+                marked = copy.deepcopy(obj)
+                marked["metadata"]["deletionTimestamp"] = rfc3339(self._clock.time() + grace)
+                marked["metadata"]["deletionGracePeriodSeconds"] = grace
+                self._write(resource, key, marked)
+                return self._present(resource, marked)
+            return self._delete(resource, key, obj)
 
     def delete_collection(self, resource: ResourceType, namespace: str | None, options: ListOptions) -> Obj:
         """Delete every matching object; answers the list of what was deleted, like the real server."""
