@@ -171,6 +171,15 @@ def test_a_failing_pod_is_retried_until_the_backoff_limit(batch, core, ns):
     assert [(e.type, e.source.component) for e in warning] == [("Warning", "job-controller")]
 
 
+def test_restarts_of_an_on_failure_pod_count_against_the_backoff_limit(batch, core, ns):
+    body = job("restarting", "--pier-emulator-exit=1", backoffLimit=2)
+    body["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    batch.create_namespaced_job(ns, body)
+    wait_until(lambda: job_condition(batch, ns, "restarting", "Failed") is not None, TIMEOUT)
+    assert job_condition(batch, ns, "restarting", "Failed").reason == "BackoffLimitExceeded"
+    wait_until(lambda: pods_of(core, ns, "restarting") == [], TIMEOUT)  # the restarting pod is deleted
+
+
 def test_exit_codes_set_by_a_test_hook_win_over_markers(batch, core, emulator, ns):
     emulator.set_exit_code(ns, "hooked", 2)
     batch.create_namespaced_job(ns, job("hooked", "--pier-emulator-exit=0", backoffLimit=0))

@@ -19,8 +19,10 @@
   TerminatingOrFailed, the default). Suspended Jobs and Jobs being deleted start no pods. Pods
   whose Job is gone lose the tracking finalizer (orphans).
 
+  With restartPolicy OnFailure, the restarts of its running pods count against `backoffLimit`.
+
 Not modelled: Indexed completion, podFailurePolicy, successPolicy, ttlSecondsAfterFinished,
-managedBy, and OnFailure restarts counting against backoffLimit.
+managedBy.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ class JobController:
             completions = spec.get("completions")
             deadline = spec.get("activeDeadlineSeconds")
             failure = None
-            if status.get("failed", 0) > spec.get("backoffLimit", 6):
+            if status.get("failed", 0) > spec.get("backoffLimit", 6) or _past_backoff_limit_on_failure(spec, active):
                 failure = ("BackoffLimitExceeded", BACKOFF_LIMIT_MESSAGE)
             elif deadline is not None and now >= started + deadline:
                 failure = ("DeadlineExceeded", DEADLINE_MESSAGE)
@@ -243,6 +245,20 @@ class JobController:
         else:
             del changed["metadata"]["finalizers"]
         txn.put(pods_type, changed)
+
+
+def _past_backoff_limit_on_failure(spec: Obj, active: list[Obj]) -> bool:
+    """With restartPolicy OnFailure, the restarts of the pods still running count as failures."""
+    if ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy") != "OnFailure":
+        return False
+    restarts = sum(
+        container.get("restartCount", 0)
+        for pod in active
+        for field in ("initContainerStatuses", "containerStatuses")
+        for container in (pod.get("status") or {}).get(field) or []
+    )
+    limit = spec.get("backoffLimit", 6)
+    return restarts > 0 if limit == 0 else restarts >= limit
 
 
 def _epoch(timestamp: str) -> float:
