@@ -21,13 +21,17 @@ NAMESPACE_DELETION_DELAY = 0.2
 SMP = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
 
-__all__ = ["MERGE", "NAMESPACE_DELETION_DELAY", "SMP", "api_client", "apps", "batch", "config_map", "control", "core", "emulator", "failure", "fresh_cluster", "kubeconfig", "net", "ns", "raw", "rbac", "role_binding", "status_of", "wait_until"]
+__all__ = ["AUTHORIZATION", "AUTHORIZATION_IDS", "MERGE", "NAMESPACE_DELETION_DELAY", "SMP", "api_client", "apps", "batch", "config_map", "control", "core", "emulator", "failure", "fresh_cluster", "kubeconfig", "net", "ns", "raw", "rbac", "role_binding", "status_of", "wait_until"]
 
 
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["authz-off", "authz-on"])
+# A module with an emulator fixture of its own runs it both ways too, with these.
+AUTHORIZATION, AUTHORIZATION_IDS = [False, True], ["authz-off", "authz-on"]
+
+
+@pytest.fixture(scope="module", params=AUTHORIZATION, ids=AUTHORIZATION_IDS)
 def emulator(request):
     """Each module runs twice: authorization off, and on (the fixtures' client is the admin, so
     every contract holds for a caller RBAC allows everything, as well as with no checks at all)."""

@@ -362,7 +362,7 @@ def test_workloads_get_defaults_and_jobs_a_generated_selector(apps, batch, core,
         batch.create_namespaced_job, ns, {"metadata": {"name": "run-2"}, "spec": {"template": template}}
     )
     assert code == 422 and 'spec.template.spec.restartPolicy: Unsupported value: "Always"' in body["message"]
-    assert core.list_namespaced_pod(ns).items == []
+    assert core.list_namespaced_pod(ns, label_selector="job-name=run-2").items == []  # refused: no pods
 
 
 # --- lists -------------------------------------------------------------------------------------

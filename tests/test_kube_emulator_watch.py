@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 import urllib3
 from kube_emulator import KubeEmulator
+from kube_emulator.emulator import TOKEN  # the kubeconfig's admin token
 from kubecontract import *
-from kubecontract import NAMESPACE_DELETION_DELAY, config_map, failure, wait_until
+from kubecontract import AUTHORIZATION, AUTHORIZATION_IDS, NAMESPACE_DELETION_DELAY, config_map, failure, wait_until
 from kubernetes import client, config, watch
 from kubernetes.client import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -36,9 +37,10 @@ HISTORY = 50  # changes per resource type a watch can resume across
 PATIENCE = 30  # timeout_seconds for watches that must see an exact number of events
 
 
-@pytest.fixture(scope="module")
-def emulator():
+@pytest.fixture(scope="module", params=AUTHORIZATION, ids=AUTHORIZATION_IDS)
+def emulator(request):
     emu = KubeEmulator(
+        authorization=request.param,
         namespace_deletion_delay=NAMESPACE_DELETION_DELAY,
         watch_bookmark_interval=BOOKMARK_INTERVAL,
         watch_history=HISTORY,
@@ -70,7 +72,8 @@ def rv(obj) -> int:
 
 def raw_watch(emulator, path: str) -> tuple[object, list[dict]]:
     """GET a watch URL with urllib; the response and every event line until the stream ends."""
-    with urllib.request.urlopen(emulator.url + path, timeout=PATIENCE) as response:
+    request = urllib.request.Request(emulator.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=PATIENCE) as response:
         body = response.read()
     return response, [json.loads(line) for line in body.splitlines() if line]
 

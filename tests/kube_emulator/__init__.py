@@ -3,8 +3,7 @@
 No cluster runs on development machines or in CI, so Pier's tests (and local runs, shown as a
 "local simulated cluster") talk to this instead: an HTTP server that the official `kubernetes`
 Python client uses unchanged, over a kubeconfig. It is not a Kubernetes: there is no etcd, no
-scheduler, no kubelet and only the controllers whose effects a client reads back (see
-`store.py`). What it does do, it does like the real API server wherever Pier depends on it:
+container runs, and only the controllers whose effects a client reads back run. What it does do, it does like the real API server wherever Pier depends on it:
 object metadata, `Status` errors and their reasons, optimistic concurrency, label and field
 selectors, paging, the three patch formats, defaulting and validation of the kinds Pier
 manages, namespace termination, service-account tokens (TokenRequest, TokenReview),
@@ -29,6 +28,15 @@ SelfSubjectRulesReview, admission beyond namespace lifecycle. `authorization=Fal
 Python default, for quick unit tests) accepts any token and allows everything; access
 reviews still answer from RBAC. Pinned by `tests/test_kube_emulator_authz.py`.
 
+Workloads run too, simulated (`controllers.py`, pinned in `tests/test_kube_emulator_workloads.py`):
+a job controller creates a Job's pods, a scheduler binds them to the seeded nodes (nodeSelector,
+affinity, taints, the namespace's node selector) or says why not, a simulated kubelet takes them
+through Pending, Running and Succeeded/Failed with container states, logs and events, and a
+garbage collector follows ownerReferences (Background, Foreground, Orphan). A background thread
+moves them on the emulator's clock. What a container does (exit code, run time, log lines) is
+chosen by markers in its arguments (`--pier-emulator-exit=3`, `--pier-emulator-sleep=30`,
+`--pier-emulator-log=TEXT`) or by test hooks (`set_exit_code`, `append_pod_log`).
+
 Tests also steer it: inject faults (errors, latency, dropped connections), reset the state,
 count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
 other processes.
@@ -41,6 +49,8 @@ other processes.
         emu.inject_fault(verb="create", resource="namespaces", status=500, times=2)
         emu.inject_fault(verb="create", resource="serviceaccounts/token", status=503)
         emu.advance_clock(3600)         # an hour later: tokens issued for an hour have expired
+        emu.set_exit_code("team-a", "runner-1", 2)     # the Job's pods exit with 2
+        emu.append_pod_log("team-a", "runner-1", "agent started")
 
     # Watches: the official client's kubernetes.watch.Watch().stream(core.list_namespaced_config_map,
     # ns, resource_version=rv); KubeEmulator(watch_history=1000, watch_bookmark_interval=60.0) are
@@ -56,7 +66,8 @@ controls), `store.py` (state and verb semantics), `registry.py` (the served type
 resource's openAPIV3Schema), `apply.py` (server-side apply, managedFields), `watch.py` (the
 change history and watch streams), `access.py` (the authentication, impersonation and
 authorization filters), `authn.py` (who a token is), `rbac.py` (RBAC decisions, escalation
-checks, bootstrap policy, access reviews), `openapi.py`, `clock.py`, `patch.py`, `selectors.py`,
+checks, bootstrap policy, access reviews), `openapi.py`, `controllers.py` (the workloads and their thread: `jobs.py`,
+`scheduler.py`, `kubelet.py`, `gc.py`, `events.py`, `logs.py`), `clock.py`, `patch.py`, `selectors.py`,
 `validation.py`, `quantity.py`, `errors.py`, `faults.py`.
 """
 

@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         "--authorization", choices=("on", "off"), default="on",
         help="on (the default): authenticate every request and authorize it by RBAC; off: allow everything",
     )  # fmt: skip
+    parser.add_argument("--nodes", type=int, default=2, help="ready worker nodes to seed (default 2)")
+    parser.add_argument("--pod-start-delay", type=float, default=1.0, metavar="SECONDS")
+    parser.add_argument("--pod-run-seconds", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument("--job-backoff-seconds", type=float, default=10.0, metavar="SECONDS")
     args = parser.parse_args(argv)
 
     stopping = threading.Event()
@@ -55,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             watch_history=args.watch_history,
             watch_bookmark_interval=args.watch_bookmark_interval,
             authorization=args.authorization == "on",
+            nodes=args.nodes,
+            pod_start_delay=args.pod_start_delay,
+            pod_run_seconds=args.pod_run_seconds,
+            job_backoff_seconds=args.job_backoff_seconds,
         )
     except ValueError as error:
         parser.error(str(error))

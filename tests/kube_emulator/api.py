@@ -12,8 +12,10 @@ as a plain function of the request. URL shapes are the real API server's:
 Types and subresources with a `Handler` (registry.py) are served by it, the rest by the store.
 `?watch=true` on a list URL (or on one object's URL, which watches that name) is the verb
 `watch`, answered with a stream of events (watch.py) that server.py sends chunked.
-Only the registered subresources are served (`serviceaccounts/token`, and `/status` of CRDs and
-of custom resources whose version declares it; not `/scale`, nor `/status` of built-in kinds);
+Only the registered subresources are served (`serviceaccounts/token`, `pods/log`, which answers
+text/plain or a chunked stream, and `/status` of CRDs and of custom resources whose version
+declares it; not `/scale`, `/binding`, `/exec`, `/attach`, `/eviction`, nor `/status` of
+built-in kinds, nor the `events.k8s.io` API: Events are served as `v1` only);
 dry run and the deprecated `/api/v1/watch/...` paths are not served either. Each is refused
 with a clear 400/404 rather than half-done. Patches take the three JSON formats and
 server-side apply (`application/apply-patch+yaml`, apply.py); custom resources refuse strategic
@@ -29,6 +31,8 @@ RequestInfo does. Discovery and `/openapi/*` are non-resource URLs that the boot
 bindings then pass the escalation checks (`bind`, `escalate`); access reviews are answered
 for the caller (`Request.user`). `/_emulator/` control endpoints need no credentials; they
 include `POST /_emulator/users` (`{"name", "groups"}` → `{"token"}`) for other processes.
+
+Extra control endpoints (the workloads' test hooks) are added to `controls`.
 """
 
 from __future__ import annotations
@@ -99,9 +103,10 @@ class Stream(Protocol):
 @dataclass(frozen=True)
 class Response:
     status: int = 200
-    body: Any = None
+    body: Any = None  # JSON, or bytes sent as they are for another content type
     drop: bool = False  # close the connection without answering
-    stream: Stream | None = None  # a 200 whose body is these chunks (a watch) instead of `body`
+    content_type: str = "application/json"
+    stream: Stream | None = None  # a 200 whose body is these chunks (a watch, a followed log) instead of `body`
 
     @classmethod
     def error(cls, error: ApiError) -> Response:
@@ -161,6 +166,8 @@ class KubeApi:
         self.stats = stats
         self.clock = clock
         self.server_address = ""  # host:port, once the server is bound (for /api discovery)
+        # More control endpoints: each answers a request under /_emulator/, or None if not its own.
+        self.controls: list[Callable[[Request], Response | None]] = []
 
     def reset(self) -> None:
         """A fresh cluster: no objects but the built-ins, no faults, no counts, real time."""
@@ -322,8 +329,10 @@ class KubeApi:
         if route.verb in ("create", "update", "patch"):
             manager = _field_manager(request, route.verb)
             _check_field_validation(resource, request, route.verb)
+        if handler is not None and route.verb == "get":
+            return handler.get(namespace, name, query)  # type: ignore[attr-defined]  # pods/log
         if handler is not None:
-            assert route.verb == "create", "handlers serve create only; the router checks the type's verbs"
+            assert route.verb == "create", "handlers serve create or get only; the router checks the type's verbs"
             if hasattr(handler, "create_as"):  # answers for the caller (SelfSubjectAccessReview)
                 return Response(201, handler.create_as(request.user or ADMIN, namespace, _json_body(request)))
             return Response(201, handler.create(namespace, name, _json_body(request)))
@@ -366,6 +375,12 @@ class KubeApi:
             options = _json_body(request) if request.body.strip() else {}
             if not isinstance(options, dict):
                 raise errors.bad_request("DeleteOptions must be a JSON object")
+            if "propagationPolicy" in query:  # the query string may carry DeleteOptions too
+                options = {**options, "propagationPolicy": query["propagationPolicy"]}
+            if query.get("gracePeriodSeconds", "").lstrip("-").isdigit():
+                options = {**options, "gracePeriodSeconds": int(query["gracePeriodSeconds"])}
+            if "orphanDependents" in query:
+                options = {**options, "orphanDependents": query["orphanDependents"].lower() == "true"}
             return Response(200, self.store.delete(resource, namespace, name, options))
         scope = route.namespace if resource.namespaced else None
         return Response(200, self.store.delete_collection(resource, scope, self._list_options(resource, query)))
@@ -453,6 +468,10 @@ class KubeApi:
             except (ValueError, TypeError) as error:
                 return Response(400, {"error": str(error)})
             return Response(201, {"name": body["name"], "token": token})
+        for control in self.controls:
+            response = control(request)
+            if response is not None:
+                return response
         return Response(404, {"error": f"no emulator control endpoint {request.method} {request.path}"})
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .access import AccessControl
@@ -16,6 +17,8 @@ from .crd import CrdController, register_crd_api
 from .faults import Fault, Faults, RequestStats
 from .policy import BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES
 from .rbac import Authorizer
+from .controllers import Workloads, register_workload_api
+from .kubelet import Timings
 from .registry import Registry, builtin_registry
 from .reviews import register_access_reviews
 from .server import EmulatorHTTPServer
@@ -46,6 +49,11 @@ class KubeEmulator:
     `add_user`, ServiceAccount tokens; 401 for any other) and authorizes it by RBAC (403), as
     the real server does; False, the default here (`python -m kube_emulator` defaults to on),
     accepts any token and allows everything. Access reviews answer from RBAC either way.
+    Workloads (see `controllers.py`): `nodes` is how many ready worker nodes to seed (named
+    `emulator-node-1`...), or a list of names or dicts (`name`, `labels`, and spec fields such
+    as `taints`); a pod bound to a node starts `pod_start_delay` seconds later and runs
+    `pod_run_seconds` unless its arguments say otherwise; a Job replaces a failed pod after
+    `job_backoff_seconds`, doubled per failure. Tests shorten these.
     """
 
     def __init__(
@@ -58,10 +66,23 @@ class KubeEmulator:
         watch_history: int = 1000,
         watch_bookmark_interval: float = 60.0,
         authorization: bool = False,
+        nodes: int | Sequence[str | dict[str, Any]] = 2,
+        pod_start_delay: float = 1.0,
+        pod_run_seconds: float = 5.0,
+        job_backoff_seconds: float = 10.0,
     ):
+        for name, value in (
+            ("pod_start_delay", pod_start_delay),
+            ("pod_run_seconds", pod_run_seconds),
+            ("job_backoff_seconds", job_backoff_seconds),
+        ):
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds ≥ 0")
+        node_specs = [f"emulator-node-{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) else list(nodes)
         self._clock = Clock()
         self.registry: Registry = builtin_registry()
         crd_type = register_crd_api(self.registry)
+        register_workload_api(self.registry)
         store = Store(self.registry, namespace_deletion_delay=namespace_deletion_delay, clock=self._clock)
         store.observe(CrdController(self.registry, crd_type))
         tokens = TokenAuthority(self._clock, max_expiration_seconds=max_token_expiration_seconds)
@@ -86,8 +107,16 @@ class KubeEmulator:
         self.authorization = authorization
         self._access = AccessControl(Authenticator(TOKEN, tokens, service_account), authorizer, enabled=authorization)
         watches = WatchHub(store, history_size=watch_history, bookmark_interval=watch_bookmark_interval)
+        self._workloads = Workloads(
+            self.registry,
+            store,
+            nodes=node_specs,
+            timings=Timings(start_delay=pod_start_delay, run_seconds=pod_run_seconds),
+            job_backoff_seconds=job_backoff_seconds,
+        )
         self._app = KubeApi(self.registry, store, Faults(), RequestStats(), self._clock, watches=watches,
                             access=self._access)
+        self._app.controls.append(self._workloads.control)
         self._address = (host, port)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -105,6 +134,7 @@ class KubeEmulator:
         )
         self._server = server
         self._thread.start()
+        self._workloads.start()
         return self
 
     def stop(self) -> None:
@@ -112,6 +142,7 @@ class KubeEmulator:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        self._workloads.stop()  # also ends followed log streams, so their connections can close
         server.shutdown()
         server.server_close()
         thread.join()
@@ -206,8 +237,20 @@ class KubeEmulator:
 
     def advance_clock(self, seconds: float) -> None:
         """Let `seconds` pass in the cluster at once: tokens expire, terminating namespaces are
-        purged, new timestamps are that much later. Only forward; `reset()` returns to real time."""
+        purged, pods start and finish, Jobs hit their deadlines, new timestamps are that much
+        later. Only forward; `reset()` returns to real time."""
         self._clock.advance(seconds)
+        self._workloads.run_once()
+
+    def set_exit_code(self, namespace: str, name: str, code: int, *, container: str = "") -> None:
+        """The exit code of the containers of a pod, or of every pod of a Job, named `name` (one
+        container only if `container` is given), when they end; wins over `--pier-emulator-exit`."""
+        self._workloads.set_exit_code(namespace, name, code, container)
+
+    def append_pod_log(self, namespace: str, name: str, text: str, *, container: str = "") -> None:
+        """Write `text` (one log line per line) to the running containers of the pod or Job named
+        `name`; if none is running, to the next container of it that starts."""
+        self._workloads.append_pod_log(namespace, name, text, container)
 
     def request_count(self, verb: str | None = None, resource: str | None = None) -> int:
         """Requests served since start or the last reset; `resource` is a plural, or

@@ -62,20 +62,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if response.stream is not None:
-            self._send_stream(response.stream)
+            self._send_stream(response)
             return
-        payload = json.dumps(response.body, separators=(",", ":")).encode()
+        if isinstance(response.body, bytes):
+            payload = response.body
+        else:
+            payload = json.dumps(response.body, separators=(",", ":")).encode()
         self.send_response(response.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
-    def _send_stream(self, stream: Stream) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+    def _send_stream(self, response: Response) -> None:
+        """A chunked body (a watch, a followed log), each chunk flushed as it comes; None from the
+        stream means nothing to send yet, a moment to check that the client is still there."""
+        stream = response.stream
+        assert stream is not None
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()

@@ -20,18 +20,25 @@ Behaviour that a client can observe follows the real API server:
 - field ownership: every write records `metadata.managedFields` (apply.py), and `apply` is
   server-side apply; `/status` writes (`status=True`) change nothing but status.
 - controllers that every cluster runs and that shape what clients read: the ServiceAccount
-  controller (a `default` ServiceAccount in every namespace), the namespace controller, and,
-  as an `Observer` run inside the store, the CRD establishing controller (crd.py).
-  No others: Jobs do not run, Deployments get no ReplicaSets, quotas get no usage, nothing is
-  garbage-collected through ownerReferences.
+  controller (a `default` ServiceAccount in every namespace) and the namespace controller,
+  here; the others (job controller, scheduler, kubelet, garbage collector, see
+  `controllers.py`) are `Controller`s the store calls, under its lock, from `reconcile()`.
+  They read and write through a `Txn`, the same write path as a client's request, so every
+  change they make is an ordinary write (resourceVersion, watchers). The CRD establishing
+  controller (crd.py) is an `Observer`: it registers a CRD's types as the CRD is written.
+  Deployments get no ReplicaSets and quotas get no usage.
+- graceful deletion: a pod on a node is only marked (deletionTimestamp in its grace period,
+  `deletionGracePeriodSeconds`); its kubelet stops the containers and then removes it.
+- deletion propagation: `propagationPolicy` Orphan or Foreground adds the `orphan` or
+  `foregroundDeletion` finalizer, which the garbage collector acts on and removes (`gc.py`);
+  batch/v1 Jobs orphan by default, as the real job strategy does for batch/v1.
 
-Timed work (purging terminating namespaces) is done lazily at the start of every operation:
-no background thread, and every observer of the state goes through an operation anyway (an
-idle watch, which sends no requests, calls `run_timed_work`). Time is the emulator's `Clock`,
-which tests can move forward.
+Purging terminating namespaces is done lazily at the start of every operation and on every
+`reconcile()` (an idle watch, which sends no requests, calls `run_timed_work`). Time is the
+emulator's `Clock`, which tests can move forward.
 
-Every write goes through `_write` or `_remove`, which tell the observers registered with
-`observe()` (the watch history, watch.py), whoever made the write.
+Every write goes through `_write` or `_remove`, which tell the `Observer`s registered with
+`observe()` (the watch history, watch.py; the CRD controller), whoever made the write.
 """
 
 from __future__ import annotations
@@ -49,8 +56,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import apply as field_manager
-from . import errors
-from .clock import Clock
+from . import errors, gc
+from .clock import Clock, rfc3339
 from .errors import ApiError
 from .patch import MalformedPatch, PatchError, apply_patch
 from .registry import Registry, ResourceType
@@ -134,6 +141,19 @@ def decode_continue(token: str) -> Key:
     return (str(namespace), str(name))
 
 
+class Controller(Protocol):
+    """A control loop of the emulated cluster, run by the store under its lock."""
+
+    def reset(self, txn: Txn) -> None:
+        """Forget everything (the store was just emptied) and seed built-in objects (nodes)."""
+
+    def admit_create(self, txn: Txn, resource: ResourceType, obj: Obj) -> None:
+        """A mutating admission plugin: may change `obj` before it is validated, or raise ApiError."""
+
+    def reconcile(self, txn: Txn) -> None:
+        """One pass over the state; ask for the next timed pass with `txn.wake_at`."""
+
+
 class Store:
     def __init__(
         self,
@@ -154,12 +174,47 @@ class Store:
         self._terminating: dict[str, float] = {}  # namespace → when the namespace controller purges it
         self._observers: list[Observer] = []
         self._extra_builtins: list[tuple[ResourceType, Obj]] = []
+        self._controllers: list[Controller] = []
+        self._reconciled_version = -1  # the resourceVersion the controllers last saw settle
+        self._wake_at = 0.0  # clock time of the next timed controller pass
         with self._lock:
             self._seed()
 
+    def add_controller(self, controller: Controller) -> None:
+        with self._lock:
+            self._controllers.append(controller)
+            controller.reset(Txn(self))
+            self._reconciled_version = -1
+
+    def reconcile(self) -> None:
+        """Run the controllers until nothing changes (a bounded number of passes). Cheap when
+        nothing was written since the last pass and no timed work is due."""
+        with self._operation():
+            if self._resource_version == self._reconciled_version and self._clock.time() < self._wake_at:
+                return
+            txn = Txn(self)
+            for _ in range(50):
+                before = self._resource_version
+                self._wake_at = float("inf")
+                for controller in self._controllers:
+                    controller.reconcile(txn)
+                if self._resource_version == before:
+                    break
+            self._reconciled_version = self._resource_version
+
+    @contextmanager
+    def transaction(self) -> Iterator[Txn]:
+        """The state under the lock, for test hooks and subresources that read controller state."""
+        with self._operation():
+            yield Txn(self)
+
     @staticmethod
     def _builtin(registry: Registry, group: str, plural: str) -> ResourceType:
-        resource_type = registry.get(group, "v1", plural)
+        return Store._builtin_version(registry, group, "v1", plural)
+
+    @staticmethod
+    def _builtin_version(registry: Registry, group: str, version: str, plural: str) -> ResourceType:
+        resource_type = registry.get(group, version, plural)
         if resource_type is None:
             raise ValueError(f"the registry lacks the built-in resource {plural}")
         return resource_type
@@ -174,6 +229,9 @@ class Store:
             self._tables.clear()
             self._terminating.clear()
             self._seed()
+            for controller in self._controllers:
+                controller.reset(Txn(self))
+            self._reconciled_version, self._wake_at = -1, 0.0
 
     def add_builtins(self, resource: ResourceType, objects: list[Obj]) -> None:
         """Cluster-scoped objects every fresh cluster has from now on (the RBAC bootstrap policy)."""
@@ -319,7 +377,18 @@ class Store:
             self._check_preconditions(resource, old, options.get("preconditions") or {})
             if resource is self._namespaces:
                 return self._delete_namespace(key, old)
-            return self._delete(resource, key, old)
+            policy = gc.propagation_policy(resource, options)
+            obj = gc.with_deletion_finalizers(old, policy)
+            grace = resource.strategy.grace_period_seconds(old, options)
+            if grace and old["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
+                return self._present(resource, old)  # already terminating gracefully
+            if grace and not old["metadata"].get("deletionTimestamp"):
+                marked = copy.deepcopy(obj)
+                marked["metadata"]["deletionTimestamp"] = rfc3339(self._clock.time() + grace)
+                marked["metadata"]["deletionGracePeriodSeconds"] = grace
+                self._write(resource, key, marked)
+                return self._present(resource, marked)
+            return self._delete(resource, key, obj)
 
     def delete_collection(self, resource: ResourceType, namespace: str | None, options: ListOptions) -> Obj:
         """Delete every matching object; answers the list of what was deleted, like the real server."""
@@ -406,6 +475,8 @@ class Store:
                 )
             metadata["namespace"] = namespace
             self._admit_create(resource, namespace, metadata.get("name") or metadata.get("generateName") or "")
+            for controller in self._controllers:
+                controller.admit_create(Txn(self), resource, obj)
         else:
             metadata.pop("namespace", None)
             namespace = ""
@@ -491,6 +562,9 @@ class Store:
     def _delete(self, resource: ResourceType, key: Key, old: Obj) -> Obj:
         if old["metadata"].get("finalizers"):
             if old["metadata"].get("deletionTimestamp"):
+                stored = self._table(resource)[key]
+                if old["metadata"]["finalizers"] != stored["metadata"].get("finalizers"):
+                    self._write(resource, key, old)  # a new propagation policy for an object being deleted
                 return self._present(resource, old)
             marked = copy.deepcopy(old)
             marked["metadata"]["deletionTimestamp"] = self._clock.timestamp()
@@ -708,3 +782,63 @@ class Store:
             name = prefix + "".join(random.choices(_NAME_SUFFIX_ALPHABET, k=5))
             if (namespace, name) not in table:
                 return name
+
+
+class Txn:
+    """What a controller does with the state, under the store's lock: reads of the stored objects
+    (not copies: never mutate them; copy, change and `put`), and writes through the same paths as
+    a client's requests (admission, defaulting, validation, resourceVersion)."""
+
+    def __init__(self, store: Store):
+        self._store = store
+
+    @property
+    def now(self) -> float:
+        return self._store._clock.time()
+
+    def wake_at(self, when: float) -> None:
+        """Ask for a controller pass at clock time `when` (even if nothing is written meanwhile)."""
+        self._store._wake_at = min(self._store._wake_at, when)
+
+    def resource(self, group: str, version: str, plural: str) -> ResourceType:
+        return Store._builtin_version(self._store._registry, group, version, plural)
+
+    def types(self) -> list[ResourceType]:
+        return self._store._registry.types()
+
+    def get(self, resource: ResourceType, namespace: str, name: str) -> Obj | None:
+        return self._store._table(resource).get(Store._key(resource, namespace, name))
+
+    def items(self, resource: ResourceType, namespace: str | None = None) -> list[Obj]:
+        table = self._store._table(resource)
+        return [table[key] for key in sorted(table) if namespace is None or key[0] == namespace]
+
+    def create(self, resource: ResourceType, namespace: str, obj: Obj) -> Obj:
+        """Create as a client would (admission, defaults, validation); raises ApiError."""
+        try:
+            return self._store._create(resource, namespace, Store._decode(resource, copy.deepcopy(obj)))
+        except BadObject as error:
+            raise errors.bad_request(str(error)) from None
+
+    def put(self, resource: ResourceType, obj: Obj) -> None:
+        """Store a changed copy of a stored object as it is, status included (the controllers'
+        `/status` and metadata updates); no write if nothing changed. An object being deleted
+        whose last finalizer this removes is gone."""
+        metadata = obj["metadata"]
+        key = Store._key(resource, metadata.get("namespace", ""), metadata["name"])
+        old = self._store._table(resource).get(key)
+        if old is None or old["metadata"]["uid"] != metadata["uid"] or old == obj:
+            return
+        if metadata.get("deletionTimestamp") and self._store._finalized(resource, obj):
+            self._store._remove(resource, key)
+            return
+        self._store._write(resource, key, obj)
+
+    def delete(self, resource: ResourceType, obj: Obj, policy: str = "Background") -> None:
+        """Delete as a client would, with a propagation policy; gone already is fine."""
+        metadata = obj["metadata"]
+        key = Store._key(resource, metadata.get("namespace", ""), metadata["name"])
+        stored = self._store._table(resource).get(key)
+        if stored is None or stored["metadata"]["uid"] != metadata["uid"]:
+            return
+        self._store._delete(resource, key, gc.with_deletion_finalizers(stored, policy))

@@ -51,6 +51,10 @@ class Strategy:
         """For kinds that track `metadata.generation`: does this update bump it?"""
         return new.get("spec") != old.get("spec")
 
+    def grace_period_seconds(self, obj: Obj, options: Obj) -> int:
+        """A graceful deletion's grace period (CheckGracefulDelete): 0 deletes at once."""
+        return 0
+
 
 def _dict(parent: Obj, key: str) -> Obj:
     value = parent.get(key)
@@ -414,6 +418,18 @@ class PodStrategy(Strategy):
 
     def validate(self, obj: Obj) -> list[v.FieldError]:
         return validate_pod_spec(obj["spec"], "spec", ["Always", "OnFailure", "Never"])
+
+    def grace_period_seconds(self, obj: Obj, options: Obj) -> int:
+        # A pod on a node is only marked: its kubelet stops the containers, then removes it.
+        if not (obj.get("spec") or {}).get("nodeName") or (obj.get("status") or {}).get("phase") in (
+            "Succeeded",
+            "Failed",
+        ):
+            return 0
+        requested = options.get("gracePeriodSeconds")
+        if isinstance(requested, int) and not isinstance(requested, bool):
+            return max(requested, 0)
+        return int((obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
 
 
 class DeploymentStrategy(Strategy):
