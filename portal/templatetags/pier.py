@@ -25,8 +25,11 @@ def when(value: datetime | None, empty: str = "") -> str:
         return empty
     local = timezone.localtime(value) if timezone.is_aware(value) else value
     zone = local.tzname() or "UTC"
-    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(timespec="seconds"),
-                       f"{local:%Y-%m-%d %H:%M:%S} {zone}", f"{local:%Y-%m-%d %H:%M} {zone}")
+    # The day and the time each stay whole: a narrow column may put them on two lines, never
+    # break "2026-12-02" at its hyphens.
+    return format_html('<time datetime="{}" title="{}"><span>{}</span> <span>{}</span></time>',
+                       local.isoformat(timespec="seconds"), f"{local:%Y-%m-%d %H:%M:%S} {zone}",
+                       f"{local:%Y-%m-%d}", f"{local:%H:%M} {zone}")
 
 
 # "config_overrides.quota.pods: " or "name: ": how the API names a field, at the start of a
