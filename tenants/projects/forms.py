@@ -2,10 +2,14 @@ from django import forms
 
 from tenants.projects.config import KEYS, display
 from tenants.projects.models import ProjectRole
+from tenants.validators import validate_project_slug
 
 
 class ProjectCreateForm(forms.Form):
-    slug = forms.CharField(max_length=62, help_text="Lowercase letters, digits and hyphens. The namespace is <organization>-<slug>.")
+    # The slug's pattern is checked here too, so a bad slug is reported with the form's other
+    # errors at once (the service checks it again, with the namespace it makes).
+    slug = forms.CharField(max_length=62, validators=[validate_project_slug],
+                           help_text="Lowercase letters, digits and hyphens. The namespace is <organization>-<slug>.")
     display_name = forms.CharField(max_length=200, required=False)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
