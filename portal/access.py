@@ -70,7 +70,12 @@ def check_tenant_access(request, *, min_role: str = "member") -> str:
     if role == "key":
         request.tenant_role = "key"
         return "key"
-    if not user.is_staff and ROLE_RANK[role] < ROLE_RANK[min_role]:
-        raise Forbidden(f"This needs the {min_role} role in '{tenant.slug}'; you are {role}.")
+    # Set before a refusal too: the 403 page keeps the organization's menu for its member.
     request.tenant_role = effective
+    if not user.is_staff and ROLE_RANK[role] < ROLE_RANK[min_role]:
+        raise Forbidden(f"This needs the {min_role} role in '{tenant.slug}'; you are {_article(role)} {role}.")
     return effective
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

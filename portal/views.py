@@ -67,16 +67,12 @@ class TenantView(View):
     def refused(self, request, exc: PierError, **context):
         """Show a refused action on the page it came from, with what was typed (`context`)."""
         request.pier_refusal = {"code": exc.code, "message": exc.message}
-        placed = set()
         for form in context.values():
             if isinstance(form, BaseForm) and exc.details:
-                placed |= _errors_at_fields(form, _plain_details(exc))
-        # Each field's error is shown at its field; the banner then only points there, rather
-        # than repeating the API's "field: message".
-        fields_only = bool(placed) and placed == {k for k, v in exc.details.items() if isinstance(v, list)}
-        message = "Please correct the marked fields below." if fields_only else exc.message
+                _errors_at_fields(form, _plain_details(exc))
+        # The banner (base.html) points at the marked fields, or says the message in plain words.
         if hasattr(self, "get_context_data"):
-            context = self.get_context_data(error=message, **context)
+            context = self.get_context_data(error=exc.message, **context)
         return render(request, self.template_name, context, status=exc.status)
 
 
@@ -93,19 +89,15 @@ def _plain_details(exc: PierError) -> dict:
     return exc.details
 
 
-def _errors_at_fields(form, details: dict) -> set[str]:
+def _errors_at_fields(form, details: dict) -> None:
     """Put a service's field errors ("config_overrides.quota.pods": […]) on the form's fields
-    ("quota.pods"), so each appears at its field. Returns the detail names that found a field."""
-    placed = set()
+    ("quota.pods"), so each appears at its field."""
     for name, messages in details.items():
         if not isinstance(messages, list):
             continue
         field = next((f for f in form.fields if name == f or name.endswith("." + f)), None)
-        if field is not None:
-            placed.add(name)
-            if field not in form.errors:
-                form.add_error(field, [str(m) for m in messages])
-    return placed
+        if field is not None and field not in form.errors:
+            form.add_error(field, [str(m) for m in messages])
 
 
 class SchemaView(SpectacularAPIView):

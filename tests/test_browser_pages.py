@@ -158,7 +158,7 @@ def test_sharing_with_a_person_and_a_group_role_in_place_and_removal(browser, we
     page.select_option("#id_kind", "group")
     page.fill("#id_name", "developers")
     page.click("button:has-text('Share')")
-    assert "Already has access" in field_errors(page, "id_name")
+    assert "The group 'developers' already has access to 'shared'" in field_errors(page, "id_name")
     assert page.input_value("#id_name") == "developers"  # what was typed is kept
     assert "name:" not in banner(page)
     assert page.locator("tr[data-subject='group:developers']").count() == 1

@@ -99,7 +99,7 @@ def test_members_page_shows_refusals_without_losing_input(client, users, alpha):
     # At the field in plain words; the banner points there instead of repeating "username: …".
     assert response.context["form"].errors["username"] == ["'bob' is already a member."]
     assert "username: " not in response.content.decode()
-    assert "Please correct the marked fields below." in response.content.decode()
+    assert "Nothing was changed: see the field marked below." in response.content.decode()
     alice = Membership.objects.get(tenant=alpha, user=users["alice"])
     response = client.post(f"/t/alpha/members/{alice.pk}/remove")
     assert response.status_code == 409 and "at least one owner" in response.content.decode()
@@ -109,7 +109,11 @@ def test_plain_members_see_no_management_controls(client, users):
     client.force_login(users["bob"])
     page = client.get("/t/alpha/members").content.decode()
     assert "Add a member" not in page and "Remove" not in page
-    assert client.get("/t/alpha/audit").status_code == 403
+    refused = client.get("/t/alpha/audit")
+    assert refused.status_code == 403
+    refused = refused.content.decode()
+    assert "This needs the admin role in &#x27;alpha&#x27;; you are a member." in refused
+    assert 'href="/t/alpha/members"' in refused  # the organization's menu stays on its 403 page
     assert client.post("/t/alpha/members", {"username": "carol", "role": "member"}).status_code == 403
 
 
