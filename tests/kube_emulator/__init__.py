@@ -3,8 +3,8 @@
 No cluster runs on development machines or in CI, so Pier's tests (and local runs, shown as a
 "local simulated cluster") talk to this instead: an HTTP server that the official `kubernetes`
 Python client uses unchanged, over a kubeconfig. It is not a Kubernetes: there is no etcd, no
-container runs, and only the controllers whose effects a client reads back run. What it does do, it does like the real API server wherever Pier depends on it:
-object metadata, `Status` errors and their reasons, optimistic concurrency, label and field
+container runs, and only the controllers whose effects a client reads back run. What it does
+do, it does like the real API server wherever Pier depends on it: object metadata, `Status` errors and their reasons, optimistic concurrency, label and field
 selectors, paging, the three patch formats, defaulting and validation of the kinds Pier
 manages, namespace termination, service-account tokens (TokenRequest, TokenReview),
 CustomResourceDefinitions and the custom resources they serve (schema defaulting, pruning and
@@ -57,7 +57,8 @@ other processes.
     # the defaults (changes kept per resource type; seconds between bookmarks), tests shorten the latter.
 
 Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PATH]
-[--authorization on|off] [--watch-history EVENTS] [--watch-bookmark-interval SECONDS]`.
+[--authorization on|off] [--watch-history EVENTS] [--watch-bookmark-interval SECONDS]
+[--nodes N] [--pod-start-delay S] [--pod-run-seconds S] [--job-backoff-seconds S]`.
 
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),
@@ -66,9 +67,10 @@ controls), `store.py` (state and verb semantics), `registry.py` (the served type
 resource's openAPIV3Schema), `apply.py` (server-side apply, managedFields), `watch.py` (the
 change history and watch streams), `access.py` (the authentication, impersonation and
 authorization filters), `authn.py` (who a token is), `rbac.py` (RBAC decisions, escalation
-checks, bootstrap policy, access reviews), `openapi.py`, `controllers.py` (the workloads and their thread: `jobs.py`,
-`scheduler.py`, `kubelet.py`, `gc.py`, `events.py`, `logs.py`), `clock.py`, `patch.py`, `selectors.py`,
-`validation.py`, `quantity.py`, `errors.py`, `faults.py`.
+checks, bootstrap policy, access reviews), `policy.py` and `reviews.py`, `openapi.py`,
+`controllers.py` (the workloads and their thread: `jobs.py`, `scheduler.py`, `kubelet.py`,
+`gc.py`, `events.py`, `logs.py`), `clock.py`, `patch.py`, `selectors.py`, `validation.py`,
+`quantity.py`, `errors.py`, `faults.py`.
 """
 
 from .emulator import KubeEmulator
