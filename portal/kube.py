@@ -32,7 +32,10 @@ makes no write request. Lists are compared by key where Pier's entry shows they 
 subject added by hand is drift). Kinds with immutable fields (`KINDS`): a RoleBinding whose
 roleRef differs, a Job whose spec differs, is deleted (propagationPolicy Background, so a Job's
 pods go) and applied again ("recreated"). Objects without Pier's `managed-by` label are never
-touched (NotManaged). One known gap: an object created before Pier applied it (no `pier` Apply
+touched (NotManaged); a missing object is created by the same apply, so one that someone else
+creates in the instant between Pier's read and its apply would be taken over (a create-only apply
+does not exist; a POST would make Pier an `Update` co-owner of its fields, and fields it later drops
+would then never be removed). One known gap: an object created before Pier applied it (no `pier` Apply
 entry yet) is compared by projection only, so a field Pier stopped setting stays until Pier next
 applies the object for another reason.
 

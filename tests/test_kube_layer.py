@@ -285,3 +285,33 @@ def test_errors_translate(ns):
     with pytest.raises(kube.KubeError) as missing:
         kube.request_token(ns, "nobody", expiration_seconds=600)
     assert missing.value.status == 404
+
+
+def test_a_kind_installed_by_another_process_is_found_without_a_refresh(ns):
+    extensions = client.ApiextensionsV1Api(kube.api_client())
+
+    def crd(kind: str) -> dict:
+        plural = kind.lower() + "s"
+        return {"metadata": {"name": f"{plural}.layer.pier.dev"},
+                "spec": {"group": "layer.pier.dev", "scope": "Namespaced",
+                         "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+                         "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                             "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+
+    def served(kind: str) -> bool:
+        live = extensions.read_custom_resource_definition(f"{kind.lower()}s.layer.pier.dev")
+        return any(c.type == "Established" and c.status == "True" for c in live.status.conditions or [])
+
+    try:
+        extensions.create_custom_resource_definition(crd("Widget"))
+        wait_for(lambda: served("Widget"), timeout=10, message="Widget to be served")
+        assert kube.list_objects(("layer.pier.dev/v1", "Widget"), ns) == []  # discovery of the group is cached now
+        extensions.create_custom_resource_definition(crd("Gadget"))  # a new kind in a cached group/version
+        wait_for(lambda: served("Gadget"), timeout=10, message="Gadget to be served")
+        gadget = {"apiVersion": "layer.pier.dev/v1", "kind": "Gadget", "metadata": meta("g1", ns), "spec": {"size": 3}}
+        assert kube.reconcile(gadget) == "created"
+        assert kube.get(("layer.pier.dev/v1", "Gadget"), "g1", ns)["spec"] == {"size": 3}
+    finally:
+        for plural in ("widgets", "gadgets"):
+            kube.delete("CustomResourceDefinition", f"{plural}.layer.pier.dev")
+        kube.refresh_discovery()
