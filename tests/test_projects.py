@@ -104,13 +104,15 @@ def test_drift_is_repaired_and_foreign_objects_left_alone(api, users, alpha, rec
     kube.delete("RoleBinding", "pier-creator-admin", ns)  # someone deleted it by hand
     quota = kube.get("ResourceQuota", "pier-quota", ns)
     quota["spec"]["hard"]["pods"] = "5000"  # someone raised the quota by hand
-    kube._call(kube.KINDS["ResourceQuota"], "replace", name="pier-quota", namespace=ns, body=quota)
+    from kubernetes import client as k8s
+
+    k8s.CoreV1Api(kube.api_client()).replace_namespaced_resource_quota("pier-quota", ns, quota)
     foreign = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "their-bot", "namespace": ns}}
     kube.create(foreign)
 
     outcomes = reconcile_now(alpha, slug)
     assert outcomes["RoleBinding/pier-creator-admin"] == "created"
-    assert outcomes["ResourceQuota/pier-quota"] == "replaced"
+    assert outcomes["ResourceQuota/pier-quota"] == "patched"
     assert kube.get("ResourceQuota", "pier-quota", ns)["spec"]["hard"]["pods"] == "50"
     assert kube.get("ServiceAccount", "their-bot", ns) is not None
     with tenant_context(alpha):
@@ -365,7 +367,7 @@ def test_cluster_faults_show_the_last_error_and_converge_without_duplicates(api,
     slug = unique_slug("flaky")
     ns = f"alpha-{slug}"
     _create(api, users["bob"], "alpha", slug)
-    kubehelp.inject_fault(verb="create", resource="rolebindings", status=500, times=2)
+    kubehelp.inject_fault(verb="patch", resource="rolebindings", status=500, times=2)
     for _attempt in range(2):
         with pytest.raises(kube.KubeUnavailable):
             reconcile_now(alpha, slug)

@@ -62,7 +62,7 @@ def _project(tenant, slug: str):
 
 def test_faults_during_provisioning_are_retried_shown_and_converge(celery_worker_process, org):
     ns = f"{org.slug}-app"
-    kubehelp.inject_fault(verb="create", resource="networkpolicies", status=500, times=3)
+    kubehelp.inject_fault(verb="patch", resource="networkpolicies", status=500, times=3)
     kubehelp.inject_fault(verb="get", resource="resourcequotas", latency=0.3, times=2)
     _create(org, "app")
     seen_error = wait_for(lambda: "last error" in (_project(org, "app").status_message or ""), timeout=30,
@@ -82,7 +82,7 @@ def test_a_worker_killed_mid_provisioning_is_survived(worker_env, committed, org
     ns = f"{org.slug}-crash"
     first = spawn_worker(worker_env)
     try:
-        kubehelp.inject_fault(verb="create", resource="networkpolicies", latency=4.0, times=1)
+        kubehelp.inject_fault(verb="patch", resource="networkpolicies", latency=4.0, times=1)
         _create(org, "crash")
         wait_for(lambda: kube.get("LimitRange", "pier-limits", ns) is not None, timeout=30,
                  message="the worker to be mid-provisioning")
