@@ -612,3 +612,20 @@ def test_a_watcher_of_custom_resources_sees_them_deleted_with_their_crd(ext, cus
     core.list_namespace()  # the next operation removes the CRD's objects, one removal each
     events = [json.loads(line) for line in stream.read().splitlines() if line.strip()]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "s1")]
+
+
+def test_apply_creates_a_custom_resource_whose_schema_keeps_every_field(ext, custom, api_client, ns):
+    version = {"name": VERSION, "served": True, "storage": True,
+               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}
+    ext.create_custom_resource_definition(session_crd(versions=[version]))
+    wait_until(lambda: established(ext))
+    response = api_client.rest_client.pool_manager.request(
+        "PATCH",
+        f"{api_client.configuration.host}/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/loose?fieldManager=pier&force=true",
+        body=json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": "loose"},
+                         "spec": {"anything": {"goes": [1, 2]}}}).encode(),
+        headers={"Content-Type": APPLY, "Authorization": api_client.configuration.api_key["BearerToken"]},
+    )
+    assert response.status == 201, response.data[:300]
+    stored = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "loose")
+    assert stored["spec"] == {"anything": {"goes": [1, 2]}}

@@ -159,8 +159,9 @@ class CustomResourceStrategy(s.Strategy):
     def default(self, obj: Obj) -> None:
         apply_defaults(obj, self.schema)
         pruned = prune(obj, self.schema, root=True)
-        obj.clear()
-        obj.update(pruned)
+        if pruned is not obj:  # a schema that keeps every field answers the object itself
+            obj.clear()
+            obj.update(pruned)
 
     def unknown_fields(self, body: Any) -> list[str]:
         return unknown_fields(body, self.schema) if isinstance(body, dict) else []
