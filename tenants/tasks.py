@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 
 from portal import audit
-from tenants import provisioning
+from tenants import invitations, provisioning
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,8 @@ def enqueue_invitation(pending_id: int) -> None:
 def send_invitation(self, pending_id: int) -> bool:
     """Mail an invitation; a mail server that fails is tried again with backoff, then the error
     stays on the invitation for the members page to show."""
-    from tenants.services import invitation_send
-
     try:
-        return invitation_send(pending_id)
+        return invitations.invitation_send(pending_id)
     except Exception as exc:
         if self.request.retries >= settings.PIER_PROVISIONING_MAX_RETRIES:
             log.warning("invitation %s: giving up on mailing it: %s", pending_id, exc)
