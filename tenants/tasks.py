@@ -86,11 +86,11 @@ def fan_out_to_active_tenants(task_name: str) -> int:
 
 @shared_task
 def ensure_tenant_defaults() -> bool:
-    """Per tenant (runs in its schema): repair a missing settings row. Writes nothing when
-    nothing is missing."""
+    """Per tenant (runs in its schema): the apps inside it repair what went missing (projects: the
+    settings row). Writes nothing when nothing is missing."""
     if connection.schema_name == "public":
         raise RuntimeError("ensure_tenant_defaults runs in a tenant schema (enqueue it per tenant)")
-    created = provisioning.seed_defaults_here()
+    created = provisioning.seed_defaults_here(connection.tenant)
     if created:
-        log.warning("tenant schema %s had lost its settings row; recreated", connection.schema_name)
+        log.warning("tenant schema %s had lost rows its apps need; recreated", connection.schema_name)
     return created

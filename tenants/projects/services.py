@@ -319,6 +319,16 @@ def grant_remove(*, tenant: Tenant, project: Project, grant: ProjectGrant, actin
                                   reason=f"{_subject_label(grant)} no longer has {grant.role} in {project.slug}")
 
 
+def tenant_settings_seed(*, new: bool) -> bool:
+    """The organization's settings row, in the current schema; True when it was created. In a new
+    schema (made in the same transaction): one INSERT, no read first. Otherwise (the periodic
+    repair): only if it went missing; nothing is written when it exists."""
+    if not new and TenantSettings.objects.filter(singleton=True).exists():
+        return False
+    TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
+    return True
+
+
 def tenant_defaults_update(*, tenant: Tenant, acting_user, defaults: dict[str, Any] | None = None,
                            locked_keys: list[str] | None = None) -> TenantSettings:
     """The organization level of the effective configuration: `defaults` is a JSON merge patch of
