@@ -28,7 +28,7 @@ def remove_namespaces_of_deleted_tenant(sender, tenant, **kwargs):
 
 @receiver(member_role_changed, dispatch_uid="pier_projects_keys_follow_role")
 def keys_follow_member_role(sender, tenant, user, **kwargs):
-    from tenants.projects.keys import revoke_beyond_issuer
+    from tenants.projects.services import revoke_beyond_issuer
 
     if tenant.status in LIVE:
         with schema_context(tenant.schema_name):
@@ -39,7 +39,7 @@ def keys_follow_member_role(sender, tenant, user, **kwargs):
 def keys_leave_with_member(sender, tenant, user, **kwargs):
     """Someone who leaves an organization takes their access keys with them."""
     from portal import audit
-    from tenants.projects.keys import revoke_keys_of
+    from tenants.projects.services import revoke_keys_of
 
     if tenant.status in LIVE:
         with schema_context(tenant.schema_name):
@@ -51,7 +51,7 @@ def keys_leave_with_member(sender, tenant, user, **kwargs):
 
 @receiver(user_groups_changed, dispatch_uid="pier_projects_keys_follow_groups")
 def keys_follow_groups(sender, user, **kwargs):
-    from tenants.projects.keys import revoke_beyond_issuer
+    from tenants.projects.services import revoke_beyond_issuer
 
     for membership in Membership.objects.filter(user=user, tenant__status__in=LIVE).select_related("tenant"):
         with schema_context(membership.tenant.schema_name):
