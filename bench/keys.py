@@ -13,7 +13,7 @@ tenants.projects.api.views.ProjectDetailView), for the same project, two ways:
 Both go through the whole Django stack (Django's WSGI handler called directly, as in
 bench/routing.py), in interleaved rounds (alternating which goes first); each path's figure is
 its median over the rounds, and the difference in ms per request is also given per pair of
-adjacent rounds (median). The key is issued by Pier's own path, tenants.projects.keys.key_create
+adjacent rounds (median). The key is issued by Pier's own path, tenants.projects.services.key_create
 (ServiceAccount, RoleBinding and TokenRequest against the Kubernetes API emulator, started in
 this process as in bench/projects.py), for a project created by the service and reconciled once
 in-process, in a tenant provisioned by Pier's path.
@@ -140,7 +140,7 @@ def run(rounds: int = ROUNDS, requests: int = REQUESTS) -> dict:
     from django.utils import timezone
     from django_tenants.utils import tenant_context
 
-    from tenants.projects import keys, reconcile
+    from tenants.projects import reconcile
     from tenants.projects import services as project_services
     from tenants.projects.access import Access
     from tenants.projects.models import AccessKey, Project
@@ -161,8 +161,8 @@ def run(rounds: int = ROUNDS, requests: int = REQUESTS) -> dict:
                 outcomes = reconcile.run(project.pk)
                 project.refresh_from_db()
                 assert project.status == Project.Status.READY, (project.status, outcomes)
-                key, token = keys.key_create(tenant=tenant, project=project, name=KEY_NAME, role="view",
-                                             acting_user=owner, access=Access("admin", "bench"))
+                key, token = project_services.key_create(tenant=tenant, project=project, name=KEY_NAME, role="view",
+                                                         acting_user=owner, access=Access("admin", "bench"))
                 assert key.last_used_at is None
 
             # Read and set back last_used_at by the table's qualified name: a tenant_context here

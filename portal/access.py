@@ -7,8 +7,6 @@ suspended, still being set up, or being upgraded.
 
 from __future__ import annotations
 
-from django.apps import apps
-
 from portal.errors import Forbidden, NotFound, PierError, Unavailable
 from portal.tenancy import code_schema_version
 
@@ -21,10 +19,8 @@ class NotSignedIn(PierError):
 
 
 def member_role(tenant, user) -> str | None:
-    Membership = apps.get_model("tenants", "Membership")
-    # order_by(): Membership's default ordering would join tenants and users into this lookup.
-    roles = Membership.objects.filter(tenant_id=tenant.pk, user_id=user.pk).order_by().values_list("role", flat=True)[:1]
-    return roles[0] if roles else None
+    """The person's role in the tenant (the tenant model answers: tenants.models.Tenant.role_of)."""
+    return tenant.role_of(user)
 
 
 def check_tenant_access(request, *, min_role: str = "member") -> str:

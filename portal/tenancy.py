@@ -23,7 +23,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django_tenants.utils import get_public_schema_name
+from django_tenants.utils import get_public_schema_name, get_tenant_model
 
 
 # The shape of a tenant slug (tenants.validators adds the reserved words and other rules).
@@ -63,8 +63,7 @@ def resolve(slug: str):
     if entry is not None and version == entry.version:
         entry.checked_at = now
         return entry.tenant
-    Tenant = apps.get_model("tenants", "Tenant")
-    tenant = Tenant.objects.filter(slug=slug).first()
+    tenant = get_tenant_model().objects.filter(slug=slug).first()  # settings.TENANT_MODEL
     with _lock:
         _entries[slug] = _Entry(tenant=tenant, version=version, checked_at=now)
         _entries.move_to_end(slug)

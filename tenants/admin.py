@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 
 from portal.admin import ReadOnlyAdmin
 from portal.errors import PierError
-from tenants import services
+from tenants import services, signals
 from tenants.models import JobStep, Membership, NamespaceRegistry, PendingMembership, ProvisioningJob, Tenant
 
 
@@ -52,9 +52,9 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["slug", "name"]
     readonly_fields = ["slug", "schema_name", "status", "status_message", "schema_version", "created_at",
-                       "updated_at", "suspended_at", "projects", "config_ceilings", "config_budget", "config_locks"]
+                       "updated_at", "suspended_at", "schema_contents", "config_ceilings", "config_budget", "config_locks"]
     fields = ["slug", "name", "status", "status_message", "max_projects", "max_members", "schema_name",
-              "schema_version", "created_at", "updated_at", "suspended_at", "projects",
+              "schema_version", "created_at", "updated_at", "suspended_at", "schema_contents",
               # Changed through PATCH /api/v1/admin/tenants/<slug>/policy (it re-checks the projects).
               "config_ceilings", "config_budget", "config_locks"]
     inlines = [MembershipInline, JobInline]
@@ -63,21 +63,20 @@ class TenantAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # tenants are created through the API (a provisioning job), not a bare row
 
-    @admin.display(description="Projects")
-    def projects(self, tenant):
-        """The tenant's projects and their status, read from its schema."""
+    @admin.display(description="In its schema")
+    def schema_contents(self, tenant):
+        """What the apps inside the tenant's schema show staff (projects: each with its status),
+        asked through a signal so that this app never imports them."""
         from django.utils.html import format_html_join
         from django_tenants.utils import schema_context
-
-        from tenants.projects.models import Project
 
         if tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
             return "—"
         with schema_context(tenant.schema_name):
-            rows = list(Project.objects.order_by("slug").values_list("slug", "namespace", "status", "status_message"))
-        if not rows:
-            return "none"
-        return format_html_join("", "<div><b>{}</b> ({}) {} {}</div>", rows)
+            sections = [s for _receiver, s in signals.tenant_admin_sections.send(sender=Tenant, tenant=tenant) if s]
+        if not sections:
+            return "—"
+        return format_html_join("", "<div><b>{}</b>: {}</div>", ((s["title"], s["html"]) for s in sections))
 
     def has_delete_permission(self, request, obj=None):
         return False  # deletion is a job: the "Delete tenants" action

@@ -53,6 +53,13 @@ class Tenant(TenantMixin):
     def __str__(self) -> str:
         return self.slug
 
+    def role_of(self, user) -> str | None:
+        """The person's organization role here, or None. The kernel's access check asks the tenant
+        (portal.access.member_role), so that it never names this app's models."""
+        # order_by(): Membership's default ordering would join tenants and users into this lookup.
+        roles = Membership.objects.filter(tenant_id=self.pk, user_id=user.pk).order_by().values_list("role", flat=True)[:1]
+        return roles[0] if roles else None
+
     @property
     def effective_max_projects(self) -> int:
         return self.max_projects if self.max_projects is not None else settings.PIER_DEFAULT_MAX_PROJECTS

@@ -40,27 +40,18 @@ def _create_schema(tenant: Tenant) -> None:
     schema.create_tenant_schema(tenant)
 
 
-def _tenant_settings_model():
-    from django.apps import apps
-
-    return apps.get_model("projects", "TenantSettings")
-
-
-def seed_defaults_here() -> bool:
-    """Create the tenant's settings row in the current schema if it is missing; True if it was
-    (the periodic repair reports that). Nothing is written when it exists."""
-    TenantSettings = _tenant_settings_model()
-    if TenantSettings.objects.filter(singleton=True).exists():
-        return False
-    TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
-    return True
+def seed_defaults_here(tenant: Tenant) -> bool:
+    """The periodic repair, in the tenant's schema: the apps inside it (receivers of
+    tenant_seeding) recreate what they need if it went missing; True if any did. Nothing is
+    written when nothing is missing."""
+    return any(created for _receiver, created in signals.tenant_seeding.send(sender=Tenant, tenant=tenant, new=False))
 
 
 def _seed_defaults(tenant: Tenant) -> None:
-    # A new schema (this attempt created it in the same transaction): one INSERT, no read first.
-    TenantSettings = _tenant_settings_model()
+    # A new schema (this attempt created it in the same transaction): the apps inside it (projects:
+    # the settings row) seed what they need; a receiver that raises fails the step.
     with schema_context(tenant.schema_name):
-        TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
+        signals.tenant_seeding.send(sender=Tenant, tenant=tenant, new=True)
 
 
 def _add_owner(tenant: Tenant) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from portal import audit, request_id, tenancy
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, from_django_validation_error
-from tenants import signals
+from tenants import signals, tasks
 from tenants.models import Membership, PendingMembership, ProvisioningJob, Role, Tenant
 from tenants.validators import schema_name_for, validate_person_identifier, validate_tenant_slug
 
@@ -38,20 +38,16 @@ def _validate(instance, *, exclude: list[str] | None = None) -> None:
 
 
 def _enqueue_job(job: ProvisioningJob) -> None:
-    from tenants.tasks import enqueue_job
-
     job_id = job.pk
-    transaction.on_commit(lambda: enqueue_job(job_id))
+    transaction.on_commit(lambda: tasks.enqueue_job(job_id))
 
 
 def _enqueue_invitation(pending: PendingMembership) -> None:
     """Invitations by email are mailed by the worker once the transaction has committed."""
     if not pending.email:
         return
-    from tenants.tasks import enqueue_invitation
-
     pending_id = pending.pk
-    transaction.on_commit(lambda: enqueue_invitation(pending_id))
+    transaction.on_commit(lambda: tasks.enqueue_invitation(pending_id))
 
 
 def _inviter(acting_user):
@@ -383,33 +379,6 @@ def invitation_resend(*, tenant: Tenant, pending: PendingMembership, acting_user
                      target=target, details={"role": pending.role})
         _enqueue_invitation(pending)
     return pending
-
-
-def invitation_send(pending_id: int) -> bool:
-    """The worker's part: mail the invitation and note when (or why not). False when there is
-    nothing to send: the invitation was withdrawn or claimed meanwhile. Raises on a mail error
-    after noting it, so the task retries."""
-    from django.conf import settings
-    from django.core.mail import send_mail
-    from django.template.loader import render_to_string
-
-    pending = PendingMembership.objects.select_related("tenant", "invited_by").filter(pk=pending_id).first()
-    if pending is None or not pending.email:
-        return False
-    context = {"pending": pending, "tenant": pending.tenant, "sign_in_url": f"{settings.PIER_BASE_URL}/login"
-               if settings.PIER_BASE_URL else "", "inviter": pending.invited_by}
-    try:
-        send_mail(
-            subject=f"You are invited to {pending.tenant.name or pending.tenant.slug} on Pier",
-            message=render_to_string("tenants/invitation_email.txt", context),
-            from_email=None, recipient_list=[pending.email],
-        )
-    except Exception as exc:
-        PendingMembership.objects.filter(pk=pending_id).update(send_error=f"{type(exc).__name__}: {exc}"[:500])
-        raise
-    PendingMembership.objects.filter(pk=pending_id).update(sent_at=timezone.now(), send_count=models.F("send_count") + 1,
-                                                           send_error="")
-    return True
 
 
 def claim_pending_memberships(*, user) -> list[Membership]:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 
 from portal import audit
-from tenants import provisioning
+from tenants import invitations, provisioning
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,8 @@ def enqueue_invitation(pending_id: int) -> None:
 def send_invitation(self, pending_id: int) -> bool:
     """Mail an invitation; a mail server that fails is tried again with backoff, then the error
     stays on the invitation for the members page to show."""
-    from tenants.services import invitation_send
-
     try:
-        return invitation_send(pending_id)
+        return invitations.invitation_send(pending_id)
     except Exception as exc:
         if self.request.retries >= settings.PIER_PROVISIONING_MAX_RETRIES:
             log.warning("invitation %s: giving up on mailing it: %s", pending_id, exc)
@@ -88,11 +86,11 @@ def fan_out_to_active_tenants(task_name: str) -> int:
 
 @shared_task
 def ensure_tenant_defaults() -> bool:
-    """Per tenant (runs in its schema): repair a missing settings row. Writes nothing when
-    nothing is missing."""
+    """Per tenant (runs in its schema): the apps inside it repair what went missing (projects: the
+    settings row). Writes nothing when nothing is missing."""
     if connection.schema_name == "public":
         raise RuntimeError("ensure_tenant_defaults runs in a tenant schema (enqueue it per tenant)")
-    created = provisioning.seed_defaults_here()
+    created = provisioning.seed_defaults_here(connection.tenant)
     if created:
-        log.warning("tenant schema %s had lost its settings row; recreated", connection.schema_name)
+        log.warning("tenant schema %s had lost rows its apps need; recreated", connection.schema_name)
     return created

@@ -26,6 +26,20 @@ def test_admin_pages_render(staff_client, alpha):
         assert staff_client.get(url).status_code == 200, url
 
 
+def test_a_tenants_page_shows_its_projects_from_its_schema(staff_client, alpha, users):
+    """The projects app contributes the section through tenants.signals.tenant_admin_sections
+    (the tenants app does not import it)."""
+    from django_tenants.utils import schema_context
+
+    from tenants.projects.models import Project
+
+    with schema_context(alpha.schema_name):
+        Project.objects.create(slug="admin-sees-me", namespace="alpha-admin-sees-me", created_by=users["alice"],
+                               status="failed", status_message="quota refused")
+    page = staff_client.get(f"/admin/tenants/tenant/{alpha.pk}/change/").content.decode()
+    assert "<b>Projects</b>: <div><b>admin-sees-me</b> (alpha-admin-sees-me) failed quota refused</div>" in page
+
+
 def test_suspend_resume_and_retry_actions_go_through_the_services(staff_client, alpha, beta, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = _action(staff_client, "suspend", alpha.pk, beta.pk)

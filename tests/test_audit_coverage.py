@@ -81,14 +81,14 @@ def _site_ready_in_beta(users):
 def _site_key(users):
     from django_tenants.utils import tenant_context
 
-    from tenants.projects import keys
+    from tenants.projects import services as project_services
     from tenants.projects.access import Access
     from tenants.projects.models import Project
 
     kwargs = _site_ready_in_beta(users)
     beta = Tenant.objects.get(slug="beta")
     with tenant_context(beta):
-        key, _token = keys.key_create(tenant=beta, project=Project.objects.get(slug="site"), name="k", role="view",
+        key, _token = project_services.key_create(tenant=beta, project=Project.objects.get(slug="site"), name="k", role="view",
                                       acting_user=users["carol"], access=Access("admin", "test"))
     return {**kwargs, "key_id": key.pk}
 

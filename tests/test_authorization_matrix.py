@@ -26,7 +26,7 @@ from portal import tenancy
 from portal.services import user_set_groups
 from routes import pier_routes
 from tenants.models import Membership, PendingMembership, Tenant
-from tenants.projects import keys, reconcile, services
+from tenants.projects import reconcile, services
 from tenants.projects.access import Access
 from tenants.projects.models import AccessKey, ProjectGrant
 
@@ -138,14 +138,14 @@ def world(users, alpha, beta):
         other.refresh_from_db()
         tokens = {}
         for role in ("view", "edit", "admin"):
-            tokens[f"key_{role}"] = keys.key_create(tenant=alpha, project=site, name=f"k-{role}", role=role,
+            tokens[f"key_{role}"] = services.key_create(tenant=alpha, project=site, name=f"k-{role}", role=role,
                                                     acting_user=users["dave"], access=admin)[1]
-        tokens["key_other_project"] = keys.key_create(tenant=alpha, project=other, name="k-other", role="admin",
+        tokens["key_other_project"] = services.key_create(tenant=alpha, project=other, name="k-other", role="admin",
                                                       acting_user=users["dave"], access=admin)[1]
-        expired, tokens["key_expired"] = keys.key_create(tenant=alpha, project=site, name="k-expired", role="admin",
+        expired, tokens["key_expired"] = services.key_create(tenant=alpha, project=site, name="k-expired", role="admin",
                                                          acting_user=users["dave"], access=admin)
         AccessKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
-        revoked, tokens["key_revoked"] = keys.key_create(tenant=alpha, project=site, name="k-revoked", role="admin",
+        revoked, tokens["key_revoked"] = services.key_create(tenant=alpha, project=site, name="k-revoked", role="admin",
                                                          acting_user=users["dave"], access=admin)
         AccessKey.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
         grant_id = ProjectGrant.objects.get(project=site, subject="g-view").pk
@@ -155,7 +155,7 @@ def world(users, alpha, beta):
         elsewhere = services.project_create(tenant=beta, slug="elsewhere", acting_user=users["carol"])
         reconcile.run(elsewhere.pk)
         elsewhere.refresh_from_db()
-        tokens["key_other_org"] = keys.key_create(tenant=beta, project=elsewhere, name="k-beta", role="admin",
+        tokens["key_other_org"] = services.key_create(tenant=beta, project=elsewhere, name="k-beta", role="admin",
                                                   acting_user=users["carol"], access=admin)[1]
     gone = User.objects.create_user("gone", email="gone@example.com", password=PASSWORD, is_active=False)
     Membership.objects.create(tenant=alpha, user=gone, role="admin")

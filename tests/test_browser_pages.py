@@ -235,7 +235,7 @@ def test_every_destructive_action_asks_first(browser, web_process, celery_worker
     from django_tenants.utils import tenant_context
 
     from tenants import services
-    from tenants.projects import keys
+    from tenants.projects import services as project_services
     from tenants.projects.models import AccessKey, Project
 
     alice = get_user_model().objects.get(username="alice")
@@ -244,7 +244,7 @@ def test_every_destructive_action_asks_first(browser, web_process, celery_worker
     services.member_add(tenant=org, person="newcomer@example.com", role="member", acting_user=alice, acting_role="owner")
     project = make_project(org, "doomed")
     with tenant_context(org):
-        keys.key_create(tenant=org, project=project, name="deploy", role="view", expires_in=86400, acting_user=alice,
+        project_services.key_create(tenant=org, project=project, name="deploy", role="view", expires_in=86400, acting_user=alice,
                         access=owner_access(org, project))
 
     page = browser.new_page(viewport=DESKTOP)
@@ -487,7 +487,7 @@ def test_tour_of_every_page_as_owner_member_and_staff_wide_and_narrow(browser, w
     from django_tenants.utils import tenant_context
 
     from tenants import services
-    from tenants.projects import keys
+    from tenants.projects import services as project_services
     from tenants.projects import services as project_services
 
     alice = get_user_model().objects.get(username="alice")
@@ -504,7 +504,7 @@ def test_tour_of_every_page_as_owner_member_and_staff_wide_and_narrow(browser, w
                                    access=access)
         project_services.grant_add(tenant=org, project=project, kind="group", name="/acme/platform-engineering/on-call",
                                    role="edit", acting_user=alice, access=access)
-        keys.key_create(tenant=org, project=project, name="github-actions-deploy-to-staging", role="edit",
+        project_services.key_create(tenant=org, project=project, name="github-actions-deploy-to-staging", role="edit",
                         expires_in=30 * 86400, acting_user=alice, access=access)
 
     shots = SCREENSHOTS / "tour"

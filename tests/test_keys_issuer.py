@@ -127,4 +127,4 @@ def test_the_revocation_queues_the_cluster_clean_up(api, users, project, alpha, 
                                          format="json").status_code == 200
     # The ServiceAccount's deletion task is enqueued after the commit (as for any revoked key).
     names = [getattr(cb, "__qualname__", "") for cb in callbacks]
-    assert any("_enqueue_delete" in name for name in names), names
+    assert any("_enqueue_key_delete" in name for name in names), names

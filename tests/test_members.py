@@ -211,7 +211,7 @@ def test_a_mail_server_failure_is_kept_on_the_invitation_and_retried(api, users,
                                                                      django_capture_on_commit_callbacks):
     import smtplib
 
-    from tenants import services
+    from tenants import invitations
 
     def refuse(**kwargs):
         raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
@@ -219,7 +219,7 @@ def test_a_mail_server_failure_is_kept_on_the_invitation_and_retried(api, users,
     pending, _ = _invite(api(users["alice"]), "zoe@example.com", django_capture_on_commit_callbacks)
     monkeypatch.setattr("django.core.mail.send_mail", refuse)
     with pytest.raises(smtplib.SMTPServerDisconnected):
-        services.invitation_send(pending.pk)
+        invitations.invitation_send(pending.pk)
     pending.refresh_from_db()
     assert "Connection unexpectedly closed" in pending.send_error and pending.sent_at is None
     (row,) = api(users["alice"]).get("/api/v1/tenants/alpha/invitations").json()["results"]

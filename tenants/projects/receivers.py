@@ -5,9 +5,18 @@ from django_tenants.utils import schema_context
 
 from portal.signals import user_groups_changed
 from tenants.models import Membership, Tenant
-from tenants.signals import home_sections, member_removed, member_role_changed, tenant_deleting
+from tenants.signals import (home_sections, member_removed, member_role_changed, tenant_admin_sections, tenant_deleting,
+                             tenant_seeding)
 
 LIVE = (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED)
+
+
+@receiver(tenant_seeding, dispatch_uid="pier_projects_tenant_settings")
+def seed_tenant_settings(sender, tenant, new, **kwargs):
+    """A new organization starts with its settings row (the periodic repair puts a lost one back)."""
+    from tenants.projects.services import tenant_settings_seed
+
+    return tenant_settings_seed(new=new)
 
 
 @receiver(tenant_deleting, dispatch_uid="pier_projects_tenant_teardown")
@@ -19,7 +28,7 @@ def remove_namespaces_of_deleted_tenant(sender, tenant, **kwargs):
 
 @receiver(member_role_changed, dispatch_uid="pier_projects_keys_follow_role")
 def keys_follow_member_role(sender, tenant, user, **kwargs):
-    from tenants.projects.keys import revoke_beyond_issuer
+    from tenants.projects.services import revoke_beyond_issuer
 
     if tenant.status in LIVE:
         with schema_context(tenant.schema_name):
@@ -30,7 +39,7 @@ def keys_follow_member_role(sender, tenant, user, **kwargs):
 def keys_leave_with_member(sender, tenant, user, **kwargs):
     """Someone who leaves an organization takes their access keys with them."""
     from portal import audit
-    from tenants.projects.keys import revoke_keys_of
+    from tenants.projects.services import revoke_keys_of
 
     if tenant.status in LIVE:
         with schema_context(tenant.schema_name):
@@ -42,7 +51,7 @@ def keys_leave_with_member(sender, tenant, user, **kwargs):
 
 @receiver(user_groups_changed, dispatch_uid="pier_projects_keys_follow_groups")
 def keys_follow_groups(sender, user, **kwargs):
-    from tenants.projects.keys import revoke_beyond_issuer
+    from tenants.projects.services import revoke_beyond_issuer
 
     for membership in Membership.objects.filter(user=user, tenant__status__in=LIVE).select_related("tenant"):
         with schema_context(membership.tenant.schema_name):
@@ -54,3 +63,14 @@ def projects_on_organization_home(sender, request, **kwargs):
     from tenants.projects.selectors import home_summary
 
     return {"template": "projects/_home_summary.html", **home_summary(request)}
+
+
+@receiver(tenant_admin_sections, dispatch_uid="pier_projects_admin_section")
+def projects_in_tenant_admin(sender, tenant, **kwargs):
+    """The tenant's projects and their status, for staff in the admin (runs in its schema)."""
+    from django.utils.html import format_html_join
+
+    from tenants.projects.models import Project
+
+    rows = list(Project.objects.order_by("slug").values_list("slug", "namespace", "status", "status_message"))
+    return {"title": "Projects", "html": format_html_join("", "<div><b>{}</b> ({}) {} {}</div>", rows) if rows else "none"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -18,7 +19,7 @@ from django.utils import timezone
 from portal import audit, kube, locks
 from tenants.models import NamespaceRegistry, Tenant
 from tenants.projects import config
-from tenants.projects.models import Project, ProjectEvent
+from tenants.projects.models import AccessKey, Project, ProjectEvent
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,7 @@ def apply(project: Project, tenant: Tenant, policy: config.Policy) -> dict[str, 
         if binding["metadata"]["name"] not in wanted:
             kube.delete("RoleBinding", binding["metadata"]["name"], project.namespace)
             outcomes[f"RoleBinding/{binding['metadata']['name']}"] = "deleted"
-    from tenants.projects.keys import sweep
-
-    outcomes.update(sweep(project, tenant_slug=tenant.slug))
+    outcomes.update(sweep_keys(project, tenant_slug=tenant.slug))
     changed = {k: v for k, v in outcomes.items() if v != "unchanged"}
     if project.status != Project.Status.READY or project.reconciled_generation != generation or project.status_message:
         _set_status(project, Project.Status.READY, "", only_generation=generation,
@@ -295,3 +294,78 @@ def tenant_teardown(tenant) -> None:
         raise StillTerminating(", ".join(remaining))
     NamespaceRegistry.objects.filter(tenant=tenant).delete()
 
+
+# --- Access keys: their objects in the cluster, issuing one, the sweep ------------------------
+# (The writes to keys are services: tenants.projects.services.key_create and the others.)
+
+
+def key_objects(project: Project, key_name: str, service_account: str, role: str, *, tenant_slug: str) -> list[dict]:
+    labels = {**kube.labels(tenant=tenant_slug, project=project.slug), "pier.dev/access-key": "true"}
+    meta = {"namespace": project.namespace, "labels": labels, "annotations": {"pier.dev/key-name": key_name[:250]}}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service_account, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": service_account, **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"pier-project-{role}"},
+         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": project.namespace}]},
+    ]
+
+
+def remove_objects(objects: list[dict], *, best_effort: bool = True) -> None:
+    for obj in reversed(objects):
+        try:
+            kube.delete(obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
+        except kube.KubeError as exc:
+            if not best_effort:
+                raise
+            log.warning("could not remove %s %s after a failed key creation: %s", obj["kind"], obj["metadata"]["name"], exc)
+
+
+def issue_key(project: Project, key_name: str, service_account: str, role: str, *, tenant_slug: str,
+              expiration_seconds: int) -> tuple[str, str]:
+    """Issuing a key, the cluster's part (inside the web request: the token must be in its
+    response): the ServiceAccount, its RoleBinding and a token, all or nothing. Returns (token,
+    expiry as the server wrote it). On any failure what may exist is removed again (the periodic
+    sweep removes what that missed) and the error is raised."""
+    objects = key_objects(project, key_name, service_account, role, tenant_slug=tenant_slug)
+    made: list[dict] = []
+    try:
+        for obj in objects:
+            made.append(obj)  # before the call: a timed-out create may still have happened
+            kube.create(obj)
+        return kube.request_token(project.namespace, service_account,
+                                  expiration_seconds=expiration_seconds)
+    except Exception:  # anything: remove what may exist; the periodic pass sweeps leftovers
+        remove_objects(made)
+        raise
+
+
+def remove_key_objects(key: AccessKey, *, tenant_slug: str) -> None:
+    remove_objects(key_objects(key.project, key.name, key.service_account, key.role, tenant_slug=tenant_slug),
+                   best_effort=False)
+
+
+def sweep_keys(project: Project, *, tenant_slug: str) -> dict[str, str]:
+    """Part of the periodic pass: remove key objects nobody can use any more: those of revoked or
+    expired keys (their clean-up task may have been lost) and orphans of a creation that failed
+    half-way (older than ten minutes, with no key row)."""
+    selector = f"{kube.LABEL_PROJECT}={project.slug},pier.dev/access-key=true"
+    accounts = kube.list_objects("ServiceAccount", project.namespace, label_selector=selector)
+    if not accounts:
+        return {}
+    names = [a["metadata"]["name"] for a in accounts]
+    live = set(AccessKey.objects.filter(project=project, service_account__in=names, revoked_at__isnull=True,
+                                        expires_at__gt=timezone.now()).values_list("service_account", flat=True))
+    known = set(AccessKey.objects.filter(project=project, service_account__in=names)
+                .values_list("service_account", flat=True))
+    outcomes = {}
+    cutoff = timezone.now() - timedelta(minutes=10)
+    for account in accounts:
+        name = account["metadata"]["name"]
+        created = datetime.fromisoformat(account["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+        if name in live or (name not in known and created > cutoff):
+            continue
+        for kind in ("RoleBinding", "ServiceAccount"):
+            kube.delete(kind, name, project.namespace)
+        outcomes[f"ServiceAccount/{name}"] = "deleted"
+    return outcomes

@@ -1,26 +1,32 @@
 """Writes to projects (they run in the tenant's schema; the namespace registry is in public).
 
 Each service validates, writes, audits and enqueues the reconcile only after the commit. No
-Kubernetes call happens here: the reconciler makes the cluster follow."""
+Kubernetes call happens here: the reconciler makes the cluster follow (issuing an access key is the
+one exception: key_create has the reconciler make the key's objects within the request)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import secrets
+from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from portal import audit, tenancy
-from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded
-from portal.services import clean_groups
+from portal import audit, kube, tenancy
+from portal.access import member_role
+from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, Unavailable
+from portal.services import clean_groups, groups_of
 from tenants.models import NamespaceRegistry, Tenant
-from tenants.projects import config, keys, selectors
-from tenants.projects.access import Access
-from tenants.projects.models import Project, ProjectEvent, ProjectGrant, ProjectRole, TenantSettings
+from tenants.projects import config, reconcile, selectors, tasks
+from tenants.projects.access import RANK, Access, project_access
+from tenants.projects.authentication import token_hash
+from tenants.projects.models import AccessKey, Project, ProjectEvent, ProjectGrant, ProjectRole, TenantSettings
 from tenants.validators import namespace_name_for, validate_namespace_name, validate_project_slug
 
 
@@ -31,10 +37,8 @@ def _invalid(field: str, exc: ValidationError) -> InvalidInput:
 
 def _enqueue_reconcile(project: Project, *, schema_name: str | None = None) -> None:
     """After the commit, in this tenant's schema (named now: the commit may happen elsewhere)."""
-    from tenants.projects.tasks import reconcile_project
-
     project_id, schema = project.pk, schema_name or connection.schema_name
-    transaction.on_commit(lambda: reconcile_project.apply_async(args=[project_id], headers={"_schema_name": schema}))
+    transaction.on_commit(lambda: tasks.reconcile_project.apply_async(args=[project_id], headers={"_schema_name": schema}))
 
 
 def _event(project: Project, message: str = "") -> None:
@@ -299,8 +303,8 @@ def grant_change(*, tenant: Tenant, project: Project, grant: ProjectGrant, role:
         audit.record(action="project.share_change", actor=acting_user, tenant=tenant, target_type="project",
                      target=project.slug, details={"kind": grant.kind, "subject": grant.subject, "from": previous,
                                                    "to": role})
-        keys.revoke_beyond_issuer(tenant=tenant, project=project,
-                                  reason=f"{_subject_label(grant)} went from {previous} to {role} in {project.slug}")
+        revoke_beyond_issuer(tenant=tenant, project=project,
+                             reason=f"{_subject_label(grant)} went from {previous} to {role} in {project.slug}")
     return grant
 
 
@@ -315,8 +319,18 @@ def grant_remove(*, tenant: Tenant, project: Project, grant: ProjectGrant, actin
         audit.record(action="project.unshare", actor=acting_user, tenant=tenant, target_type="project",
                      target=project.slug, details={"kind": grant.kind, "subject": grant.subject, "role": grant.role})
         # A key never has more than its issuer: those the grant carried go with it.
-        keys.revoke_beyond_issuer(tenant=tenant, project=project,
-                                  reason=f"{_subject_label(grant)} no longer has {grant.role} in {project.slug}")
+        revoke_beyond_issuer(tenant=tenant, project=project,
+                             reason=f"{_subject_label(grant)} no longer has {grant.role} in {project.slug}")
+
+
+def tenant_settings_seed(*, new: bool) -> bool:
+    """The organization's settings row, in the current schema; True when it was created. In a new
+    schema (made in the same transaction): one INSERT, no read first. Otherwise (the periodic
+    repair): only if it went missing; nothing is written when it exists."""
+    if not new and TenantSettings.objects.filter(singleton=True).exists():
+        return False
+    TenantSettings.objects.bulk_create([TenantSettings(singleton=True)], ignore_conflicts=True)
+    return True
 
 
 def tenant_defaults_update(*, tenant: Tenant, acting_user, defaults: dict[str, Any] | None = None,
@@ -437,3 +451,144 @@ def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any
 
 def before_fields(before: dict[str, Any]) -> dict[str, Any]:
     return {"config_ceilings": before["ceilings"], "config_budget": before["budget"], "config_locks": before["locks"]}
+
+
+# --- Access keys --------------------------------------------------------------------------
+# Issuing one is the one web request that talks to the cluster (the token must be in the
+# response): bounded timeouts, all or nothing. If any step fails, what was made in the cluster is
+# removed again, nothing is stored, and the answer is 503. The keys' cluster objects, their
+# removal and the periodic sweep are the reconciler's (reconcile.key_objects, issue_key,
+# remove_key_objects, sweep_keys).
+
+MIN_SECONDS = 600  # the API server refuses shorter tokens
+
+
+def _person(acting_user) -> None:
+    if getattr(acting_user, "is_access_key", False):
+        raise Forbidden("Access keys cannot manage access keys.")
+
+
+def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expires_in: int | None = None,
+               acting_user, access: Access) -> tuple[AccessKey, str]:
+    """Returns the key and its token (shown once, never stored)."""
+    _person(acting_user)
+    access.require("share", project=project)
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("name: give a name of 1 to 100 characters.", details={"name": ["1 to 100 characters."]})
+    if role not in ProjectRole.values:
+        raise InvalidInput(f"role: '{role}' is not one of {', '.join(ProjectRole.values)}.", details={"role": ["Not a role."]})
+    if RANK[role] > RANK[access.role]:
+        raise Forbidden(f"You cannot issue a key with more rights ({role}) than your own ({access.role}).")
+    limit = tenant.effective_max_key_days
+    longest = limit * 86400
+    seconds = min(settings.PIER_KEY_DEFAULT_DAYS * 86400, longest) if expires_in is None else expires_in
+    if not MIN_SECONDS <= seconds <= longest:
+        raise InvalidInput(
+            f"expires_in: give {MIN_SECONDS} to {longest} seconds ({limit} days, the longest this organization "
+            "allows; the cluster refuses less than 10 minutes).",
+            details={"expires_in": [f"{MIN_SECONDS} to {longest} seconds."]})
+    if project.reconciled_generation == 0 or project.status == Project.Status.DELETING:
+        # No namespace yet (or going away): wait until the project was ready once.
+        raise Conflict(f"The project '{project.slug}' is {project.status}; keys need its namespace to exist.",
+                       code="invalid_state")
+    if AccessKey.objects.filter(project=project, name=name, revoked_at__isnull=True).exists():
+        raise Conflict(f"name: a key named '{name}' exists in '{project.slug}'.", code="key_exists",
+                       details={"name": ["Already used."]})
+
+    service_account = f"pier-key-{secrets.token_hex(5)}"
+    try:
+        token, expires = reconcile.issue_key(project, name, service_account, role, tenant_slug=tenant.slug,
+                                             expiration_seconds=seconds)
+    except kube.KubeUnavailable as exc:  # what was made is removed again (reconcile.issue_key)
+        raise Unavailable(f"The cluster did not answer in time; no key was created. ({exc})",
+                          code="cluster_unavailable")
+    except kube.KubeError as exc:
+        raise Unavailable(f"The cluster refused the key; no key was created. ({exc})", code="cluster_refused")
+    try:
+        with transaction.atomic():
+            key = AccessKey.objects.create(
+                project=project, name=name, role=role, service_account=service_account,
+                token_hash=token_hash(token), token_last4=token[-4:],
+                expires_at=datetime.fromisoformat(expires.replace("Z", "+00:00")), created_by=acting_user,
+            )
+            audit.record(action="key.create", actor=acting_user, tenant=tenant, target_type="access_key",
+                         target=f"{project.slug}/{name}",
+                         details={"role": role, "expires_at": key.expires_at.isoformat(), "service_account": service_account})
+    except IntegrityError:
+        _remove_issued(project, name, service_account, role, tenant_slug=tenant.slug)
+        raise Conflict(f"name: a key named '{name}' exists in '{project.slug}'.", code="key_exists",
+                       details={"name": ["Already used."]})
+    except Exception:
+        _remove_issued(project, name, service_account, role, tenant_slug=tenant.slug)
+        raise
+    return key, token
+
+
+def _remove_issued(project: Project, name: str, service_account: str, role: str, *, tenant_slug: str) -> None:
+    """The key could not be stored: its objects go again (best effort; the sweep removes leftovers)."""
+    reconcile.remove_objects(reconcile.key_objects(project, name, service_account, role, tenant_slug=tenant_slug))
+
+
+def key_revoke(*, tenant: Tenant, project: Project, key: AccessKey, acting_user, access: Access) -> AccessKey:
+    """Refused at once (the hash check sees revoked_at); a task deletes its ServiceAccount, which
+    also ends the token's validity in the cluster."""
+    _person(acting_user)
+    access.require("share", project=project)
+    with transaction.atomic():
+        key = AccessKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is not None:
+            raise Conflict(f"The key '{key.name}' is already revoked.", code="invalid_state")
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit.record(action="key.revoke", actor=acting_user, tenant=tenant, target_type="access_key",
+                     target=f"{project.slug}/{key.name}")
+        _enqueue_key_delete(key.pk)
+    return key
+
+
+def revoke_beyond_issuer(*, tenant: Tenant, reason: str, user=None, project: Project | None = None) -> list[AccessKey]:
+    """A key never has more than its issuer: revoke (at once, audited) every live key in the
+    current tenant whose issuer no longer holds the key's role in its project: demoted in the
+    organization, a group grant removed, a group no longer theirs. Call it inside the transaction
+    that took the role away, so both commit together."""
+    live = AccessKey.objects.filter(revoked_at__isnull=True).select_related("project", "created_by")
+    if user is not None:
+        live = live.filter(created_by=user)
+    if project is not None:
+        live = live.filter(project=project)
+    roles: dict[int, tuple[str | None, list[str]]] = {}
+    revoked = []
+    for key in live.select_for_update(of=("self",)):
+        issuer = key.created_by
+        if issuer.pk not in roles:
+            tenant_role = "staff" if issuer.is_staff else member_role(tenant, issuer)
+            roles[issuer.pk] = (tenant_role, groups_of(issuer))
+        tenant_role, groups = roles[issuer.pk]
+        held = project_access(key.project, user=issuer, tenant_role=tenant_role or "", groups=groups).role
+        if held is not None and RANK[held] >= RANK[key.role]:
+            continue
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit.record(action="key.revoke", actor=None, tenant=tenant, target_type="access_key",
+                     target=f"{key.project.slug}/{key.name}",
+                     details={"reason": reason, "issuer": issuer.get_username(), "key_role": key.role,
+                              "issuer_role": held})
+        _enqueue_key_delete(key.pk)
+        revoked.append(key)
+    return revoked
+
+
+def revoke_keys_of(*, user, reason: str) -> int:
+    """In the current tenant: revoke every key the person issued (they left or lost their role)."""
+    ids = list(AccessKey.objects.filter(created_by=user, revoked_at__isnull=True).values_list("pk", flat=True))
+    AccessKey.objects.filter(pk__in=ids).update(revoked_at=timezone.now())
+    for key_id in ids:
+        _enqueue_key_delete(key_id)
+    return len(ids)
+
+
+def _enqueue_key_delete(key_id: int) -> None:
+    """After the commit, in this tenant's schema (named now: the commit may happen elsewhere)."""
+    schema_name = connection.schema_name
+    transaction.on_commit(lambda: tasks.delete_key_objects.apply_async(args=[key_id], headers={"_schema_name": schema_name}))

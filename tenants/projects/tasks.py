@@ -7,9 +7,11 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.db import connection
 
 from portal import audit, locks
 from tenants.projects import reconcile
+from tenants.projects.models import AccessKey
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +48,11 @@ def reconcile_all_projects() -> dict:
 @shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
 def delete_key_objects(self, key_id: int) -> None:
     """After a revocation: delete the key's ServiceAccount and RoleBinding (404 is success)."""
-    from django.db import connection
-
-    from tenants.projects import keys
-    from tenants.projects.models import AccessKey
-
     with audit.source("task"):
         key = AccessKey.objects.select_related("project").filter(pk=key_id).first()
         if key is None:
             return
         try:
-            keys.remove_key_objects(key, tenant_slug=connection.tenant.slug)
+            reconcile.remove_key_objects(key, tenant_slug=connection.tenant.slug)
         except Exception as exc:
             raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc)

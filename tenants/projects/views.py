@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from portal import kube
 from portal.errors import PierError
 from portal.views import TenantView
-from tenants.projects import config, keys, selectors, services
+from tenants.projects import config, selectors, services
 from tenants.projects.filtersets import ProjectFilterSet
 from tenants.projects.forms import (AccessKeyForm, ConfigOverridesForm, DefaultsForm, GrantForm, GrantRoleForm,
                                     ProjectCreateForm, ProjectEditForm)
@@ -264,7 +264,7 @@ class KeysView(ProjectPage):
         if not form.is_valid():
             return render(request, self.template_name, self.get_context_data(form=form), status=400)
         try:
-            key, token = keys.key_create(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
+            key, token = services.key_create(tenant=request.tenant, project=self.get_project(), acting_user=request.user,
                                          access=self.access, name=form.cleaned_data["name"], role=form.cleaned_data["role"],
                                          expires_in=form.cleaned_data["expires_in_days"] * 86400)
         except PierError as exc:
@@ -281,7 +281,7 @@ class KeyRevokeView(KeysView):
 
     def post(self, request, tenant_slug, project_slug, key_id):
         key = get_object_or_404(self.get_project().keys, pk=key_id)
-        keys.key_revoke(tenant=request.tenant, project=self.get_project(), key=key, acting_user=request.user,
+        services.key_revoke(tenant=request.tenant, project=self.get_project(), key=key, acting_user=request.user,
                         access=self.access)
         messages.success(request, f"The key {key.name} was revoked; it no longer works.")
         return redirect("projects:keys", tenant_slug=request.tenant.slug, project_slug=project_slug)

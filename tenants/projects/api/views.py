@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from portal.api import IsStaff, TenantScopedMixin
 from tenants.models import Tenant
-from tenants.projects import keys, selectors, services
+from tenants.projects import selectors, services
 from tenants.projects.api import serializers as s
 from tenants.projects.filtersets import ProjectFilterSet
 from tenants.projects.models import AccessKey, Project, ProjectGrant
@@ -201,7 +201,7 @@ class AccessKeyListView(ProjectScopedMixin, generics.ListAPIView):
     def post(self, request, tenant_slug, project_slug):
         data = s.AccessKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key, token = keys.key_create(tenant=request.tenant, project=self.project, acting_user=request.user,
+        key, token = services.key_create(tenant=request.tenant, project=self.project, acting_user=request.user,
                                      access=self.access, **data.validated_data)
         body = s.AccessKeyCreatedSerializer(key, context={"token": token}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
@@ -213,6 +213,6 @@ class AccessKeyDetailView(ProjectScopedMixin, APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, tenant_slug, project_slug, key_id):
         key = get_object_or_404(AccessKey, project=self.project, pk=key_id)
-        keys.key_revoke(tenant=request.tenant, project=self.project, key=key, acting_user=request.user,
+        services.key_revoke(tenant=request.tenant, project=self.project, key=key, acting_user=request.user,
                         access=self.access)
         return Response(status=status.HTTP_204_NO_CONTENT)
