@@ -328,6 +328,10 @@ if CELERY_BROKER_URL.startswith("filesystem"):
             ) from _exc
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300)}
+# The longest retry countdown (portal/retries.py): below the broker's redelivery timeout, past
+# which a waiting message would be delivered a second time.
+PIER_MAX_BACKOFF = min(env_float("PIER_MAX_BACKOFF", 120.0),
+                       CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600) / 2)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

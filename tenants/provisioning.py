@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from portal import audit, faults, locks, tenancy
+from portal import audit, faults, locks, retries, tenancy
 from portal.models import AuditEvent
 from tenants import schema, signals
 from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Tenant
@@ -160,8 +160,8 @@ def run_job(job_id: int) -> ProvisioningJob:
                 action=f"tenant.{job.kind}", actor=None, tenant=tenant, target_type="tenant",
                 target=job.tenant_slug, source="task", details={"job": job.pk, "attempts": attempt},
             )
-    except JobBusy:
-        raise
+    except (JobBusy, retries.NotDoneYet):
+        raise  # not a failure: another worker has it, or a step is under way (mark_waiting)
     except Exception as exc:
         _record_failure(job, tenant, current, attempt=attempt, started=started, message=f"{type(exc).__name__}: {exc}")
         raise
@@ -204,6 +204,14 @@ def _finish(job: ProvisioningJob, *, status: str, error: str | None = None) -> N
     elif status == ProvisioningJob.Status.SUCCEEDED:
         fields["error"] = ""
     ProvisioningJob.objects.filter(pk=job.pk).update(**fields)
+
+
+def mark_waiting(job_id: int, what: str) -> None:
+    """A step is under way (a namespace still emptying): said on the job and the tenant, no error."""
+    now = timezone.now()
+    job = ProvisioningJob.objects.filter(pk=job_id)
+    job.update(status=ProvisioningJob.Status.RETRYING, error="", updated_at=now)
+    Tenant.objects.filter(jobs__pk=job_id).update(status_message=f"waiting for {what}", updated_at=now)
 
 
 def mark_retrying(job_id: int) -> None:

@@ -8,14 +8,14 @@ from celery import current_app, shared_task
 from django.conf import settings
 from django.db import connection
 
-from portal import audit
+from portal import audit, retries
 from tenants import invitations, provisioning
 
 log = logging.getLogger(__name__)
 
 
-def backoff_seconds(retries: int) -> float:
-    return min(settings.PIER_PROVISIONING_BACKOFF * (2**retries), 300.0)
+def backoff_seconds(failures: int) -> float:
+    return retries.backoff(failures, base=settings.PIER_PROVISIONING_BACKOFF)
 
 
 def enqueue_job(job_id: int) -> None:
@@ -41,19 +41,35 @@ def send_invitation(self, pending_id: int) -> bool:
 
 
 @shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
-def run_tenant_job(self, job_id: int) -> None:
-    """Provision or delete a tenant; retried with exponential backoff, then given up with the reason."""
+def run_tenant_job(self, job_id: int, failures: int = 0) -> None:
+    """Provision or delete a tenant; retried with exponential backoff, then given up with the reason.
+    `failures` counts failed attempts only: a step still under way (namespaces still emptying) is
+    waited for, however long it takes."""
     with audit.source("task"):
         try:
             provisioning.run_job(job_id)
         except provisioning.JobBusy:
             log.info("job %s: another worker holds the tenant; leaving it to that worker", job_id)
+        except retries.NotDoneYet as exc:
+            _note(provisioning.mark_waiting, job_id, str(exc))
+            raise self.retry(args=[job_id], kwargs={"failures": failures},
+                             countdown=settings.PIER_NAMESPACE_POLL_SECONDS) from exc
         except Exception as exc:  # any failed step: retry, then give up
-            if self.request.retries >= settings.PIER_PROVISIONING_MAX_RETRIES:
+            if failures >= settings.PIER_PROVISIONING_MAX_RETRIES:
                 provisioning.give_up(job_id, f"{type(exc).__name__}: {exc}")
                 return
-            provisioning.mark_retrying(job_id)
-            raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc)
+            _note(provisioning.mark_retrying, job_id)
+            raise self.retry(args=[job_id], kwargs={"failures": failures + 1},
+                             countdown=backoff_seconds(failures), exc=exc) from exc
+
+
+def _note(record, *args) -> None:
+    """Bookkeeping before a retry: if it fails (the database went away), the retry still goes out;
+    the stuck-job pass is the net for what it did not record."""
+    try:
+        record(*args)
+    except Exception:
+        log.exception("could not record the retry of %s; retrying anyway", args[0])
 
 
 @shared_task

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from portal import audit, kube, locks
+from portal import audit, kube, locks, retries
 from tenants.models import NamespaceRegistry, Tenant
 from tenants.projects import config
 from tenants.projects.models import AccessKey, Project, ProjectEvent
@@ -32,8 +32,8 @@ GROUP_ACCESS_LABEL = "pier.dev/group-access"  # every grant's RoleBinding (peopl
 PROJECT_ROLES = ("admin", "edit", "view")
 
 
-class StillTerminating(Exception):
-    """The namespace is going away; the row goes once it is gone."""
+class StillTerminating(retries.NotDoneYet):
+    """The namespace is going away; the row goes once it is gone (a wait, not a failure)."""
 
 
 def kube_username(user) -> str:
@@ -291,7 +291,7 @@ def tenant_teardown(tenant) -> None:
     remaining = [e.name for e in NamespaceRegistry.objects.filter(tenant=tenant)
                  if (ns := kube.get("Namespace", e.name)) is not None and kube.is_managed(ns)]
     if remaining:
-        raise StillTerminating(", ".join(remaining))
+        raise StillTerminating(f"namespace {', '.join(remaining)} to finish terminating")
     NamespaceRegistry.objects.filter(tenant=tenant).delete()
 
 

@@ -9,33 +9,42 @@ from celery import shared_task
 from django.conf import settings
 from django.db import connection
 
-from portal import audit, locks
+from portal import audit, locks, retries
 from tenants.projects import reconcile
 from tenants.projects.models import AccessKey
 
 log = logging.getLogger(__name__)
 
 
-def backoff_seconds(retries: int) -> float:
-    return min(settings.PIER_PROJECT_BACKOFF * (2**retries), 300.0)
+def backoff_seconds(failures: int) -> float:
+    return retries.backoff(failures, base=settings.PIER_PROJECT_BACKOFF)
 
 
 @shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
-def reconcile_project(self, project_id: int) -> None:
+def reconcile_project(self, project_id: int, failures: int = 0) -> None:
+    """Make the cluster match the project; `failures` counts failed attempts only (waiting for
+    another worker or for a namespace to empty is not one)."""
+    again = {"args": [project_id], "kwargs": {"failures": failures}}
     with audit.source("task"):
         try:
             reconcile.run(project_id)
         except locks.Busy:
             # Another worker is on it, maybe with older data: come back when it is done.
-            raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS)
-        except reconcile.StillTerminating:
-            raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS)
+            raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS, **again)
+        except retries.NotDoneYet:  # the namespace is still terminating: a wait, not a failure
+            raise self.retry(countdown=settings.PIER_NAMESPACE_POLL_SECONDS, **again)
         except Exception as exc:  # a cluster fault, a conflict, …: show it, retry with backoff
-            final = self.request.retries >= settings.PIER_PROJECT_MAX_RETRIES
-            if not reconcile.record_error(project_id, exc, final=final):
-                log.warning("project %s: giving up after %s retries: %s", project_id, self.request.retries, exc)
+            final = failures >= settings.PIER_PROJECT_MAX_RETRIES
+            try:
+                recorded = reconcile.record_error(project_id, exc, final=final)
+            except Exception:  # the database went away: the retry must not be lost with the note
+                log.exception("project %s: could not record the error; retrying anyway", project_id)
+                recorded = True
+            if not recorded:
+                log.warning("project %s: giving up after %s failed attempts: %s", project_id, failures, exc)
                 return
-            raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc)
+            raise self.retry(args=[project_id], kwargs={"failures": failures + 1},
+                             countdown=backoff_seconds(failures), exc=exc)
 
 
 @shared_task
