@@ -478,12 +478,18 @@ def drifted(desired: dict, current: dict, fields: tuple[str, ...] | None = None)
 # --- Reconciling -----------------------------------------------------------------------------
 
 
-def reconcile(desired: dict) -> str:
+_READ = object()  # reconcile's `current` when the caller has not read the object
+
+
+def reconcile(desired: dict, *, current: dict | None | object = _READ) -> str:
     """Make the object match `desired`. Returns created | unchanged | patched | recreated.
-    Raises NotManaged for an object of the same name that Pier did not create."""
+    Raises NotManaged for an object of the same name that Pier did not create. `current` is the
+    object as a caller already saw it (None: absent), e.g. in one LIST for many objects; without
+    it, the object is read first."""
     ref = _kind_of_object(desired)
     name, namespace = desired["metadata"]["name"], desired["metadata"].get("namespace")
-    current = get(ref, name, namespace)
+    if current is _READ:
+        current = get(ref, name, namespace)
     if current is None:
         outcome = "created"
         _apply_fresh(desired)

@@ -149,10 +149,42 @@ def _set_status(project: Project, status: str, message: str = "", *, only_genera
         setattr(project, key, value)
 
 
-def run(project_id: int, *, policy: config.Policy | None = None) -> dict[str, str]:
+class Observed:
+    """One tenant's objects in the cluster as the periodic pass saw them: one label-selected LIST
+    per kind across namespaces, instead of a GET per object. A snapshot: a change made after it
+    is compared on the next pass (a forced apply of what Pier wants is harmless either way)."""
+
+    KINDS = ("Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "ServiceAccount")
+
+    def __init__(self, tenant_slug: str):
+        selector = f"{kube.MANAGED_BY[0]}={kube.MANAGED_BY[1]},{kube.LABEL_TENANT}={tenant_slug}"
+        self._objects: dict[tuple[str, str, str], dict] = {}
+        for kind in self.KINDS:
+            for obj in kube.list_objects(kind, None, label_selector=selector):
+                meta = obj["metadata"]
+                self._objects[(kind, meta.get("namespace", ""), meta["name"])] = obj
+
+    def get(self, kind: str, name: str, namespace: str | None) -> dict | None:
+        return self._objects.get((kind, namespace or "", name))
+
+    def listed(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict]:
+        """What `kube.list_objects(kind, namespace, label_selector=…)` would answer (equality labels)."""
+        return [obj for (k, ns, _name), obj in self._objects.items() if k == kind and ns == namespace
+                and labels.items() <= (obj["metadata"].get("labels") or {}).items()]
+
+
+def _current(observed: Observed | None, desired: dict) -> dict:
+    """reconcile()'s keyword for an object the pass already saw (nothing: read it)."""
+    if observed is None:
+        return {}
+    meta = desired["metadata"]
+    return {"current": observed.get(desired["kind"], meta["name"], meta.get("namespace"))}
+
+
+def run(project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None) -> dict[str, str]:
     """Reconcile one project (or tear it down if it is being deleted). Returns what happened to
     each object, e.g. {"Namespace/t-p": "created", …}. A pass over many projects reads the
-    tenant's policy once and hands it in."""
+    tenant's policy once, and its objects in one LIST per kind, and hands them in."""
     from tenants.projects.selectors import policy_for
 
     tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
@@ -168,25 +200,25 @@ def run(project_id: int, *, policy: config.Policy | None = None) -> dict[str, st
             return teardown(project, tenant, policy or policy_for(tenant))
         if project.status == Project.Status.FAILED and project.refused_generation == project.generation:
             return {}  # the cluster refused this configuration for good: wait for a new one
-        return apply(project, tenant, policy or policy_for(tenant))
+        return apply(project, tenant, policy or policy_for(tenant), observed=observed)
 
 
-def apply(project: Project, tenant: Tenant, policy: config.Policy) -> dict[str, str]:
+def apply(project: Project, tenant: Tenant, policy: config.Policy, *, observed: Observed | None = None) -> dict[str, str]:
     generation = project.generation
     if project.status == Project.Status.PENDING:
         _set_status(project, Project.Status.PROVISIONING, "creating the namespace and its objects")
     outcomes = {}
     desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy))
     for desired in desired_all:
-        outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired)
+        outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired, **_current(observed, desired))
     # Group bindings whose grant was removed.
     wanted = {d["metadata"]["name"] for d in desired_all if d["kind"] == "RoleBinding"}
-    selector = f"{kube.MANAGED_BY[0]}={kube.MANAGED_BY[1]},{kube.LABEL_PROJECT}={project.slug},{GROUP_ACCESS_LABEL}=true"
-    for binding in kube.list_objects("RoleBinding", project.namespace, label_selector=selector):
+    grant_labels = {kube.MANAGED_BY[0]: kube.MANAGED_BY[1], kube.LABEL_PROJECT: project.slug, GROUP_ACCESS_LABEL: "true"}
+    for binding in _list(observed, "RoleBinding", project.namespace, grant_labels):
         if binding["metadata"]["name"] not in wanted:
             kube.delete("RoleBinding", binding["metadata"]["name"], project.namespace)
             outcomes[f"RoleBinding/{binding['metadata']['name']}"] = "deleted"
-    outcomes.update(sweep_keys(project, tenant_slug=tenant.slug))
+    outcomes.update(sweep_keys(project, tenant_slug=tenant.slug, observed=observed))
     changed = {k: v for k, v in outcomes.items() if v != "unchanged"}
     if project.status != Project.Status.READY or project.reconciled_generation != generation or project.status_message:
         _set_status(project, Project.Status.READY, "", only_generation=generation,
@@ -266,10 +298,19 @@ def reconcile_all() -> dict[str, int]:
     if tenant is None:
         return counts
     policy = policy_for(tenant)  # once per pass, not once per project
-    for project_id in Project.objects.order_by("pk").values_list("pk", flat=True):
+    project_ids = list(Project.objects.order_by("pk").values_list("pk", flat=True))
+    if not project_ids:
+        return counts
+    try:
+        observed = Observed(tenant.slug)  # one LIST per kind for the whole tenant
+    except kube.KubeError as exc:
+        log.warning("tenant %s: could not list its objects, the pass is skipped: %s", tenant.slug, exc)
+        counts["errors"] += 1
+        return counts
+    for project_id in project_ids:
         counts["projects"] += 1
         try:
-            outcomes = run(project_id, policy=policy)
+            outcomes = run(project_id, policy=policy, observed=observed)
         except (locks.Busy, StillTerminating):
             continue
         except Exception as exc:  # one project's failure must not stop the pass
@@ -345,12 +386,18 @@ def remove_key_objects(key: AccessKey, *, tenant_slug: str) -> None:
                    best_effort=False)
 
 
-def sweep_keys(project: Project, *, tenant_slug: str) -> dict[str, str]:
+def _list(observed: Observed | None, kind: str, namespace: str, labels: dict[str, str]) -> list[dict]:
+    if observed is not None:
+        return observed.listed(kind, namespace, labels)
+    return kube.list_objects(kind, namespace, label_selector=",".join(f"{k}={v}" for k, v in labels.items()))
+
+
+def sweep_keys(project: Project, *, tenant_slug: str, observed: Observed | None = None) -> dict[str, str]:
     """Part of the periodic pass: remove key objects nobody can use any more: those of revoked or
     expired keys (their clean-up task may have been lost) and orphans of a creation that failed
     half-way (older than ten minutes, with no key row)."""
-    selector = f"{kube.LABEL_PROJECT}={project.slug},pier.dev/access-key=true"
-    accounts = kube.list_objects("ServiceAccount", project.namespace, label_selector=selector)
+    accounts = _list(observed, "ServiceAccount", project.namespace,
+                     {kube.LABEL_PROJECT: project.slug, "pier.dev/access-key": "true"})
     if not accounts:
         return {}
     names = [a["metadata"]["name"] for a in accounts]
