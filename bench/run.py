@@ -122,7 +122,10 @@ def _summary(results: dict, elapsed: float) -> str:
             f"| Kubernetes API calls per project, first reconcile | {r['kube_calls_per_project']:g} ({verbs}) | |",
             f"| Reconcile-all pass with nothing to change, {p['projects']} projects in {tenants} tenants | "
             f"{p['seconds'] * 1000:.0f} ms ({p['seconds'] * 1000 / p['projects']:.2f} ms/project); "
-            f"{p['sql_writes']} SQL writes, {p['kube_writes']} Kubernetes writes | 0 writes |",
+            f"{p['sql_writes']} SQL writes, {p['kube_writes']} Kubernetes writes; "
+            f"{p['kube_reads_per_project'] * p['projects'] / tenants:g} Kubernetes reads per tenant "
+            f"({p['kube_reads_per_project']:g} per project), {p['sql_per_project']:.1f} SQL statements per project | "
+            f"0 writes; reads a constant per tenant |",
             f"| Projects list SQL statements by page size | {figure} | constant |",
             f"| Projects list (`/api/v1/tenants/<slug>/projects`), {listing['rows']} rows/page | "
             f"{listing['rps']['projects']:.0f} req/s, {listing['statements']['projects']:g} SQL statements/request | |",
