@@ -285,6 +285,7 @@ def member_add(*, tenant: Tenant, person: str, role: str, acting_user, acting_ro
                                details={"username": [f"{user.get_username()} is already a member."]})
             created = Membership.objects.create(tenant=tenant, user=user, role=role)
             target = user.get_username()
+            signals.member_role_changed.send(sender=Membership, tenant=tenant, user=user)
         else:
             lookup = {"username": username} if username else {"email": email}
             if PendingMembership.objects.filter(tenant=tenant, **lookup).exists():
@@ -395,6 +396,7 @@ def claim_pending_memberships(*, user) -> list[Membership]:
             pending.delete()
             if created:
                 claimed.append(membership)
+                signals.member_role_changed.send(sender=Membership, tenant=pending.tenant, user=user)
                 audit.record(
                     action="member.join", actor=user, tenant=pending.tenant, target_type="member",
                     target=user.get_username(), details={"role": pending.role},

@@ -21,8 +21,8 @@ tenant_resumed = Signal()
 # Sent by the deletion task before the schema is dropped; receivers remove what they made
 # outside the database (Kubernetes objects) and raise to make the step retry. Argument: tenant.
 tenant_deleting = Signal()
-# Sent inside the transaction that changed a member's organization role (or removed them), so a
-# receiver's writes commit or roll back with it. Arguments: tenant, user.
+# Sent inside the transaction that changed a member's organization role (from none, too: a new
+# member) or removed them, so a receiver's writes commit or roll back with it. Arguments: tenant, user.
 member_role_changed = Signal()
 member_removed = Signal()
 # Sent while an organization's home page is drawn, in its schema; a receiver returns a section

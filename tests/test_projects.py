@@ -21,7 +21,8 @@ PIER = "app.kubernetes.io/managed-by=pier"
 pytestmark = pytest.mark.django_db
 
 OBJECTS = [("ResourceQuota", "pier-quota"), ("LimitRange", "pier-limits"), ("NetworkPolicy", "pier-isolation"),
-           ("RoleBinding", "pier-creator-admin"), ("ServiceAccount", "pier-runner")]
+           ("RoleBinding", "pier-creator-admin"), ("RoleBinding", "pier-organization-admins"),
+           ("ServiceAccount", "pier-runner")]
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,7 @@ def test_create_answers_202_and_the_reconciler_builds_every_object(api, users, a
     assert kube.get("Namespace", f"alpha-{slug}") is None, "no cluster call in the web request"
 
     outcomes = reconcile_now(alpha, slug)
-    assert list(outcomes.values()) == ["created"] * 6
+    assert list(outcomes.values()) == ["created"] * 7
     ns = kube.get("Namespace", f"alpha-{slug}")
     assert ns["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pier"
     assert ns["metadata"]["labels"]["pier.dev/tenant"] == "alpha"
@@ -379,7 +380,7 @@ def test_cluster_faults_show_the_last_error_and_converge_without_duplicates(api,
     reconcile_now(alpha, slug)
     detail = api(users["bob"]).get(f"/api/v1/tenants/alpha/projects/{slug}").json()
     assert detail["status"] == "ready" and detail["status_message"] == ""
-    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 1
+    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 2  # the creator's, the managers'; no duplicate
     assert len(kube.list_objects("ResourceQuota", ns, label_selector=PIER)) == 1
 
 
@@ -430,7 +431,7 @@ def test_an_immutable_field_changed_by_hand_is_fixed_by_recreating_the_object(ap
     assert outcomes["RoleBinding/pier-creator-admin"] == "recreated"
     after = kube.get("RoleBinding", "pier-creator-admin", ns)
     assert after["roleRef"]["name"] == "pier-project-admin"
-    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 1
+    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 2  # the creator's, the managers'; no duplicate
 
 
 def test_deleting_a_tenant_removes_its_projects_namespaces(api, users, reconcile_now, unique_slug):

@@ -75,7 +75,7 @@ def test_faults_during_provisioning_are_retried_shown_and_converge(celery_worker
         messages = list(project.events.values_list("message", flat=True))
     assert any("InternalError" in m or "500" in m or "Internal" in m for m in messages), messages
     assert len(kube.list_objects("NetworkPolicy", ns, label_selector=PIER)) == 1
-    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 1
+    assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 2  # the creator's, the managers'; no duplicate
 
 
 def test_a_worker_killed_mid_provisioning_is_survived(worker_env, committed, org):
@@ -100,8 +100,9 @@ def test_a_worker_killed_mid_provisioning_is_survived(worker_env, committed, org
                  message="the project to converge after the crash")
     finally:
         stop_worker(second)
-    for kind in ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "ServiceAccount"):
-        assert len(kube.list_objects(kind, ns, label_selector=PIER)) == 1, kind
+    for kind, count in (("ResourceQuota", 1), ("LimitRange", 1), ("NetworkPolicy", 1), ("RoleBinding", 2),
+                        ("ServiceAccount", 1)):
+        assert len(kube.list_objects(kind, ns, label_selector=PIER)) == count, kind
 
 
 def test_deleting_a_project_leaves_nothing_behind(celery_worker_process, org):

@@ -35,6 +35,16 @@ def keys_follow_member_role(sender, tenant, user, **kwargs):
             revoke_beyond_issuer(tenant=tenant, user=user, reason="the issuer's organization role changed")
 
 
+@receiver(member_role_changed, dispatch_uid="pier_projects_managers_follow_role")
+@receiver(member_removed, dispatch_uid="pier_projects_managers_follow_removal")
+def cluster_follows_organization_managers(sender, tenant, user, **kwargs):
+    """Owners and admins are admins of every project, in the cluster too: their bindings follow."""
+    from tenants.projects.services import reconcile_every_project
+
+    if tenant.status in LIVE:
+        reconcile_every_project(tenant)
+
+
 @receiver(member_removed, dispatch_uid="pier_projects_keys_leave_with_member")
 def keys_leave_with_member(sender, tenant, user, **kwargs):
     """Someone who leaves an organization takes their access keys with them."""

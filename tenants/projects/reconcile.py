@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from portal import audit, kube, locks, retries
-from tenants.models import NamespaceRegistry, Tenant
+from tenants.models import MANAGER_ROLES, Membership, NamespaceRegistry, Tenant
 from tenants.projects import config
 from tenants.projects.models import AccessKey, Project, ProjectEvent
 
@@ -27,6 +27,8 @@ QUOTA_NAME = "pier-quota"
 LIMITS_NAME = "pier-limits"
 POLICY_NAME = "pier-isolation"
 CREATOR_BINDING = "pier-creator-admin"
+# The organization's owners and admins: admins of every project in Pier, so in the cluster too.
+MANAGERS_BINDING = "pier-organization-admins"
 RUNNER_ACCOUNT = "pier-runner"
 GROUP_ACCESS_LABEL = "pier.dev/group-access"  # every grant's RoleBinding (people's too)
 PROJECT_ROLES = ("admin", "edit", "view")
@@ -40,8 +42,16 @@ def kube_username(user) -> str:
     return settings.PIER_KUBE_USERNAME_PREFIX + str(getattr(user, settings.PIER_KUBE_USERNAME_FIELD))
 
 
-def desired_objects(project: Project, *, tenant_slug: str, effective: dict) -> list[dict]:
-    """What the cluster should hold for this project, in creation order."""
+def organization_managers(tenant: Tenant) -> list[str]:
+    """The cluster usernames of the organization's owners and admins (active accounts), sorted."""
+    users = (Membership.objects.filter(tenant=tenant, role__in=MANAGER_ROLES, user__is_active=True)
+             .select_related("user"))
+    return sorted({kube_username(m.user) for m in users})
+
+
+def desired_objects(project: Project, *, tenant_slug: str, effective: dict, managers: list[str] = ()) -> list[dict]:
+    """What the cluster should hold for this project, in creation order. `managers`: the
+    organization's owners and admins (organization_managers), project admins by their Pier role."""
     ns = project.namespace
     labels = kube.labels(tenant=tenant_slug, project=project.slug)
     creator = project.created_by
@@ -92,6 +102,11 @@ def desired_objects(project: Project, *, tenant_slug: str, effective: dict) -> l
             "metadata": meta(CREATOR_BINDING, **{"pier.dev/user": creator.get_username()}),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pier-project-admin"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube_username(creator)}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(MANAGERS_BINDING),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pier-project-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name} for name in managers],
         },
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(RUNNER_ACCOUNT)},
         *(grant_binding(project, grant, labels) for grant in project.grants.all()),
@@ -181,7 +196,8 @@ def _current(observed: Observed | None, desired: dict) -> dict:
     return {"current": observed.get(desired["kind"], meta["name"], meta.get("namespace"))}
 
 
-def run(project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None) -> dict[str, str]:
+def run(project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None,
+        managers: list[str] | None = None) -> dict[str, str]:
     """Reconcile one project (or tear it down if it is being deleted). Returns what happened to
     each object, e.g. {"Namespace/t-p": "created", …}. A pass over many projects reads the
     tenant's policy once, and its objects in one LIST per kind, and hands them in."""
@@ -200,15 +216,17 @@ def run(project_id: int, *, policy: config.Policy | None = None, observed: Obser
             return teardown(project, tenant, policy or policy_for(tenant))
         if project.status == Project.Status.FAILED and project.refused_generation == project.generation:
             return {}  # the cluster refused this configuration for good: wait for a new one
-        return apply(project, tenant, policy or policy_for(tenant), observed=observed)
+        return apply(project, tenant, policy or policy_for(tenant), observed=observed, managers=managers)
 
 
-def apply(project: Project, tenant: Tenant, policy: config.Policy, *, observed: Observed | None = None) -> dict[str, str]:
+def apply(project: Project, tenant: Tenant, policy: config.Policy, *, observed: Observed | None = None,
+          managers: list[str] | None = None) -> dict[str, str]:
     generation = project.generation
     if project.status == Project.Status.PENDING:
         _set_status(project, Project.Status.PROVISIONING, "creating the namespace and its objects")
     outcomes = {}
-    desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy))
+    desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy),
+                                  managers=organization_managers(tenant) if managers is None else managers)
     for desired in desired_all:
         outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired, **_current(observed, desired))
     # Group bindings whose grant was removed.
@@ -303,6 +321,7 @@ def reconcile_all() -> dict[str, int]:
         return counts
     try:
         observed = Observed(tenant.slug)  # one LIST per kind for the whole tenant
+        managers = organization_managers(tenant)  # and its owners and admins, once
     except kube.KubeError as exc:
         log.warning("tenant %s: could not list its objects, the pass is skipped: %s", tenant.slug, exc)
         counts["errors"] += 1
@@ -310,7 +329,7 @@ def reconcile_all() -> dict[str, int]:
     for project_id in project_ids:
         counts["projects"] += 1
         try:
-            outcomes = run(project_id, policy=policy, observed=observed)
+            outcomes = run(project_id, policy=policy, observed=observed, managers=managers)
         except (locks.Busy, StillTerminating):
             continue
         except Exception as exc:  # one project's failure must not stop the pass

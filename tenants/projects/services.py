@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from portal import audit, kube, tenancy
 from portal.access import member_role
@@ -39,6 +40,16 @@ def _enqueue_reconcile(project: Project, *, schema_name: str | None = None) -> N
     """After the commit, in this tenant's schema (named now: the commit may happen elsewhere)."""
     project_id, schema = project.pk, schema_name or connection.schema_name
     transaction.on_commit(lambda: tasks.reconcile_project.apply_async(args=[project_id], headers={"_schema_name": schema}))
+
+
+def reconcile_every_project(tenant: Tenant) -> int:
+    """Enqueue a reconcile of each of the organization's projects (after the commit), for a change
+    every project's cluster objects follow: who the organization's owners and admins are."""
+    with schema_context(tenant.schema_name):
+        projects = list(Project.objects.exclude(status=Project.Status.DELETING).only("pk"))
+        for project in projects:
+            _enqueue_reconcile(project)
+    return len(projects)
 
 
 def _event(project: Project, message: str = "") -> None:
@@ -396,7 +407,6 @@ def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any
     above a lowered ceiling keeps its override for the record, and its effective value is clamped
     at its next reconcile, with a history entry saying why. Returns the policy and the projects
     whose values are now clamped."""
-    from django_tenants.utils import schema_context
 
     clean_budget = functools.partial(config.clean_ceilings, keys=config.BUDGET_KEYS)
     new_locks = None if locks is None else config.clean_locks(locks, field="locks")
