@@ -109,6 +109,17 @@ class PierUserAdmin(AuditedModelAdmin, UserAdmin):
             services.user_set_active(user=user, active=False, acting_user=request.user)
         messages.success(request, "Deactivated.")
 
+    def save_model(self, request, obj, form, change):
+        """The user page's "active" box goes through the service (audited, and what depends on a
+        person being active follows: the cluster's bindings of the organizations they run)."""
+        if change and "is_active" in form.changed_data:
+            active = obj.is_active
+            obj.is_active = not active  # saved as it was; the service makes the change
+            super().save_model(request, obj, form, change)
+            services.user_set_active(user=obj, active=active, acting_user=request.user)
+            return
+        super().save_model(request, obj, form, change)
+
     def save_formset(self, request, form, formset, change):
         """The groups inline goes through the service (validated, audited)."""
         if formset.model is not UserProfile:

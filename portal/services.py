@@ -49,6 +49,7 @@ def user_set_active(*, user, active: bool, acting_user) -> None:
     with transaction.atomic():
         user.is_active = active
         user.save(update_fields=["is_active"])
+        signals.user_active_changed.send(sender=type(user), user=user, active=active)
         audit.record(action="user.activate" if active else "user.deactivate", actor=acting_user,
                      target_type="user", target=user.get_username())
 

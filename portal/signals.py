@@ -4,3 +4,5 @@ from django.dispatch import Signal
 
 # Sent inside the transaction that changed a person's groups. Argument: user.
 user_groups_changed = Signal()
+# Sent inside the transaction that deactivated or reactivated a person. Arguments: user, active.
+user_active_changed = Signal()

@@ -88,3 +88,20 @@ def test_an_organization_admin_demoted_loses_the_clusters_admin_rights_with_pier
     with tenant_context(alpha):
         reconcile.run(project.pk)  # what the enqueued task does
     assert _cluster_allows(dave, project.namespace) == set()
+
+
+def test_a_deactivated_owner_leaves_the_managers_binding(alpha, users, django_capture_on_commit_callbacks):
+    from portal.services import user_set_active
+
+    call_command("install_cluster_objects", stdout=open("/dev/null", "w"))
+    dave = users["dave"]  # an admin of alpha
+    with tenant_context(alpha):
+        project = project_services.project_create(tenant=alpha, slug="rbac-gone", acting_user=users["alice"])
+        reconcile.run(project.pk)
+    with django_capture_on_commit_callbacks() as callbacks:
+        user_set_active(user=dave, active=False, acting_user=users["staff"])
+    assert callbacks  # every project of the organizations dave ran is reconciled
+    with tenant_context(alpha):
+        reconcile.run(project.pk)
+    binding = kube.get("RoleBinding", reconcile.MANAGERS_BINDING, project.namespace)
+    assert [s["name"] for s in binding["subjects"]] == ["alice"]

@@ -3,8 +3,8 @@
 from django.dispatch import receiver
 from django_tenants.utils import schema_context
 
-from portal.signals import user_groups_changed
-from tenants.models import Membership, Tenant
+from portal.signals import user_active_changed, user_groups_changed
+from tenants.models import MANAGER_ROLES, Membership, Tenant
 from tenants.signals import (home_sections, member_removed, member_role_changed, tenant_admin_sections, tenant_deleting,
                              tenant_seeding)
 
@@ -43,6 +43,16 @@ def cluster_follows_organization_managers(sender, tenant, user, **kwargs):
 
     if tenant.status in LIVE:
         reconcile_every_project(tenant)
+
+
+@receiver(user_active_changed, dispatch_uid="pier_projects_managers_follow_activation")
+def cluster_follows_deactivated_managers(sender, user, active, **kwargs):
+    """A deactivated owner or admin leaves the managers' binding of every project they ran."""
+    from tenants.projects.services import reconcile_every_project
+
+    for membership in (Membership.objects.filter(user=user, role__in=MANAGER_ROLES, tenant__status__in=LIVE)
+                       .select_related("tenant")):
+        reconcile_every_project(membership.tenant)
 
 
 @receiver(member_removed, dispatch_uid="pier_projects_keys_leave_with_member")
