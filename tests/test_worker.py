@@ -22,6 +22,7 @@ def worker_env(worker_env):
     worker_env["PIER_PROVISIONING_MAX_RETRIES"] = "2"
     worker_env["PIER_PROVISIONING_BACKOFF"] = "0.2"
     worker_env["PIER_PROVISIONING_STUCK_AFTER"] = "1"
+    worker_env["PIER_NAMESPACE_POLL_SECONDS"] = "0.3"
     return worker_env
 
 
@@ -179,3 +180,36 @@ def test_a_job_lost_in_a_crash_is_picked_up_by_the_periodic_pass(celery_worker_p
         assert resume_stuck_jobs() >= 1  # what beat runs
     wait_for(lambda: _status(slug) == "active", timeout=60, message=f"{slug} to be picked up and become active")
     _delete_and_wait(slug)
+
+
+def test_a_deletion_waits_for_a_slow_namespace_however_long_it_takes(celery_worker_process, unique_slug):
+    """A namespace held in Terminating (another controller's finalizer) keeps the deletion waiting
+    far past its failure budget (2 retries at 0.2 s), said on the tenant; it finishes by itself."""
+    from django_tenants.utils import tenant_context
+    from kubernetes import client
+
+    from conftest import provision_now
+    from portal import kube
+    from tenants.projects import reconcile
+    from tenants.projects import services as project_services
+
+    slug = unique_slug("slow")
+    tenant = provision_now(slug, "bob", acting_user=_staff())
+    with tenant_context(tenant):
+        project = project_services.project_create(tenant=tenant, slug="held",
+                                                   acting_user=get_user_model().objects.get(username="bob"))
+        reconcile.run(project.pk)
+    core = client.CoreV1Api(kube.api_client())
+    core.patch_namespace(project.namespace, {"metadata": {"finalizers": ["example.com/hold"]}})
+    with transaction.atomic():
+        _t, job = services.tenant_delete(tenant=tenant, acting_user=_staff())
+    wait_for(lambda: "waiting for namespace" in Tenant.objects.get(pk=tenant.pk).status_message, timeout=30,
+             message="the deletion to say what it waits for")
+    time.sleep(3)  # ten polls: past any failure budget
+    job.refresh_from_db()
+    assert job.status != ProvisioningJob.Status.FAILED and job.error == ""
+    assert Tenant.objects.get(pk=tenant.pk).status == "deleting"
+    # The other controller is done (a JSON patch: finalizers merge under a strategic merge patch).
+    core.patch_namespace(project.namespace, [{"op": "remove", "path": "/metadata/finalizers"}])
+    wait_for(lambda: not Tenant.objects.filter(pk=tenant.pk).exists(), timeout=30, message=f"{slug} to be deleted")
+    assert kube.get("Namespace", project.namespace) is None
