@@ -173,19 +173,20 @@ class Observed:
 
     def __init__(self, tenant_slug: str):
         selector = f"{kube.MANAGED_BY[0]}={kube.MANAGED_BY[1]},{kube.LABEL_TENANT}={tenant_slug}"
-        self._objects: dict[tuple[str, str, str], dict] = {}
+        # (kind, namespace) → name → object: a project's lookups touch only its own namespace.
+        self._objects: dict[tuple[str, str], dict[str, dict]] = {}
         for kind in self.KINDS:
             for obj in kube.list_objects(kind, None, label_selector=selector):
                 meta = obj["metadata"]
-                self._objects[(kind, meta.get("namespace", ""), meta["name"])] = obj
+                self._objects.setdefault((kind, meta.get("namespace", "")), {})[meta["name"]] = obj
 
     def get(self, kind: str, name: str, namespace: str | None) -> dict | None:
-        return self._objects.get((kind, namespace or "", name))
+        return self._objects.get((kind, namespace or ""), {}).get(name)
 
     def listed(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict]:
         """What `kube.list_objects(kind, namespace, label_selector=…)` would answer (equality labels)."""
-        return [obj for (k, ns, _name), obj in self._objects.items() if k == kind and ns == namespace
-                and labels.items() <= (obj["metadata"].get("labels") or {}).items()]
+        return [obj for obj in self._objects.get((kind, namespace), {}).values()
+                if labels.items() <= (obj["metadata"].get("labels") or {}).items()]
 
 
 def _current(observed: Observed | None, desired: dict) -> dict:
