@@ -6,4 +6,4 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenancy"
 
     def ready(self) -> None:
-        from tenants import receivers  # noqa: F401  (login claims pending memberships; schema versions)
+        from tenants import provisioning, receivers  # noqa: F401  (the jobs' controller; login claims pending memberships)

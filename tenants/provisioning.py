@@ -2,9 +2,11 @@
 
 An attempt runs all of a job's steps in one transaction (see run_job): it completes or leaves
 nothing, and running it again after a crash or a failure is safe. Each step is idempotent as well,
-for the work that is not transactional (e.g. Kubernetes clean-up on deletion). One job per tenant
-runs at a time (a transaction-level advisory lock). Steps, attempts and errors are recorded on the
-job, so the admin, the API and the tenant's page show what happened and why.
+for the work that is not transactional (e.g. Kubernetes clean-up on deletion). Jobs run on the
+controller kernel (portal/controller.py: its one task, lock and retry policy): one job per tenant
+at a time (the lock is the tenant's, not the job's). Steps, attempts and errors are recorded on
+the job — its steps are its conditions and the jobs its history — so the admin, the API and the
+tenant's page show what happened and why.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from portal import audit, faults, locks, retries, tenancy
+from portal import audit, controller, faults, locks, retries, tenancy
 from portal.models import AuditEvent
 from tenants import schema, signals
 from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Tenant
@@ -27,10 +29,6 @@ log = logging.getLogger(__name__)
 
 
 FINISHED = (ProvisioningJob.Status.SUCCEEDED, ProvisioningJob.Status.FAILED)
-
-
-class JobBusy(Exception):
-    """Another worker holds this tenant's lock; that worker will finish the job."""
 
 
 # --- Provisioning steps --------------------------------------------------------------------
@@ -117,12 +115,52 @@ STEPS: dict[str, Callable[[Tenant], None]] = {
 # --- Running a job -------------------------------------------------------------------------
 
 
+@controller.register
+class TenantJobController(controller.Controller):
+    """Tenants' provisioning and deletion jobs on the kernel: the lock is the tenant's (two jobs of
+    one tenant never run at once), a failure is retried with backoff and, past the budget, given
+    up with the reason (give_up); "still under way" is a wait (mark_waiting)."""
+
+    model = ProvisioningJob
+    max_failures_setting = "PIER_PROVISIONING_MAX_RETRIES"
+    backoff_setting = "PIER_PROVISIONING_BACKOFF"
+    derived_fields = ()  # the job's status is its steps' outcome, written with them by _attempt
+
+    def lock_key(self, job_id: int) -> tuple:
+        tenant_id = ProvisioningJob.objects.filter(pk=job_id).values_list("tenant_id", flat=True).first()
+        return ("tenant-job", tenant_id if tenant_id is not None else f"job-{job_id}")
+
+    def derive(self, job: ProvisioningJob) -> dict:
+        return {}
+
+    def reconcile(self, job_id: int, **context) -> ProvisioningJob:
+        return _attempt(job_id)
+
+    def failed(self, job_id: int, exc: Exception, *, final: bool) -> bool:
+        if final:
+            give_up(job_id, f"{type(exc).__name__}: {exc}")
+            return False
+        mark_retrying(job_id)
+        return True
+
+    def waiting(self, job_id: int, what: str) -> None:
+        mark_waiting(job_id, what)
+
+
+JOBS: TenantJobController = controller.controller_for(ProvisioningJob._meta.label_lower)
+
+
 def run_job(job_id: int) -> ProvisioningJob:
+    """One attempt of the job under the tenant's lock; raises locks.Busy at once if another worker
+    holds it (that worker finishes the job)."""
+    return JOBS.run(job_id)
+
+
+def _attempt(job_id: int) -> ProvisioningJob:
     """Run the job's steps in one transaction, so an attempt either completes or leaves nothing
     behind (PostgreSQL DDL is transactional: a failed provisioning leaves no half-made schema).
     The steps' statuses and times are written with the work; a failed attempt records the failing
-    step and its error in a transaction of its own, then raises (the task retries).
-    Raises JobBusy if another worker holds the tenant."""
+    step and its error in a transaction of its own, then raises (the task retries)."""
     job = ProvisioningJob.objects.select_related("tenant").get(pk=job_id)
     if job.is_finished:
         return job
@@ -134,9 +172,6 @@ def run_job(job_id: int) -> ProvisioningJob:
     current: JobStep | None = None
     try:
         with transaction.atomic():
-            # One job per tenant at a time; a second worker leaves at once instead of queueing.
-            if not locks.try_xact_lock("tenant-job", tenant.pk):
-                raise JobBusy(tenant.slug)
             # A duplicate message may arrive just after another worker finished this job.
             if ProvisioningJob.objects.filter(pk=job.pk, status__in=FINISHED).exists():
                 return job
@@ -160,8 +195,8 @@ def run_job(job_id: int) -> ProvisioningJob:
                 action=f"tenant.{job.kind}", actor=None, tenant=tenant, target_type="tenant",
                 target=job.tenant_slug, source="task", details={"job": job.pk, "attempts": attempt},
             )
-    except (JobBusy, retries.NotDoneYet):
-        raise  # not a failure: another worker has it, or a step is under way (mark_waiting)
+    except retries.NotDoneYet:
+        raise  # not a failure: a step is under way (mark_waiting)
     except Exception as exc:
         _record_failure(job, tenant, current, attempt=attempt, started=started, message=f"{type(exc).__name__}: {exc}")
         raise
@@ -225,7 +260,7 @@ def give_up(job_id: int, error: str) -> None:
         job = ProvisioningJob.objects.select_related("tenant").get(pk=job_id)
         tenant = job.tenant
         if tenant is not None:
-            locks.xact_lock("tenant-job", tenant.pk)  # not while an attempt runs
+            locks.xact_lock(*JOBS.lock_key(job_id))  # not while an attempt runs (it holds the tenant's lock)
         job.refresh_from_db()
         if job.is_finished:
             return

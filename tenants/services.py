@@ -38,8 +38,7 @@ def _validate(instance, *, exclude: list[str] | None = None) -> None:
 
 
 def _enqueue_job(job: ProvisioningJob) -> None:
-    job_id = job.pk
-    transaction.on_commit(lambda: tasks.enqueue_job(job_id))
+    tasks.enqueue_job(job.pk)  # after the commit
 
 
 def _enqueue_invitation(pending: PendingMembership) -> None:

@@ -1,4 +1,5 @@
-"""Celery tasks for tenants: thin, they take ids and call tenants.provisioning."""
+"""Celery tasks for tenants: thin, they take ids. Provisioning and deletion jobs run on the
+kernel's one task (tenants.provisioning.TenantJobController); here are the beat tasks and mail."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from celery import current_app, shared_task
 from django.conf import settings
 from django.db import connection
 
-from portal import audit, retries
+from portal import controller, retries
 from tenants import invitations, provisioning
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,9 @@ def backoff_seconds(failures: int) -> float:
 
 
 def enqueue_job(job_id: int) -> None:
-    """Tenant jobs run in the public schema, whatever schema the caller is in."""
-    run_tenant_job.apply_async(args=[job_id], headers={"_schema_name": "public"})
+    """Tenant jobs run on the kernel's task (portal.controller.reconcile_object) in the public schema, whatever
+    schema the caller is in; after the current transaction commits."""
+    controller.enqueue(provisioning.JOBS.label, job_id, schema="public")
 
 
 def enqueue_invitation(pending_id: int) -> None:
@@ -38,38 +40,6 @@ def send_invitation(self, pending_id: int) -> bool:
             log.warning("invitation %s: giving up on mailing it: %s", pending_id, exc)
             return False
         raise self.retry(countdown=backoff_seconds(self.request.retries), exc=exc) from exc
-
-
-@shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
-def run_tenant_job(self, job_id: int, failures: int = 0) -> None:
-    """Provision or delete a tenant; retried with exponential backoff, then given up with the reason.
-    `failures` counts failed attempts only: a step still under way (namespaces still emptying) is
-    waited for, however long it takes."""
-    with audit.source("task"):
-        try:
-            provisioning.run_job(job_id)
-        except provisioning.JobBusy:
-            log.info("job %s: another worker holds the tenant; leaving it to that worker", job_id)
-        except retries.NotDoneYet as exc:
-            _note(provisioning.mark_waiting, job_id, str(exc))
-            raise self.retry(args=[job_id], kwargs={"failures": failures},
-                             countdown=settings.PIER_NAMESPACE_POLL_SECONDS) from exc
-        except Exception as exc:  # any failed step: retry, then give up
-            if failures >= settings.PIER_PROVISIONING_MAX_RETRIES:
-                provisioning.give_up(job_id, f"{type(exc).__name__}: {exc}")
-                return
-            _note(provisioning.mark_retrying, job_id)
-            raise self.retry(args=[job_id], kwargs={"failures": failures + 1},
-                             countdown=backoff_seconds(failures), exc=exc) from exc
-
-
-def _note(record, *args) -> None:
-    """Bookkeeping before a retry: if it fails (the database went away), the retry still goes out;
-    the stuck-job pass is the net for what it did not record."""
-    try:
-        record(*args)
-    except Exception:
-        log.exception("could not record the retry of %s; retrying anyway", args[0])
 
 
 @shared_task

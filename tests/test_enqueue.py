@@ -17,11 +17,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def published(monkeypatch):
-    """The headers of every reconcile task published (nothing reaches a broker)."""
-    from tenants.projects import tasks
+    """The arguments and headers of every reconcile task published (nothing reaches a broker)."""
+    from portal import controller
 
     sent = []
-    monkeypatch.setattr(tasks.reconcile_project, "apply_async",
+    monkeypatch.setattr(controller.reconcile_object, "apply_async",
                         lambda args=None, headers=None, **kw: sent.append((args, headers)))
     return sent
 
@@ -39,6 +39,6 @@ def test_a_project_change_made_in_a_tenant_schema_inside_a_public_transaction_ru
     for callback in callbacks:
         callback()
     assert published and all(headers == {"_schema_name": alpha.schema_name} for _args, headers in published)
-    assert {tuple(args) for args, _headers in published} == {(project_pk,)}
+    assert {tuple(args) for args, _headers in published} == {("projects.project", project_pk, alpha.schema_name)}
     with schema_context(alpha.schema_name):
         assert Project.objects.get(pk=project_pk).description == "changed"

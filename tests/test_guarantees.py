@@ -23,7 +23,7 @@ from django.db import connection, connections, transaction
 from django_tenants.utils import schema_exists, tenant_context
 
 from conftest import provision_now, wait_for
-from portal import kube, locks
+from portal import controller, kube, locks
 from portal.models import AuditEvent
 from tenants import provisioning, schema
 from tenants import services as tenant_services
@@ -132,7 +132,7 @@ def delete_tenant(tenant: Tenant) -> None:
 @pytest.fixture
 def no_enqueue(monkeypatch):
     """The tests play the workers themselves: nothing goes to the broker."""
-    monkeypatch.setattr(project_services, "_enqueue_reconcile", lambda *a, **k: None)
+    monkeypatch.setattr(controller, "enqueue", lambda *a, **k: None)
     monkeypatch.setattr(tenant_services, "_enqueue_job", lambda *a, **k: None)
     monkeypatch.setattr(tenant_services, "_enqueue_invitation", lambda *a, **k: None)
 
@@ -209,10 +209,10 @@ def test_a_second_reconcile_backs_off_so_the_cluster_ends_with_the_newest_config
     assert pods_in_cluster(project) == "7", "an older reconcile overwrote the newer configuration"
     with tenant_context(org):
         project.refresh_from_db()
-    assert project.status == Project.Status.READY and project.reconciled_generation == project.generation
+    assert project.status == Project.Status.READY and project.observed_generation == project.generation
 
 
-# --- The stale-generation guard (_set_status(only_generation=…) in reconcile.apply) -------------
+# --- The stale-generation guard (record(only_generation=…) in reconcile.apply) -----------------
 
 
 def test_a_reconcile_of_an_older_generation_does_not_mark_the_newer_one_ready(org, bob, monkeypatch):
@@ -238,12 +238,12 @@ def test_a_reconcile_of_an_older_generation_does_not_mark_the_newer_one_ready(or
         project.refresh_from_db()
     assert pods_in_cluster(project) == "5"  # the first pass applied generation N
     assert project.status == Project.Status.PROVISIONING, "the project says ready before its change reached the cluster"
-    assert project.reconciled_generation < newer
+    assert project.observed_generation < newer
     with tenant_context(org):
         reconcile.run(project.pk)
         project.refresh_from_db()
     assert pods_in_cluster(project) == "7"
-    assert project.status == Project.Status.READY and project.reconciled_generation == newer
+    assert project.status == Project.Status.READY and project.observed_generation == newer
 
 
 def test_a_reconcile_in_flight_does_not_undo_a_deletion(org, bob, monkeypatch):
@@ -275,7 +275,7 @@ def test_a_reconcile_in_flight_does_not_undo_a_deletion(org, bob, monkeypatch):
     assert namespace is None or namespace["status"]["phase"] == "Terminating"
 
 
-# --- One provisioning job per tenant at a time (try_xact_lock in run_job) -----------------------
+# --- One provisioning job per tenant at a time (the tenant's lock, TenantJobController.lock_key) --
 
 
 def new_tenant(unique_slug) -> tuple[Tenant, ProvisioningJob]:
@@ -292,7 +292,7 @@ def unprovisioned(unique_slug, no_enqueue):
 
 def test_two_workers_on_one_provisioning_job_run_it_once(unprovisioned, monkeypatch):
     """The same job delivered twice (a redelivery, the stuck-job pass): while one worker runs it,
-    the other leaves at once (JobBusy). Otherwise the steps run twice and the tenant's history
+    the other leaves at once (locks.Busy; the task comes back later). Otherwise the steps run twice and the tenant's history
     says it was provisioned twice."""
     tenant, job = unprovisioned
     gate = Gate()
@@ -310,7 +310,7 @@ def test_two_workers_on_one_provisioning_job_run_it_once(unprovisioned, monkeypa
     first.finish()
     second.finish()
     assert first.error is None
-    assert isinstance(second.error, provisioning.JobBusy), f"the second worker ran the job too: {second.error!r}"
+    assert isinstance(second.error, locks.Busy), f"the second worker ran the job too: {second.error!r}"
 
     tenant.refresh_from_db()
     assert tenant.status == Tenant.Status.ACTIVE and schema_exists(tenant.schema_name)

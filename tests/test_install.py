@@ -151,7 +151,7 @@ def test_pier_from_the_runtime_lock_runs_a_worker_on_redis_and_a_web_process(cle
             services.tenant_create(slug=slug, name="Installed", owner="bob", acting_user=staff)
         wait_for(lambda: Tenant.objects.filter(slug=slug, status="active").exists(), timeout=60,
                  message=f"the venv's worker to provision {slug}")
-        assert "tenants.tasks.run_tenant_job" in log_path.read_text()
+        assert "portal.controller.reconcile_object" in log_path.read_text()  # the kernel's task ran the job
 
         status, body = wait_for(lambda: (r := get(f"http://127.0.0.1:{port}/readyz"))[0] and r, timeout=30,
                                 message="the venv's web process")

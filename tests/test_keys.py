@@ -105,10 +105,10 @@ def test_revoked_and_expired_keys_are_refused_at_once(api, users, alpha, ready_p
     response = client.get(f"/api/v1/tenants/alpha/projects/{slug}")
     assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]  # at once
     assert len(callbacks) == 1  # the clean-up task, enqueued after the commit
-    from tenants.projects.tasks import delete_key_objects
+    from portal.controller import reconcile_object as reconcile_task
 
-    with tenant_context(alpha):
-        delete_key_objects.apply(args=[body["id"]]).get()  # what the worker does
+    # What the worker does: the key's controller follows its new desired state (revoked).
+    reconcile_task.apply(args=["projects.accesskey", body["id"], alpha.schema_name]).get()
     # Its ServiceAccount is gone, and with it the token's validity in the cluster.
     assert kube.get("ServiceAccount", body["service_account"], f"alpha-{slug}") is None
     assert kube.get("RoleBinding", body["service_account"], f"alpha-{slug}") is None

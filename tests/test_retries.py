@@ -5,9 +5,11 @@ import pytest
 from django.conf import settings
 
 from portal import retries
+from portal.controller import reconcile_object as reconcile_task
 from tenants import provisioning, services
 from tenants.models import ProvisioningJob
-from tenants.tasks import run_tenant_job
+
+JOB = provisioning.JOBS.label
 
 pytestmark = pytest.mark.django_db
 
@@ -37,16 +39,16 @@ def deletion(users, beta):
 def test_a_step_still_under_way_is_waited_for_however_many_failures_came_before(
         deletion, beta, monkeypatch, retry_calls):
     calls, patch_retry = retry_calls
-    patch_retry(run_tenant_job)
+    patch_retry(reconcile_task)
 
     def still_terminating(job_id):
         raise retries.NotDoneYet("namespace beta-site to finish terminating")
 
-    monkeypatch.setattr(provisioning, "run_job", still_terminating)
+    monkeypatch.setattr(provisioning, "_attempt", still_terminating)
     failures = settings.PIER_PROVISIONING_MAX_RETRIES  # the failure budget is spent already
     with pytest.raises(Retried):
-        run_tenant_job.apply(args=[deletion.pk], kwargs={"failures": failures})
-    assert calls == [{"args": [deletion.pk], "kwargs": {"failures": failures},
+        reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": failures})
+    assert calls == [{"args": [JOB, deletion.pk, "public"], "kwargs": {"failures": failures},
                       "countdown": settings.PIER_NAMESPACE_POLL_SECONDS}]
     deletion.refresh_from_db()
     beta.refresh_from_db()
@@ -57,16 +59,16 @@ def test_a_step_still_under_way_is_waited_for_however_many_failures_came_before(
 def test_a_failure_past_the_budget_gives_up_and_one_within_it_is_retried_with_backoff(
         deletion, monkeypatch, retry_calls):
     calls, patch_retry = retry_calls
-    patch_retry(run_tenant_job)
+    patch_retry(reconcile_task)
 
     def broken(job_id):
         raise RuntimeError("the cluster said no")
 
-    monkeypatch.setattr(provisioning, "run_job", broken)
+    monkeypatch.setattr(provisioning, "_attempt", broken)
     with pytest.raises(Retried):
-        run_tenant_job.apply(args=[deletion.pk], kwargs={"failures": 1})
+        reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": 1})
     assert calls[0]["kwargs"] == {"failures": 2} and calls[0]["countdown"] == retries.backoff(1, base=settings.PIER_PROVISIONING_BACKOFF)
-    run_tenant_job.apply(args=[deletion.pk], kwargs={"failures": settings.PIER_PROVISIONING_MAX_RETRIES})
+    reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": settings.PIER_PROVISIONING_MAX_RETRIES})
     assert len(calls) == 1  # given up, not retried
     deletion.refresh_from_db()
     assert deletion.status == ProvisioningJob.Status.FAILED and "the cluster said no" in deletion.error
@@ -74,7 +76,7 @@ def test_a_failure_past_the_budget_gives_up_and_one_within_it_is_retried_with_ba
 
 def test_a_retry_is_not_lost_when_recording_it_fails(deletion, monkeypatch, retry_calls):
     calls, patch_retry = retry_calls
-    patch_retry(run_tenant_job)
+    patch_retry(reconcile_task)
 
     def broken(job_id):
         raise RuntimeError("the cluster said no")
@@ -82,38 +84,41 @@ def test_a_retry_is_not_lost_when_recording_it_fails(deletion, monkeypatch, retr
     def database_gone(job_id):
         raise ConnectionError("the database refused the connection")
 
-    monkeypatch.setattr(provisioning, "run_job", broken)
+    monkeypatch.setattr(provisioning, "_attempt", broken)
     monkeypatch.setattr(provisioning, "mark_retrying", database_gone)
     with pytest.raises(Retried):
-        run_tenant_job.apply(args=[deletion.pk], kwargs={"failures": 0})
+        reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": 0})
     assert [c["kwargs"] for c in calls] == [{"failures": 1}]
 
 
-def test_a_project_retry_is_not_lost_when_recording_the_error_fails(monkeypatch, retry_calls):
-    from tenants.projects import reconcile, tasks
+def test_a_project_retry_is_not_lost_when_recording_the_error_fails(alpha, monkeypatch, retry_calls):
+    from tenants.projects import reconcile
 
     calls, patch_retry = retry_calls
-    patch_retry(tasks.reconcile_project)
+    patch_retry(reconcile_task)
+    project = reconcile.PROJECTS.label
 
-    def broken(project_id):
+    def broken(project_id, **context):
         raise RuntimeError("the cluster said no")
 
     def database_gone(*args, **kwargs):
         raise ConnectionError("the database refused the connection")
 
-    monkeypatch.setattr(reconcile, "run", broken)
-    monkeypatch.setattr(reconcile, "record_error", database_gone)
+    monkeypatch.setattr(reconcile.PROJECTS, "reconcile", broken)
+    monkeypatch.setattr(reconcile.PROJECTS, "failed", database_gone)
     with pytest.raises(Retried):
-        tasks.reconcile_project.apply(args=[42], kwargs={"failures": 3})
+        reconcile_task.apply(args=[project, 42, alpha.schema_name], kwargs={"failures": 3})
     assert [c["kwargs"] for c in calls] == [{"failures": 4}]
+    assert calls[0]["countdown"] == retries.backoff(3, base=settings.PIER_PROJECT_BACKOFF)
 
-    def terminating(project_id):
+    def terminating(project_id, **context):
         raise reconcile.StillTerminating("beta-site")
 
-    monkeypatch.setattr(reconcile, "run", terminating)
+    monkeypatch.setattr(reconcile.PROJECTS, "reconcile", terminating)
     with pytest.raises(Retried):
-        tasks.reconcile_project.apply(args=[42], kwargs={"failures": 3})
+        reconcile_task.apply(args=[project, 42, alpha.schema_name], kwargs={"failures": 3})
     assert calls[-1]["kwargs"] == {"failures": 3}  # a wait keeps the count
+    assert calls[-1]["countdown"] == settings.PIER_NAMESPACE_POLL_SECONDS
 
 
 def test_no_countdown_reaches_the_brokers_redelivery_timeout():

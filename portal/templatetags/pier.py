@@ -20,7 +20,13 @@ register = template.Library()
 
 @register.filter
 def when(value: datetime | None, empty: str = "") -> str:
-    """`{{ project.created_at|when }}` → 2026-12-02 17:36 UTC; `{{ k.last_used_at|when:"never" }}`."""
+    """`{{ project.created_at|when }}` → 2026-12-02 17:36 UTC; `{{ k.last_used_at|when:"never" }}`.
+    An ISO 8601 string (a condition's lastTransitionTime) is read as a time too."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return empty
     if not isinstance(value, datetime):
         return empty
     local = timezone.localtime(value) if timezone.is_aware(value) else value

@@ -9,5 +9,5 @@ class ProjectsConfig(AppConfig):
     verbose_name = "Projects (tenant schema)"
 
     def ready(self) -> None:
-        from tenants.projects import receivers  # noqa: F401  (tenant deletion removes namespaces)
+        from tenants.projects import reconcile, receivers  # noqa: F401  (the controllers; tenant deletion)
         from tenants.projects import schema_extensions  # noqa: F401  (access keys in the OpenAPI schema)

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from portal.controller import Reconciled
 from tenants.validators import validate_project_slug
 
 
@@ -25,9 +26,11 @@ class TenantSettings(models.Model):
         return "tenant settings"
 
 
-class Project(models.Model):
+class Project(Reconciled):
     """A Kubernetes namespace with its quota, limits, network isolation and bindings. The database
-    holds what should be; the reconciler (tenants/projects/reconcile.py) makes the cluster match."""
+    holds what should be; its controller (tenants/projects/reconcile.py, on the kernel in
+    portal/controller.py) makes the cluster match. `status` and `status_message` are derived from
+    the conditions (`Ready`, and `Removed` once a deletion is asked for), never written by hand."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
@@ -48,12 +51,10 @@ class Project(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
-    # Bumped by every change that the cluster must follow; the reconciler records what it applied.
-    generation = models.PositiveIntegerField(default=1)
-    reconciled_generation = models.PositiveIntegerField(default=0)
+    # The desired state "gone": the controller tears the namespace down, then the row goes.
+    deletion_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Failed attempts in a row (reset when the cluster matches).
     reconcile_attempts = models.PositiveIntegerField(default=0)
-    # The generation the cluster refused for good (422 Invalid): not retried until it changes.
-    refused_generation = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["slug"]
@@ -122,10 +123,11 @@ class ProjectGrant(models.Model):
         return f"{self.kind} {self.subject} {self.role} on {self.project}"
 
 
-class AccessKey(models.Model):
+class AccessKey(Reconciled):
     """A key for automation: a ServiceAccount in the project's namespace, bound to the role's
     ClusterRole, and a TokenRequest token. Pier keeps only a peppered hash of the token; the
-    token itself is shown once."""
+    token itself is shown once. Its revocation is a new generation its controller follows
+    (tenants/projects/reconcile.py: the objects are deleted, condition `Removed`)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="keys")
     name = models.CharField(max_length=100)
@@ -150,3 +152,11 @@ class AccessKey(models.Model):
     @property
     def is_usable(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+    @property
+    def state(self) -> str:
+        """active, expired or revoked ("revoked, not yet removed" while removing its objects fails)."""
+        if self.revoked_at is None:
+            return "active" if self.expires_at > timezone.now() else "expired"
+        removed = next((c for c in self.conditions if c.get("type") == "Removed"), None)
+        return "revoked, not yet removed" if removed and removed.get("status") == "False" else "revoked"

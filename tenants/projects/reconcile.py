@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from portal import audit, kube, locks, retries
+from portal import audit, controller, kube, locks, retries
 from tenants.models import MANAGER_ROLES, Membership, NamespaceRegistry, Tenant
 from tenants.projects import config
 from tenants.projects.models import AccessKey, Project, ProjectEvent
@@ -141,29 +141,6 @@ def _effective(project: Project, policy: config.Policy) -> dict:
     return config.values(config.effective(policy=policy, overrides=project.config_overrides))
 
 
-# What a history row says when the status itself carries no message.
-_EVENT_TEXT = {Project.Status.READY: "the cluster matches", Project.Status.PROVISIONING: "applying to the cluster"}
-
-
-def _set_status(project: Project, status: str, message: str = "", *, only_generation: int | None = None,
-                **fields) -> None:
-    """Write a status change (and its event) only when something changes. With `only_generation`,
-    only if nobody changed the project (a new configuration, a deletion) since this pass read it."""
-    if project.status == status and project.status_message == message and not fields:
-        return
-    with transaction.atomic():
-        rows = Project.objects.filter(pk=project.pk)
-        if only_generation is not None:
-            rows = rows.filter(generation=only_generation).exclude(status=Project.Status.DELETING)
-        if not rows.update(status=status, status_message=message, updated_at=timezone.now(), **fields):
-            return  # changed meanwhile: its own reconcile follows
-        if project.status != status or project.status_message != message:
-            ProjectEvent.objects.create(project=project, status=status, message=message or _EVENT_TEXT.get(status, ""))
-    project.status, project.status_message = status, message
-    for key, value in fields.items():
-        setattr(project, key, value)
-
-
 class Observed:
     """One tenant's objects in the cluster as the periodic pass saw them: one label-selected LIST
     per kind across namespaces, instead of a GET per object. A snapshot: a change made after it
@@ -197,34 +174,107 @@ def _current(observed: Observed | None, desired: dict) -> dict:
     return {"current": observed.get(desired["kind"], meta["name"], meta.get("namespace"))}
 
 
-def run(project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None,
-        managers: list[str] | None = None) -> dict[str, str]:
-    """Reconcile one project (or tear it down if it is being deleted). Returns what happened to
-    each object, e.g. {"Namespace/t-p": "created", …}. A pass over many projects reads the
-    tenant's policy once, and its objects in one LIST per kind, and hands them in."""
-    from tenants.projects.selectors import policy_for
+# Reasons of the `Ready` condition that mean "failed": retried only when the configuration changes
+# (Refused: the API server called it invalid) or by the periodic pass (GaveUp: retries exhausted).
+REFUSED, GAVE_UP = "Refused", "GaveUp"
 
-    tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
-    if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
-        return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
-    with locks.held("project", connection.schema_name, project_id):
+
+@controller.register
+class ProjectController(controller.Controller):
+    """A project's controller. Conditions: `Ready` (the cluster matches the project's generation;
+    reasons Applied, Applying, Error, Refused, GaveUp) and, once its deletion is asked for,
+    `Removed` (reasons Terminating, Error). The history is ProjectEvent."""
+
+    model = Project
+    max_failures_setting = "PIER_PROJECT_MAX_RETRIES"
+    backoff_setting = "PIER_PROJECT_BACKOFF"
+
+    def derive(self, p: Project) -> dict[str, str]:
+        S = Project.Status
+        if p.deletion_requested_at is not None:
+            removed = controller.condition(p.conditions, "Removed")
+            return {"status": S.DELETING, "status_message": removed["message"] if removed else ""}
+        ready = controller.condition(p.conditions, "Ready")
+        if ready is not None and ready["observedGeneration"] == p.generation:
+            if ready["status"] == controller.TRUE:
+                return {"status": S.READY, "status_message": ""}
+            if ready["reason"] in (REFUSED, GAVE_UP):
+                return {"status": S.FAILED, "status_message": ready["message"]}
+            # Applying or Error: a project whose generation was applied before stays ready while
+            # a repair is retried.
+            applied = p.observed_generation == p.generation
+            return {"status": S.READY if applied else S.PROVISIONING, "status_message": ready["message"]}
+        # The desired state moved past what the cluster was last made to match.
+        new = ready is None and p.observed_generation == 0
+        return {"status": S.PENDING if new else S.PROVISIONING, "status_message": ""}
+
+    def history(self, p: Project, fields: dict, text: str) -> None:
+        ProjectEvent.objects.create(project=p, status=fields.get("status", p.status), message=text)
+
+    def reconcile(self, project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None,
+                  managers: list[str] | None = None) -> dict[str, str]:
+        from tenants.projects.selectors import policy_for
+
+        tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
+        if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
+            return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
         # Read under the lock: what another worker wrote before we held it counts.
         project = (Project.objects.select_related("created_by").prefetch_related("grants__user")
                    .filter(pk=project_id).first())
         if project is None:
             return {}
-        if project.status == Project.Status.DELETING:
+        if project.deletion_requested_at is not None:
             return teardown(project, tenant, policy or policy_for(tenant))
-        if project.status == Project.Status.FAILED and project.refused_generation == project.generation:
+        ready = controller.condition(project.conditions, "Ready")
+        if ready and ready["reason"] == REFUSED and ready["observedGeneration"] == project.generation:
             return {}  # the cluster refused this configuration for good: wait for a new one
         return apply(project, tenant, policy or policy_for(tenant), observed=observed, managers=managers)
+
+    def failed(self, project_id: int, exc: Exception, *, final: bool) -> bool:
+        """Show the last error on the project; after the last retry it is `failed` with the reason.
+        A configuration the cluster refused for good fails at once, once: it is not retried (by the
+        task or the periodic pass) until the configuration changes."""
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            return False
+        message = f"{type(exc).__name__}: {exc}"
+        attempts = project.reconcile_attempts + 1
+        if project.deletion_requested_at is not None:
+            self.record(project, "Removed", controller.FALSE, "Error", f"last error: {message}")
+        elif refused_for_good(exc):
+            self.record(project, "Ready", controller.FALSE, REFUSED, f"the cluster refused this configuration: {exc}",
+                        only_generation=project.generation, reconcile_attempts=attempts)
+            return False
+        elif final:
+            self.record(project, "Ready", controller.FALSE, GAVE_UP, message, reconcile_attempts=attempts)
+        else:
+            self.record(project, "Ready", controller.FALSE, "Error", f"last error (retrying): {message}",
+                        reconcile_attempts=attempts)
+        return not final
+
+
+PROJECTS: ProjectController = controller.controller_for(Project._meta.label_lower)
+
+
+def run(project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None,
+        managers: list[str] | None = None) -> dict[str, str]:
+    """Reconcile one project under its lock (or tear it down if it is being deleted). Returns what
+    happened to each object, e.g. {"Namespace/t-p": "created", …}. A pass over many projects reads
+    the tenant's policy once, and its objects in one LIST per kind, and hands them in."""
+    return PROJECTS.run(project_id, policy=policy, observed=observed, managers=managers)
+
+
+def record_error(project_id: int, exc: Exception, *, final: bool) -> bool:
+    """A failed attempt, recorded on the project; True when it should be retried."""
+    return PROJECTS.failed(project_id, exc, final=final)
 
 
 def apply(project: Project, tenant: Tenant, policy: config.Policy, *, observed: Observed | None = None,
           managers: list[str] | None = None) -> dict[str, str]:
     generation = project.generation
-    if project.status == Project.Status.PENDING:
-        _set_status(project, Project.Status.PROVISIONING, "creating the namespace and its objects")
+    if controller.condition(project.conditions, "Ready") is None:
+        PROJECTS.record(project, "Ready", controller.FALSE, "Applying", "creating the namespace and its objects",
+                        only_generation=generation)
     outcomes = {}
     desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy),
                                   managers=organization_managers(tenant) if managers is None else managers)
@@ -239,12 +289,11 @@ def apply(project: Project, tenant: Tenant, policy: config.Policy, *, observed: 
             outcomes[f"RoleBinding/{binding['metadata']['name']}"] = "deleted"
     outcomes.update(sweep_keys(project, tenant_slug=tenant.slug, observed=observed))
     changed = {k: v for k, v in outcomes.items() if v != "unchanged"}
-    if project.status != Project.Status.READY or project.reconciled_generation != generation or project.status_message:
-        _set_status(project, Project.Status.READY, "", only_generation=generation,
-                    reconciled_generation=generation, reconcile_attempts=0)
-    elif changed:
-        ProjectEvent.objects.create(project=project, status=project.status,
-                                    message="repaired drift: " + ", ".join(f"{k} {v}" for k, v in changed.items()))
+    # Guarded: a pass that read an older generation does not mark the newer one ready.
+    written = PROJECTS.record(project, "Ready", controller.TRUE, "Applied", "the cluster matches",
+                              only_generation=generation, observed_generation=generation, reconcile_attempts=0)
+    if changed and not written:
+        PROJECTS.history(project, {}, "repaired drift: " + ", ".join(f"{k} {v}" for k, v in changed.items()))
     if changed:
         log.info("project %s/%s: %s", tenant.slug, project.slug, changed)
     return outcomes
@@ -266,7 +315,7 @@ def teardown(project: Project, tenant: Tenant, policy: config.Policy) -> dict[st
                     outcomes[f"{desired['kind']}/{name}"] = "deleted"
             kube.delete("Namespace", project.namespace)
             outcomes[f"Namespace/{project.namespace}"] = "deleting"
-        _set_status(project, Project.Status.DELETING, "waiting for the namespace to be gone")
+        PROJECTS.record(project, "Removed", controller.FALSE, "Terminating", "waiting for the namespace to be gone")
         raise StillTerminating(project.namespace)
     with transaction.atomic():
         NamespaceRegistry.objects.filter(tenant_id=tenant.pk, project_id=project.pk).delete()
@@ -280,31 +329,6 @@ def teardown(project: Project, tenant: Tenant, policy: config.Policy) -> dict[st
 def refused_for_good(exc: Exception) -> bool:
     """The API server refused what Pier sent as invalid (422): sending it again changes nothing."""
     return isinstance(exc, kube.KubeError) and not isinstance(exc, kube.KubeUnavailable) and exc.status == 422
-
-
-def record_error(project_id: int, exc: Exception, *, final: bool) -> bool:
-    """Show the last error on the project; after the last retry it is `failed` with the reason.
-    A configuration the cluster refused for good fails at once, once: it is not retried (by the
-    task or the periodic pass) until the configuration changes. Returns True when it should be
-    retried."""
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        return False
-    message = f"{type(exc).__name__}: {exc}"
-    if refused_for_good(exc) and project.status != Project.Status.DELETING:
-        _set_status(project, Project.Status.FAILED, f"the cluster refused this configuration: {exc}",
-                    only_generation=project.generation, refused_generation=project.generation,
-                    reconcile_attempts=project.reconcile_attempts + 1)
-        return False
-    if project.status == Project.Status.DELETING:
-        _set_status(project, Project.Status.DELETING, f"last error: {message}")
-    elif final:
-        _set_status(project, Project.Status.FAILED, message, reconcile_attempts=project.reconcile_attempts + 1)
-    else:
-        status = Project.Status.PROVISIONING if project.status != Project.Status.READY else Project.Status.READY
-        _set_status(project, status, f"last error (retrying): {message}",
-                    reconcile_attempts=project.reconcile_attempts + 1)
-    return not final
 
 
 def reconcile_all() -> dict[str, int]:
@@ -436,3 +460,36 @@ def sweep_keys(project: Project, *, tenant_slug: str, observed: Observed | None 
             kube.delete(kind, name, project.namespace)
         outcomes[f"ServiceAccount/{name}"] = "deleted"
     return outcomes
+
+
+@controller.register
+class AccessKeyController(controller.Controller):
+    """A key's controller: its objects exist while it is usable (the request that issued it made
+    them, all or nothing); once revoked its ServiceAccount and RoleBinding are deleted (which also
+    ends the token in the cluster) and `Removed` is True. Expired keys' objects go with the
+    periodic sweep (sweep_keys)."""
+
+    model = AccessKey
+    derived_fields = ()  # the key's state (active, expired, revoked) is derived by AccessKey itself
+
+    def derive(self, key: AccessKey) -> dict:
+        return {}
+
+    def reconcile(self, key_id: int, **context) -> dict[str, str]:
+        key = AccessKey.objects.select_related("project").filter(pk=key_id).first()
+        if key is None or key.is_usable or key.observed_generation == key.generation:
+            return {}  # nothing to remove, or removed already (a redelivery)
+        remove_key_objects(key, tenant_slug=connection.tenant.slug)
+        self.record(key, "Removed", controller.TRUE, "Deleted", "its ServiceAccount and RoleBinding are deleted",
+                    only_generation=key.generation, observed_generation=key.generation)
+        return {f"ServiceAccount/{key.service_account}": "deleted"}
+
+    def failed(self, key_id: int, exc: Exception, *, final: bool) -> bool:
+        key = AccessKey.objects.filter(pk=key_id).first()
+        if key is None:
+            return False
+        self.record(key, "Removed", controller.FALSE, "Error", f"{type(exc).__name__}: {exc}")
+        return not final
+
+
+KEYS: AccessKeyController = controller.controller_for(AccessKey._meta.label_lower)

@@ -14,12 +14,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from portal import audit, kube, tenancy
+from portal import audit, controller, kube, tenancy
 from portal.access import member_role
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, Unavailable
 from portal.services import clean_groups, groups_of
@@ -36,19 +35,13 @@ def _invalid(field: str, exc: ValidationError) -> InvalidInput:
     return InvalidInput(f"{field}: {message}", details={field: exc.messages})
 
 
-def _enqueue_reconcile(project: Project, *, schema_name: str | None = None) -> None:
-    """After the commit, in this tenant's schema (named now: the commit may happen elsewhere)."""
-    project_id, schema = project.pk, schema_name or connection.schema_name
-    transaction.on_commit(lambda: tasks.reconcile_project.apply_async(args=[project_id], headers={"_schema_name": schema}))
-
-
 def reconcile_every_project(tenant: Tenant) -> int:
     """Enqueue a reconcile of each of the organization's projects (after the commit), for a change
     every project's cluster objects follow: who the organization's owners and admins are."""
     with schema_context(tenant.schema_name):
         projects = list(Project.objects.exclude(status=Project.Status.DELETING).only("pk"))
         for project in projects:
-            _enqueue_reconcile(project)
+            controller.enqueue(project)
     return len(projects)
 
 
@@ -126,7 +119,7 @@ def project_create(
                 action="project.create", actor=acting_user, tenant=tenant, target_type="project",
                 target=slug, details={"namespace": namespace, "config_overrides": overrides},
             )
-            _enqueue_reconcile(project)
+            controller.enqueue(project)
     except IntegrityError:
         raise Conflict(f"slug: the project or namespace '{namespace}' already exists.", code="project_exists",
                        details={"slug": ["Already exists."]})
@@ -191,17 +184,13 @@ def project_update(*, tenant: Tenant, project: Project, acting_user, access: Acc
                                                                          add=effective_after))
         for key, value in changes.items():
             setattr(project, key, value.strip() if key == "display_name" and isinstance(value, str) else value)
-        fields = list(changes)
         what = [f"{k} {_short(before[k])} → {_short(getattr(project, k))}"
                 for k in ("display_name", "description") if k in changes and before[k] != getattr(project, k)]
         if field in changes and before[field] != project.config_overrides:
             what.append(describe_changes(before[field], project.config_overrides))
+        project.save(update_fields=[*changes, "updated_at"])
         if what:  # the cluster follows: the namespace's annotations, the quota, the limits
-            project.generation = F("generation") + 1
-            project.status = Project.Status.PROVISIONING
-            fields += ["generation", "status"]
-            _enqueue_reconcile(project)
-        project.save(update_fields=[*fields, "updated_at"])
+            reconcile.PROJECTS.bump(Project.objects.filter(pk=project.pk))
         project.refresh_from_db()
         if what:
             _event(project, f"changed by {_who(acting_user)}: {', '.join(what)}")
@@ -218,20 +207,19 @@ def project_delete(*, tenant: Tenant, project: Project, acting_user, access: Acc
         project = Project.objects.select_for_update().get(pk=project.pk)
         if project.status == Project.Status.DELETING:
             raise Conflict(f"The project '{project.slug}' is already being deleted.", code="invalid_state")
-        project.status, project.status_message = Project.Status.DELETING, ""
-        project.save(update_fields=["status", "status_message", "updated_at"])
+        project.deletion_requested_at = timezone.now()
+        project.save(update_fields=["deletion_requested_at", "updated_at"])
+        reconcile.PROJECTS.bump(Project.objects.filter(pk=project.pk))  # the desired state: gone
+        project.refresh_from_db()
         _event(project, "deletion requested")
         audit.record(action="project.delete", actor=acting_user, tenant=tenant, target_type="project",
                      target=project.slug, details={"namespace": project.namespace})
-        _enqueue_reconcile(project)
     return project
 
 
 def _reconcile_again(project: Project) -> None:
-    """The project's objects in the cluster must change: mark it and enqueue the reconcile."""
-    Project.objects.filter(pk=project.pk).exclude(status=Project.Status.DELETING).update(
-        generation=F("generation") + 1, status=Project.Status.PROVISIONING)
-    _enqueue_reconcile(project)
+    """The project's objects in the cluster must change: a new generation, reconciled after the commit."""
+    reconcile.PROJECTS.bump(Project.objects.filter(pk=project.pk, deletion_requested_at__isnull=True))
 
 
 def _sharing(acting_user, access: Access, project: Project) -> None:
@@ -391,13 +379,9 @@ def _reconcile_all_live(message: str, *, only: list[int] | None = None) -> None:
     rows = Project.objects.exclude(status=Project.Status.DELETING)
     if only is not None:
         rows = rows.filter(pk__in=only)
-    ids = list(rows.values_list("pk", flat=True))
-    Project.objects.filter(pk__in=ids).update(generation=F("generation") + 1, status=Project.Status.PROVISIONING)
+    ids = reconcile.PROJECTS.bump(rows)
     ProjectEvent.objects.bulk_create([ProjectEvent(project_id=pk, status=Project.Status.PROVISIONING, message=message)
                                       for pk in ids])
-    schema_name = connection.schema_name
-    for pk in ids:
-        _enqueue_reconcile(Project(pk=pk), schema_name=schema_name)
 
 
 def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any] | None = None,
@@ -445,11 +429,8 @@ def tenant_policy_update(*, tenant: Tenant, acting_user, ceilings: dict[str, Any
                            "is kept)" if new[key]["clamped_from"] is not None and key in project.config_overrides
                            else "")
                         for key in moved)))
-            if changed_ids:
-                Project.objects.filter(pk__in=changed_ids).update(generation=F("generation") + 1,
-                                                                   status=Project.Status.PROVISIONING)
-                for pk in changed_ids:
-                    _enqueue_reconcile(Project(pk=pk), schema_name=locked.schema_name)
+            if changed_ids:  # enqueued in this schema, named now (the commit is in public)
+                reconcile.PROJECTS.bump(Project.objects.filter(pk__in=changed_ids))
             clamped_projects = selectors.clamped_projects(policy_after)
         audit.record(action="tenant.policy", actor=acting_user, tenant=locked, target_type="tenant",
                      target=locked.slug, details={"before": before, "after": after,
@@ -498,7 +479,7 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
             f"expires_in: give {MIN_SECONDS} to {longest} seconds ({limit} days, the longest this organization "
             "allows; the cluster refuses less than 10 minutes).",
             details={"expires_in": [f"{MIN_SECONDS} to {longest} seconds."]})
-    if project.reconciled_generation == 0 or project.status == Project.Status.DELETING:
+    if project.observed_generation == 0 or project.status == Project.Status.DELETING:
         # No namespace yet (or going away): wait until the project was ready once.
         raise Conflict(f"The project '{project.slug}' is {project.status}; keys need its namespace to exist.",
                        code="invalid_state")
@@ -593,12 +574,10 @@ def revoke_keys_of(*, user, reason: str) -> int:
     """In the current tenant: revoke every key the person issued (they left or lost their role)."""
     ids = list(AccessKey.objects.filter(created_by=user, revoked_at__isnull=True).values_list("pk", flat=True))
     AccessKey.objects.filter(pk__in=ids).update(revoked_at=timezone.now())
-    for key_id in ids:
-        _enqueue_key_delete(key_id)
+    reconcile.KEYS.bump(AccessKey.objects.filter(pk__in=ids))
     return len(ids)
 
 
 def _enqueue_key_delete(key_id: int) -> None:
-    """After the commit, in this tenant's schema (named now: the commit may happen elsewhere)."""
-    schema_name = connection.schema_name
-    transaction.on_commit(lambda: tasks.delete_key_objects.apply_async(args=[key_id], headers={"_schema_name": schema_name}))
+    """The key's desired state is now "gone": its controller removes its objects after the commit."""
+    reconcile.KEYS.bump(AccessKey.objects.filter(pk=key_id))

@@ -10,15 +10,26 @@ class ProjectEventSerializer(serializers.ModelSerializer):
         fields = ["at", "status", "message"]
 
 
+class ConditionSerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="Ready, or Removed once a deletion is asked for.")
+    status = serializers.CharField(help_text="True or False.")
+    reason = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+    observedGeneration = serializers.IntegerField(help_text="The generation this condition is about.")
+    lastTransitionTime = serializers.CharField(help_text="When its status last changed (ISO 8601).")
+
+
 class ProjectSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username")
+    conditions = ConditionSerializer(many=True, read_only=True,
+                                     help_text="What the controller saw; `status` is derived from them.")
     config = serializers.SerializerMethodField(help_text="Every effective setting with its value and source.")
 
     class Meta:
         model = Project
         fields = [
-            "slug", "display_name", "description", "namespace", "status", "status_message", "created_by",
-            "created_at", "updated_at", "config_overrides", "config",
+            "slug", "display_name", "description", "namespace", "status", "status_message", "generation",
+            "observed_generation", "conditions", "created_by", "created_at", "updated_at", "config_overrides", "config",
         ]
 
     def get_config(self, project) -> dict:
