@@ -133,11 +133,14 @@ class AccessSerializer(serializers.Serializer):
 class AccessKeySerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username")
     token_hint = serializers.SerializerMethodField(help_text="The token's last four characters.")
+    legacy = serializers.BooleanField(
+        source="is_legacy", read_only=True,
+        help_text="Issued in the project's namespace, where anyone who may run pods there can act as it: re-issue it.")
 
     class Meta:
         model = AccessKey
-        fields = ["id", "name", "role", "token_hint", "service_account", "expires_at", "created_by", "created_at",
-                  "last_used_at", "revoked_at"]
+        fields = ["id", "name", "role", "token_hint", "service_account", "service_account_namespace", "legacy",
+                  "expires_at", "created_by", "created_at", "last_used_at", "revoked_at"]
 
     def get_token_hint(self, key) -> str:
         return f"…{key.token_last4}"
