@@ -244,3 +244,19 @@ def _cluster_allows_identity(username: str, groups: list[str], namespace: str) -
         if review.status.allowed:
             allowed.add((verb, resource))
     return allowed
+
+
+@pytest.mark.parametrize("group", ["system:serviceaccounts", "system:serviceaccounts:alpha-sa-grant",
+                                   "system:serviceaccount:alpha-sa-grant:pier-runner"])
+def test_no_grant_reaches_the_project_s_service_accounts(api, alpha, users, group):
+    """A pod an editor runs is `system:serviceaccount:<ns>:<name>`, in `system:serviceaccounts` and
+    `system:serviceaccounts:<ns>`: a grant to those would hand every editor its role."""
+    with tenant_context(alpha):
+        project_services.project_create(tenant=alpha, slug="sa-grant", acting_user=users["bob"])
+    response = api(users["bob"]).post("/api/v1/tenants/alpha/projects/sa-grant/grants",
+                                      {"kind": "group", "name": group, "role": "admin"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()["error"]["details"]
+    assert "access key" in response.json()["error"]["message"]
+    assert api(users["bob"]).post("/api/v1/tenants/alpha/projects/sa-grant/grants",
+                                  {"kind": "group", "name": "system:authenticated", "role": "view"},
+                                  format="json").status_code == 201  # people's groups stay grantable

@@ -267,6 +267,11 @@ def grant_add(*, tenant: Tenant, project: Project, kind: str, name: str, role: s
     user = None
     if kind == ProjectGrant.Kind.GROUP:
         subject = clean_groups([name], field="name")[0]
+        if subject.startswith("system:serviceaccount"):
+            # Every pod an editor runs is in such a group: the grant would hand them its role.
+            raise InvalidInput(f"name: {subject[:60]!r} is a group of ServiceAccounts, which every pod of the "
+                               "project can join; give automation an access key instead.",
+                               details={"name": ["A group of ServiceAccounts."]})
     elif kind == ProjectGrant.Kind.USER:
         from django.contrib.auth import get_user_model
 
