@@ -462,8 +462,12 @@ def sweep_keys(project: Project, *, tenant_slug: str, observed: Observed | None 
     the project's."""
     # The keys namespace is shared by every tenant: the tenant's label, not only the project's.
     labels = {kube.LABEL_TENANT: tenant_slug, kube.LABEL_PROJECT: project.slug, ACCESS_KEY_LABEL: "true"}
-    accounts = [account for namespace in dict.fromkeys((keys_namespace(), project.namespace))
-                for account in _list(observed, "ServiceAccount", namespace, labels)]
+    namespaces = (keys_namespace(), project.namespace)
+    if observed is not None:
+        accounts = [a for namespace in namespaces for a in observed.listed("ServiceAccount", namespace, labels)]
+    else:  # one LIST for both namespaces (across namespaces, by label), only those two kept
+        accounts = [a for a in kube.list_objects("ServiceAccount", None, label_selector=_key_selector(
+            tenant_slug, project.slug)) if a["metadata"]["namespace"] in namespaces]
     if not accounts:
         return {}
     names = [a["metadata"]["name"] for a in accounts]
