@@ -230,6 +230,18 @@ def test_an_editor_cannot_become_an_admin_key_but_could_become_a_legacy_one(alph
         # Even then, TokenRequest stays closed to an editor.
         assert _answer(core.create_namespaced_service_account_token, legacy, ns, _token_request())[0] == 403, who
 
+    # Nor does edit hold another way to someone else's identity or rights.
+    authz = client.AuthorizationV1Api(kube.api_client())
+    for verb, resource, subresource, group in (("create", "serviceaccounts", "token", ""),
+                                               ("impersonate", "serviceaccounts", "", ""),
+                                               ("impersonate", "users", "", ""),
+                                               ("bind", "clusterroles", "", "rbac.authorization.k8s.io"),
+                                               ("escalate", "roles", "", "rbac.authorization.k8s.io")):
+        review = authz.create_subject_access_review({"spec": {
+            "user": reconcile.kube_username(eddie), "groups": [], "resourceAttributes": {
+                "namespace": ns, "verb": verb, "resource": resource, "subresource": subresource, "group": group}}})
+        assert not review.status.allowed, (verb, resource, subresource)
+
     # The runner's ServiceAccount, which any pod of the project may run as, holds nothing.
     runner = f"system:serviceaccount:{ns}:{reconcile.RUNNER_ACCOUNT}"
     assert _cluster_allows_identity(runner, ["system:serviceaccounts", f"system:serviceaccounts:{ns}"], ns) == set()
