@@ -38,6 +38,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -88,6 +89,9 @@ def emulated_cluster():
         settings.PIER_KUBECONFIG = str(emulator.write_kubeconfig(folder / "kubeconfig"))
         settings.PIER_KUBE_IN_CLUSTER = False
         kube.reset_client()
+        from django.core.management import call_command
+
+        call_command("install_cluster_objects", stdout=open(os.devnull, "w"))  # as a deploy does (the keys' namespace)
         yield emulator
     finally:
         settings.PIER_KUBECONFIG, settings.PIER_KUBE_IN_CLUSTER = saved

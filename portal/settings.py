@@ -389,6 +389,10 @@ PIER_KUBE_TIMEOUT = (env_float("PIER_KUBE_CONNECT_TIMEOUT", 3.0), env_float("PIE
 # authenticator adds (OpenShift and OIDC setups prefix usernames, e.g. "oidc:").
 PIER_KUBE_USERNAME_FIELD = os.environ.get("PIER_KUBE_USERNAME_FIELD", "username")
 PIER_KUBE_USERNAME_PREFIX = os.environ.get("PIER_KUBE_USERNAME_PREFIX", "")
+# The namespace Pier owns for access keys' ServiceAccounts (install_cluster_objects makes it):
+# outside every project, so nobody who can run pods or make Secrets in a project can act as a key.
+# No organization and project can be named into it (tenants.validators.validate_namespace_name).
+PIER_KEYS_NAMESPACE = os.environ.get("PIER_KEYS_NAMESPACE", "pier-keys")
 # Namespaces allowed to reach every project (the ingress router's), comma-separated.
 PIER_NETWORK_ALLOW_FROM = env_list("PIER_NETWORK_ALLOW_FROM", "openshift-ingress")
 # Platform defaults of the effective project configuration (tenants/projects/config.py).

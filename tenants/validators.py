@@ -1,5 +1,6 @@
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from portal.tenancy import SLUG_PATTERN
@@ -60,6 +61,9 @@ def validate_namespace_name(name: str) -> None:
         )
     if name == "default" or name.startswith(("kube-", "openshift")):
         raise ValidationError(f"The namespace '{name}' is reserved by the cluster.", code="reserved_namespace")
+    if name == settings.PIER_KEYS_NAMESPACE:
+        # Access keys' ServiceAccounts live there: a project in it would hand its members every key.
+        raise ValidationError(f"The namespace '{name}' is reserved for Pier's access keys.", code="reserved_namespace")
 
 
 def schema_name_for(slug: str) -> str:

@@ -67,6 +67,9 @@ def django_db_setup(django_test_environment, django_db_blocker):
 
     with django_db_blocker.unblock():
         db_cfg = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+        from django.core.management import call_command
+
+        call_command("install_cluster_objects", stdout=open(os.devnull, "w"))  # as every deploy does
         staff = make_user("staff", staff=True)
         make_user("alice")
         make_user("bob")

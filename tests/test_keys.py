@@ -17,6 +17,14 @@ from tenants.projects.models import AccessKey, Project
 
 pytestmark = pytest.mark.django_db
 
+KEYS_NS = "pier-keys"  # the default PIER_KEYS_NAMESPACE
+
+
+def _key_accounts(slug: str, tenant: str = "alpha") -> list[str]:
+    """The names of the keys' ServiceAccounts of a project in the keys namespace."""
+    selector = f"pier.dev/tenant={tenant},pier.dev/project={slug},pier.dev/access-key=true"
+    return [sa["metadata"]["name"] for sa in kube.list_objects("ServiceAccount", KEYS_NS, label_selector=selector)]
+
 
 @pytest.fixture(autouse=True)
 def _no_faults_left():
@@ -70,12 +78,17 @@ def test_a_key_is_issued_once_stored_as_a_hash_and_works_for_its_project_and_rol
         key = AccessKey.objects.get(pk=body["id"])
         assert token not in (key.token_hash, key.token_last4) and len(key.token_hash) == 64
     ns = f"alpha-{slug}"
-    sa = kube.get("ServiceAccount", body["service_account"], ns)
+    # Its ServiceAccount is in the keys namespace, bound into the project's namespace only.
+    assert body["service_account_namespace"] == KEYS_NS and body["legacy"] is False
+    assert kube.get("ServiceAccount", body["service_account"], ns) is None
+    sa = kube.get("ServiceAccount", body["service_account"], KEYS_NS)
     binding = kube.get("RoleBinding", body["service_account"], ns)
     assert sa is not None and binding["roleRef"]["name"] == "pier-project-edit"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": body["service_account"], "namespace": KEYS_NS}]
+    assert kube.get("RoleBinding", body["service_account"], KEYS_NS) is None  # no rights where it lives
     # The list shows the name and the last four characters, never the token.
     listed = api(users["bob"]).get(f"/api/v1/tenants/alpha/projects/{slug}/keys").json()["results"]
-    assert listed[0]["name"] == "ci" and "token" not in listed[0]
+    assert listed[0]["name"] == "ci" and "token" not in listed[0] and listed[0]["legacy"] is False
 
     client = bearer(token)
     assert client.get(f"/api/v1/tenants/alpha/projects/{slug}").status_code == 200
@@ -110,7 +123,7 @@ def test_revoked_and_expired_keys_are_refused_at_once(api, users, alpha, ready_p
     # What the worker does: the key's controller follows its new desired state (revoked).
     reconcile_task.apply(args=["projects.accesskey", body["id"], alpha.schema_name]).get()
     # Its ServiceAccount is gone, and with it the token's validity in the cluster.
-    assert kube.get("ServiceAccount", body["service_account"], f"alpha-{slug}") is None
+    assert kube.get("ServiceAccount", body["service_account"], KEYS_NS) is None
     assert kube.get("RoleBinding", body["service_account"], f"alpha-{slug}") is None
     assert not _cluster_accepts(body["token"])
 
@@ -133,6 +146,7 @@ def test_a_key_is_all_or_nothing_when_the_cluster_fails(api, users, alpha, ready
     response = _issue(api, users["bob"], slug)
     assert response.status_code == 503 and response.json()["error"]["code"] == "cluster_unavailable"
     assert {sa["metadata"]["name"] for sa in kube.list_objects("ServiceAccount", ns)} == before
+    assert _key_accounts(slug) == []
     assert kube.list_objects("RoleBinding", ns, label_selector="pier.dev/access-key=true") == []
     with tenant_context(alpha):
         assert not AccessKey.objects.filter(project__slug=slug).exists()
@@ -249,7 +263,7 @@ def test_the_periodic_pass_sweeps_objects_of_dead_keys(api, users, alpha, ready_
         AccessKey.objects.filter(pk=body["id"]).update(revoked_at=timezone.now())  # its clean-up task was lost
         outcomes = reconcile.run(Project.objects.get(slug=slug).pk)
     assert outcomes[f"ServiceAccount/{body['service_account']}"] == "deleted"
-    assert kube.get("ServiceAccount", body["service_account"], ns) is None
+    assert kube.get("ServiceAccount", body["service_account"], KEYS_NS) is None
     assert kube.get("RoleBinding", body["service_account"], ns) is None
 
 

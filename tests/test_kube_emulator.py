@@ -1054,3 +1054,70 @@ def test_token_endpoints_in_discovery_and_the_clock_over_http(api_client, auth, 
     assert control(emulator, "POST", "/_emulator/reset")[0] == 200  # back to real time
     later = core.create_namespaced_service_account("default", {"metadata": {"name": "after-reset"}})
     assert abs(later.metadata.creation_timestamp.timestamp() - time.time()) < 5
+
+
+# --- Secret-based (legacy) service-account tokens: the token controller ------------------------
+
+
+def token_secret(name: str, account_name: str | None, **annotations: str) -> dict:
+    if account_name is not None:
+        annotations = {"kubernetes.io/service-account.name": account_name, **annotations}
+    return {"metadata": {"name": name, "annotations": annotations}, "type": "kubernetes.io/service-account-token"}
+
+
+def filled(core, ns: str, name: str):
+    wait_until(lambda: (core.read_namespaced_secret(name, ns).data or {}).get("token"))
+    return core.read_namespaced_secret(name, ns)
+
+
+def gone(core, ns: str, name: str) -> bool:
+    return status_of(core.read_namespaced_secret, name, ns) == 404
+
+
+def test_a_token_secret_is_filled_for_an_account_of_its_own_namespace_and_authenticates_as_it(
+        core, auth, ns, account, emulator):
+    core.create_namespaced_secret(ns, token_secret("deployer-token", "deployer"))
+    secret = filled(core, ns, "deployer-token")
+    assert secret.metadata.annotations == {"kubernetes.io/service-account.name": "deployer",
+                                           "kubernetes.io/service-account.uid": account.metadata.uid}
+    assert base64.b64decode(secret.data["namespace"]).decode() == ns
+    assert "ca.crt" not in secret.data  # plain HTTP: no root CA to hand out
+    token = base64.b64decode(secret.data["token"]).decode()
+    claims = jwt_parts(token)[1]
+    assert claims["iss"] == "kubernetes/serviceaccount" and "exp" not in claims
+    assert claims["sub"] == f"system:serviceaccount:{ns}:deployer"
+    assert claims["kubernetes.io/serviceaccount/secret.name"] == "deployer-token"
+    user = review(auth, token).status.user
+    assert user.username == f"system:serviceaccount:{ns}:deployer" and user.uid == account.metadata.uid
+    # As a bearer token too: with authorization on, what it may do is up to RBAC (nothing here).
+    as_it = client.CoreV1Api(emulator.api_client(token))
+    assert status_of(as_it.list_namespaced_config_map, ns) == (403 if emulator.authorization else 200)
+
+    # The token lives as long as its Secret holds it.
+    core.delete_namespaced_secret("deployer-token", ns)
+    assert review(auth, token).status.error == "[invalid bearer token, token has been invalidated]"
+    assert status_of(as_it.list_namespaced_config_map, ns) == (401 if emulator.authorization else 200)
+
+
+def test_a_token_secret_for_an_account_that_is_not_in_its_namespace_gets_no_token_and_goes(core, ns, account):
+    other = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": other}})
+    core.create_namespaced_secret(other, token_secret("borrowed", "deployer"))  # deployer is in `ns`, not here
+    core.create_namespaced_secret(ns, token_secret("ghost-token", "ghost"))
+    core.create_namespaced_secret(ns, token_secret("stale", "deployer", **{"kubernetes.io/service-account.uid": "x"}))
+    wait_until(lambda: gone(core, other, "borrowed") and gone(core, ns, "ghost-token") and gone(core, ns, "stale"))
+
+    # An account's token Secrets go with the account.
+    core.create_namespaced_secret(ns, token_secret("deployer-token", "deployer"))
+    filled(core, ns, "deployer-token")
+    core.delete_namespaced_service_account("deployer", ns)
+    wait_until(lambda: gone(core, ns, "deployer-token"))
+
+
+def test_a_token_secret_must_name_its_account(core, ns):
+    code, body = failure(core.create_namespaced_secret, ns, token_secret("nameless", None))
+    assert (code, body["reason"]) == (422, "Invalid")
+    assert body["message"] == ('Secret "nameless" is invalid: metadata.annotations[kubernetes.io/service-account.name]: '
+                               "Required value")
+    # Other types need no such annotation.
+    assert core.create_namespaced_secret(ns, {"metadata": {"name": "plain"}}).type == "Opaque"

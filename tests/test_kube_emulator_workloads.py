@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 
 import pytest
 from kube_emulator import KubeEmulator
@@ -511,3 +512,40 @@ def test_a_watcher_sees_a_pod_run_and_finish_without_asking_again(batch, core, n
     assert phases[0] == ("ADDED", "Pending")
     seen = [phase for _, phase in phases]
     assert seen.index("Running") < seen.index("Succeeded")
+
+
+# --- the ServiceAccount admission plugin ------------------------------------------------------
+
+
+def pod(name: str, **spec) -> dict:
+    return {"metadata": {"name": name},
+            "spec": {"containers": [{"name": "main", "image": "registry.example/app:1.0"}], **spec}}
+
+
+def test_a_pod_runs_as_default_or_as_a_service_account_of_its_own_namespace(core, ns):
+    plain = core.create_namespaced_pod(ns, pod("plain"))
+    assert (plain.spec.service_account_name, plain.spec.service_account) == ("default", "default")
+    core.create_namespaced_service_account(ns, {"metadata": {"name": "deployer"}})
+    named = core.create_namespaced_pod(ns, pod("named", serviceAccountName="deployer"))
+    assert (named.spec.service_account_name, named.spec.service_account) == ("deployer", "deployer")
+    alias = core.create_namespaced_pod(ns, pod("alias", serviceAccount="deployer"))  # the deprecated field
+    assert alias.spec.service_account_name == "deployer"
+
+    other = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": other}})
+    for namespace, account in ((ns, "ghost"), (other, "deployer")):  # missing, or in another namespace only
+        code, body = failure(core.create_namespaced_pod, namespace, pod("x", serviceAccountName=account))
+        assert (code, body["reason"]) == (403, "Forbidden")
+        assert body["message"] == (f'pods "x" is forbidden: error looking up service account {namespace}/{account}: '
+                                   f'serviceaccount "{account}" not found')
+    assert status_of(core.read_namespaced_pod, "x", other) == 404
+
+
+def test_a_job_whose_pods_name_a_missing_service_account_makes_none_and_says_why(core, batch, ns):
+    manifest = job("orphan")
+    manifest["spec"]["template"]["spec"]["serviceAccountName"] = "ghost"
+    created = batch.create_namespaced_job(ns, manifest)
+    wait_until(lambda: "FailedCreate" in reasons(core, ns, created), TIMEOUT)
+    message = next(e.message for e in events_for(core, ns, created) if e.reason == "FailedCreate")
+    assert f"error looking up service account {ns}/ghost" in message
+    assert pods_of(core, ns, "orphan") == []

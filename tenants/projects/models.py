@@ -124,15 +124,19 @@ class ProjectGrant(models.Model):
 
 
 class AccessKey(Reconciled):
-    """A key for automation: a ServiceAccount in the project's namespace, bound to the role's
-    ClusterRole, and a TokenRequest token. Pier keeps only a peppered hash of the token; the
-    token itself is shown once. Its revocation is a new generation its controller follows
-    (tenants/projects/reconcile.py: the objects are deleted, condition `Removed`)."""
+    """A key for automation: a ServiceAccount in Pier's keys namespace (PIER_KEYS_NAMESPACE),
+    bound into the project's namespace to the role's ClusterRole, and a TokenRequest token. Pier
+    keeps only a peppered hash of the token; the token itself is shown once. Keys issued before
+    the move have their ServiceAccount in the project's namespace (`is_legacy`). Its revocation is
+    a new generation its controller follows (tenants/projects/reconcile.py: the objects are
+    deleted, condition `Removed`)."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="keys")
     name = models.CharField(max_length=100)
     role = models.CharField(max_length=8, choices=ProjectRole.choices)
     service_account = models.CharField(max_length=63)
+    service_account_namespace = models.CharField(
+        max_length=63, help_text="Where the ServiceAccount is: the keys namespace, or (legacy) the project's.")
     token_hash = models.CharField(max_length=64, unique=True)
     token_last4 = models.CharField(max_length=4)
     expires_at = models.DateTimeField(help_text="As the cluster granted it (it may shorten what was asked).")
@@ -148,6 +152,11 @@ class AccessKey(Reconciled):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role}) on {self.project}"
+
+    @property
+    def is_legacy(self) -> bool:
+        """Issued in the project's namespace, where whoever may run pods there can act as it."""
+        return self.service_account_namespace == self.project.namespace
 
     @property
     def is_usable(self) -> bool:

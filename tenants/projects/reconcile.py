@@ -301,7 +301,7 @@ def apply(project: Project, tenant: Tenant, policy: config.Policy, *, observed: 
 
 def teardown(project: Project, tenant: Tenant, policy: config.Policy) -> dict[str, str]:
     """Remove Pier's objects in reverse order, then the namespace; the row goes once it is gone."""
-    outcomes = {}
+    outcomes = remove_keys_namespace_accounts(tenant_slug=tenant.slug, project=project)  # they live outside it
     objects = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy))
     namespace_obj, inside = objects[0], objects[1:]
     current_ns = kube.get("Namespace", project.namespace)
@@ -367,6 +367,7 @@ def reconcile_all() -> dict[str, int]:
 
 def tenant_teardown(tenant) -> None:
     """A tenant is being deleted: remove every namespace of its projects (the schema goes next)."""
+    remove_keys_namespace_accounts(tenant_slug=tenant.slug)  # its keys' ServiceAccounts live outside them
     for entry in NamespaceRegistry.objects.filter(tenant=tenant):
         current = kube.get("Namespace", entry.name)
         # One already going (its project was being deleted) is not deleted again: the API
@@ -382,17 +383,37 @@ def tenant_teardown(tenant) -> None:
 
 # --- Access keys: their objects in the cluster, issuing one, the sweep ------------------------
 # (The writes to keys are services: tenants.projects.services.key_create and the others.)
+# A key's ServiceAccount is in Pier's keys namespace (settings.PIER_KEYS_NAMESPACE), its
+# RoleBinding in the project's namespace: a pod can only run as a ServiceAccount of its own
+# namespace, and the token controller fills a token Secret only for one, so nobody who may
+# create pods or Secrets in the project (an editor) can act as a key. Keys issued before the move
+# (legacy) have their ServiceAccount in the project's namespace: AccessKey.service_account_namespace
+# says where, and every removal below goes there.
+
+ACCESS_KEY_LABEL = "pier.dev/access-key"
 
 
-def key_objects(project: Project, key_name: str, service_account: str, role: str, *, tenant_slug: str) -> list[dict]:
-    labels = {**kube.labels(tenant=tenant_slug, project=project.slug), "pier.dev/access-key": "true"}
-    meta = {"namespace": project.namespace, "labels": labels, "annotations": {"pier.dev/key-name": key_name[:250]}}
+def keys_namespace() -> str:
+    return settings.PIER_KEYS_NAMESPACE
+
+
+def key_objects(project: Project, key_name: str, service_account: str, role: str, *, tenant_slug: str,
+                namespace: str | None = None) -> list[dict]:
+    """The key's ServiceAccount (in `namespace`: the keys namespace unless told, a legacy key's is
+    its project's) and its RoleBinding in the project's namespace, in creation order."""
+    namespace = namespace or keys_namespace()
+    labels = {**kube.labels(tenant=tenant_slug, project=project.slug), ACCESS_KEY_LABEL: "true"}
+    annotations = {"pier.dev/key-name": key_name[:250]}
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service_account, **meta}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": service_account, "namespace": namespace, "labels": labels, "annotations": annotations},
+         # Nothing may run as it: no pod mounts a key's token.
+         "automountServiceAccountToken": False},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": service_account, **meta},
+         "metadata": {"name": service_account, "namespace": project.namespace, "labels": labels,
+                      "annotations": annotations},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"pier-project-{role}"},
-         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": project.namespace}]},
+         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]},
     ]
 
 
@@ -407,18 +428,19 @@ def remove_objects(objects: list[dict], *, best_effort: bool = True) -> None:
 
 
 def issue_key(project: Project, key_name: str, service_account: str, role: str, *, tenant_slug: str,
-              expiration_seconds: int) -> tuple[str, str]:
+              expiration_seconds: int, namespace: str | None = None) -> tuple[str, str]:
     """Issuing a key, the cluster's part (inside the web request: the token must be in its
-    response): the ServiceAccount, its RoleBinding and a token, all or nothing. Returns (token,
-    expiry as the server wrote it). On any failure what may exist is removed again (the periodic
-    sweep removes what that missed) and the error is raised."""
-    objects = key_objects(project, key_name, service_account, role, tenant_slug=tenant_slug)
+    response): the ServiceAccount (in the keys namespace unless `namespace` says), its RoleBinding
+    and a token, all or nothing. Returns (token, expiry as the server wrote it). On any failure
+    what may exist is removed again (the periodic sweep removes what that missed) and the error
+    is raised."""
+    objects = key_objects(project, key_name, service_account, role, tenant_slug=tenant_slug, namespace=namespace)
     made: list[dict] = []
     try:
         for obj in objects:
             made.append(obj)  # before the call: a timed-out create may still have happened
             kube.create(obj)
-        return kube.request_token(project.namespace, service_account,
+        return kube.request_token(objects[0]["metadata"]["namespace"], service_account,
                                   expiration_seconds=expiration_seconds)
     except Exception:  # anything: remove what may exist; the periodic pass sweeps leftovers
         remove_objects(made)
@@ -426,8 +448,29 @@ def issue_key(project: Project, key_name: str, service_account: str, role: str, 
 
 
 def remove_key_objects(key: AccessKey, *, tenant_slug: str) -> None:
-    remove_objects(key_objects(key.project, key.name, key.service_account, key.role, tenant_slug=tenant_slug),
+    """A key's ServiceAccount, wherever it lives (legacy keys: the project's namespace), and its
+    RoleBinding; 404 is success."""
+    remove_objects(key_objects(key.project, key.name, key.service_account, key.role, tenant_slug=tenant_slug,
+                               namespace=key.service_account_namespace or None),
                    best_effort=False)
+
+
+def _key_selector(tenant_slug: str, project_slug: str | None = None) -> str:
+    labels = {**kube.labels(tenant=tenant_slug, project=project_slug), ACCESS_KEY_LABEL: "true"}
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def remove_keys_namespace_accounts(*, tenant_slug: str, project: Project | None = None) -> dict[str, str]:
+    """A project (or, without one, a whole tenant) is going away: its keys' ServiceAccounts in the
+    keys namespace go too (their RoleBindings, and legacy keys' ServiceAccounts, go with the
+    project's namespace). Safe to run on every pass of a teardown."""
+    outcomes = {}
+    selector = _key_selector(tenant_slug, project.slug if project is not None else None)
+    for account in kube.list_objects("ServiceAccount", keys_namespace(), label_selector=selector):
+        name = account["metadata"]["name"]
+        if kube.delete("ServiceAccount", name, keys_namespace()):
+            outcomes[f"ServiceAccount/{keys_namespace()}/{name}"] = "deleted"
+    return outcomes
 
 
 def _list(observed: Observed | None, kind: str, namespace: str, labels: dict[str, str]) -> list[dict]:
@@ -439,25 +482,32 @@ def _list(observed: Observed | None, kind: str, namespace: str, labels: dict[str
 def sweep_keys(project: Project, *, tenant_slug: str, observed: Observed | None = None) -> dict[str, str]:
     """Part of the periodic pass: remove key objects nobody can use any more: those of revoked or
     expired keys (their clean-up task may have been lost) and orphans of a creation that failed
-    half-way (older than ten minutes, with no key row)."""
-    accounts = _list(observed, "ServiceAccount", project.namespace,
-                     {kube.LABEL_PROJECT: project.slug, "pier.dev/access-key": "true"})
+    half-way (older than ten minutes, with no key row), in the keys namespace and (legacy keys)
+    the project's."""
+    # The keys namespace is shared by every tenant: the tenant's label, not only the project's.
+    labels = {kube.LABEL_TENANT: tenant_slug, kube.LABEL_PROJECT: project.slug, ACCESS_KEY_LABEL: "true"}
+    namespaces = (keys_namespace(), project.namespace)
+    if observed is not None:
+        accounts = [a for namespace in namespaces for a in observed.listed("ServiceAccount", namespace, labels)]
+    else:  # one LIST for both namespaces (across namespaces, by label), only those two kept
+        accounts = [a for a in kube.list_objects("ServiceAccount", None, label_selector=_key_selector(
+            tenant_slug, project.slug)) if a["metadata"]["namespace"] in namespaces]
     if not accounts:
         return {}
     names = [a["metadata"]["name"] for a in accounts]
-    live = set(AccessKey.objects.filter(project=project, service_account__in=names, revoked_at__isnull=True,
-                                        expires_at__gt=timezone.now()).values_list("service_account", flat=True))
-    known = set(AccessKey.objects.filter(project=project, service_account__in=names)
-                .values_list("service_account", flat=True))
+    rows = AccessKey.objects.filter(project=project, service_account__in=names)
+    known = set(rows.values_list("service_account", "service_account_namespace"))
+    live = set(rows.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+               .values_list("service_account", "service_account_namespace"))
     outcomes = {}
     cutoff = timezone.now() - timedelta(minutes=10)
     for account in accounts:
-        name = account["metadata"]["name"]
+        name, namespace = account["metadata"]["name"], account["metadata"]["namespace"]
         created = datetime.fromisoformat(account["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
-        if name in live or (name not in known and created > cutoff):
+        if (name, namespace) in live or ((name, namespace) not in known and created > cutoff):
             continue
-        for kind in ("RoleBinding", "ServiceAccount"):
-            kube.delete(kind, name, project.namespace)
+        kube.delete("RoleBinding", name, project.namespace)
+        kube.delete("ServiceAccount", name, namespace)
         outcomes[f"ServiceAccount/{name}"] = "deleted"
     return outcomes
 

@@ -255,6 +255,11 @@ def grant_add(*, tenant: Tenant, project: Project, kind: str, name: str, role: s
     user = None
     if kind == ProjectGrant.Kind.GROUP:
         subject = clean_groups([name], field="name")[0]
+        if subject.startswith("system:serviceaccount"):
+            # Every pod an editor runs is in such a group: the grant would hand them its role.
+            raise InvalidInput(f"name: {subject[:60]!r} is a group of ServiceAccounts, which every pod of the "
+                               "project can join; give automation an access key instead.",
+                               details={"name": ["A group of ServiceAccounts."]})
     elif kind == ProjectGrant.Kind.USER:
         from django.contrib.auth import get_user_model
 
@@ -488,9 +493,10 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
                        details={"name": ["Already used."]})
 
     service_account = f"pier-key-{secrets.token_hex(5)}"
+    namespace = reconcile.keys_namespace()  # outside the project: no editor can act as the key
     try:
         token, expires = reconcile.issue_key(project, name, service_account, role, tenant_slug=tenant.slug,
-                                             expiration_seconds=seconds)
+                                             expiration_seconds=seconds, namespace=namespace)
     except kube.KubeUnavailable as exc:  # what was made is removed again (reconcile.issue_key)
         raise Unavailable(f"The cluster did not answer in time; no key was created. ({exc})",
                           code="cluster_unavailable")
@@ -500,25 +506,28 @@ def key_create(*, tenant: Tenant, project: Project, name: str, role: str, expire
         with transaction.atomic():
             key = AccessKey.objects.create(
                 project=project, name=name, role=role, service_account=service_account,
-                token_hash=token_hash(token), token_last4=token[-4:],
+                service_account_namespace=namespace, token_hash=token_hash(token), token_last4=token[-4:],
                 expires_at=datetime.fromisoformat(expires.replace("Z", "+00:00")), created_by=acting_user,
             )
             audit.record(action="key.create", actor=acting_user, tenant=tenant, target_type="access_key",
                          target=f"{project.slug}/{name}",
-                         details={"role": role, "expires_at": key.expires_at.isoformat(), "service_account": service_account})
+                         details={"role": role, "expires_at": key.expires_at.isoformat(),
+                                  "service_account": service_account, "namespace": namespace})
     except IntegrityError:
-        _remove_issued(project, name, service_account, role, tenant_slug=tenant.slug)
+        _remove_issued(project, name, service_account, role, tenant_slug=tenant.slug, namespace=namespace)
         raise Conflict(f"name: a key named '{name}' exists in '{project.slug}'.", code="key_exists",
                        details={"name": ["Already used."]})
     except Exception:
-        _remove_issued(project, name, service_account, role, tenant_slug=tenant.slug)
+        _remove_issued(project, name, service_account, role, tenant_slug=tenant.slug, namespace=namespace)
         raise
     return key, token
 
 
-def _remove_issued(project: Project, name: str, service_account: str, role: str, *, tenant_slug: str) -> None:
+def _remove_issued(project: Project, name: str, service_account: str, role: str, *, tenant_slug: str,
+                   namespace: str) -> None:
     """The key could not be stored: its objects go again (best effort; the sweep removes leftovers)."""
-    reconcile.remove_objects(reconcile.key_objects(project, name, service_account, role, tenant_slug=tenant_slug))
+    reconcile.remove_objects(reconcile.key_objects(project, name, service_account, role, tenant_slug=tenant_slug,
+                                                   namespace=namespace))
 
 
 def key_revoke(*, tenant: Tenant, project: Project, key: AccessKey, acting_user, access: Access) -> AccessKey:

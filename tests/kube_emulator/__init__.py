@@ -62,7 +62,8 @@ Standalone: `python -m kube_emulator --port 0 --kubeconfig PATH [--ready-file PA
 
 Layout: `emulator.py` (the facade), `server.py` (HTTP), `api.py` (routing, discovery,
 controls), `store.py` (state and verb semantics), `registry.py` (the served types),
-`strategies.py` (per-kind defaults and validation), `tokens.py` (TokenRequest, TokenReview),
+`strategies.py` (per-kind defaults and validation), `tokens.py` (TokenRequest, TokenReview), `serviceaccounts.py` (the ServiceAccount
+admission plugin, the token controller),
 `crd.py` (CRDs, custom resource types and the establishing controller), `schema.py` (a custom
 resource's openAPIV3Schema), `apply.py` (server-side apply, managedFields), `watch.py` (the
 change history and watch streams), `access.py` (the authentication, impersonation and

@@ -86,11 +86,13 @@ class Authenticator:
     """Bearer token → `User`. `service_account` looks a ServiceAccount up (None if missing)."""
 
     def __init__(
-        self, admin_token: str, tokens: TokenAuthority, service_account: Callable[[str, str], dict[str, Any] | None]
+        self, admin_token: str, tokens: TokenAuthority, service_account: Callable[[str, str], dict[str, Any] | None],
+        secret: Callable[[str, str], dict[str, Any] | None] | None = None,
     ):
         self._admin_token = admin_token
         self._tokens = tokens
         self._service_account = service_account
+        self._secret = secret  # a legacy token's Secret (None: legacy tokens are refused)
         self._lock = threading.Lock()
         self._static: dict[str, User] = {}
 
@@ -128,19 +130,14 @@ class Authenticator:
 
     def _service_account_user(self, token: str) -> User:
         try:
-            authenticated = self._tokens.authenticate(token, [])
-            claims = authenticated.claims
-            private = claims.get("kubernetes.io") or {}
-            namespace = private.get("namespace", "")
-            reference = private.get("serviceaccount") or {}
-            account = self._service_account(namespace, reference.get("name", "")) if namespace else None
-            self._tokens.check_service_account(claims, account)
+            authenticated = self._tokens.verify(token, [], self._service_account, self._secret)
         except TokenRejected:
             raise unauthorized() from None
-        name = reference.get("name", "")
+        claims = authenticated.claims
+        namespace, name, uid = authenticated.account
         extra = {"authentication.kubernetes.io/credential-id": [f"JTI={claims['jti']}"]} if claims.get("jti") else {}
         return User(f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}", service_account_groups(namespace),
-                    uid=reference.get("uid", ""), extra=extra)  # fmt: skip
+                    uid=uid, extra=extra)  # fmt: skip
 
 
 @dataclass(frozen=True)

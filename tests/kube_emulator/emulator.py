@@ -6,7 +6,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .access import AccessControl
@@ -22,6 +22,7 @@ from .kubelet import Timings
 from .registry import Registry, builtin_registry
 from .reviews import register_access_reviews
 from .server import EmulatorHTTPServer
+from .serviceaccounts import ServiceAccountController
 from .store import Store
 from .tokens import TokenAuthority, register_token_api
 from .watch import WatchHub
@@ -87,6 +88,7 @@ class KubeEmulator:
         store.observe(CrdController(self.registry, crd_type))
         tokens = TokenAuthority(self._clock, max_expiration_seconds=max_token_expiration_seconds)
         register_token_api(self.registry, store, tokens)
+        store.add_controller(ServiceAccountController(tokens))
         authorizer = Authorizer(self.registry, store)
         register_access_reviews(self.registry, authorizer)
         for plural, objects in (
@@ -95,17 +97,22 @@ class KubeEmulator:
             resource = self.registry.get("rbac.authorization.k8s.io", "v1", plural)
             assert resource is not None
             store.add_builtins(resource, list(objects))
-        service_accounts = self.registry.get("", "v1", "serviceaccounts")
-        assert service_accounts is not None
+        def lookup(plural: str) -> Callable[[str, str], dict[str, Any] | None]:
+            resource = self.registry.get("", "v1", plural)
+            assert resource is not None
 
-        def service_account(namespace: str, name: str) -> dict[str, Any] | None:
-            try:
-                return store.get(service_accounts, namespace, name)
-            except Exception:  # noqa: BLE001 - a 404, or a name that cannot exist
-                return None
+            def get(namespace: str, name: str) -> dict[str, Any] | None:
+                try:
+                    return store.get(resource, namespace, name)
+                except Exception:  # noqa: BLE001 - a 404, or a name that cannot exist
+                    return None
+
+            return get
 
         self.authorization = authorization
-        self._access = AccessControl(Authenticator(TOKEN, tokens, service_account), authorizer, enabled=authorization)
+        self._access = AccessControl(
+            Authenticator(TOKEN, tokens, lookup("serviceaccounts"), lookup("secrets")), authorizer, enabled=authorization
+        )
         watches = WatchHub(store, history_size=watch_history, bookmark_interval=watch_bookmark_interval)
         self._workloads = Workloads(
             self.registry,

@@ -153,7 +153,12 @@ class SecretStrategy(Strategy):
             obj["data"] = data
 
     def validate(self, obj: Obj) -> list[v.FieldError]:
-        return _validate_config_keys(obj, "data")
+        errors = _validate_config_keys(obj, "data")
+        if obj.get("type") == "kubernetes.io/service-account-token":
+            # The rest (uid, token) the token controller adds (serviceaccounts.py).
+            if not (obj["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name"):
+                errors.append(v.required("metadata.annotations[kubernetes.io/service-account.name]"))
+        return errors
 
     def validate_update(self, new: Obj, old: Obj) -> list[v.FieldError]:
         errors = []

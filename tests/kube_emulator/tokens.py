@@ -19,6 +19,12 @@ token.go`, `pkg/serviceaccount/{jwt,claims}.go`, `pkg/registry/authentication/to
   re-created under the same name (a new uid), it no longer authenticates. Expiry allows the
   real server's one minute of leeway (go-jose's DefaultLeeway).
 
+- Legacy tokens (`kubernetes.io/service-account-token` Secrets, filled by the token controller
+  in `serviceaccounts.py`): issuer `kubernetes/serviceaccount`, the flat `kubernetes.io/
+  serviceaccount/...` claims, no expiry. They authenticate while their Secret exists and holds
+  that very token and the ServiceAccount exists with the uid they name (the real server's
+  legacy validator, `pkg/serviceaccount/legacy.go`).
+
 Bound tokens (`spec.boundObjectRef`) and attestations are refused as unsupported.
 """
 
@@ -31,6 +37,7 @@ import hmac
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +54,8 @@ Obj = dict[str, Any]
 GROUP = "authentication.k8s.io"
 API_VERSION = f"{GROUP}/v1"
 ISSUER = "https://kubernetes.default.svc.cluster.local"  # kubeadm's and kind's default
+LEGACY_ISSUER = "kubernetes/serviceaccount"  # Secret-based tokens
+LEGACY_CLAIM = "kubernetes.io/serviceaccount/"
 
 DEFAULT_EXPIRATION_SECONDS = 3600
 MIN_EXPIRATION_SECONDS = 600
@@ -72,6 +81,24 @@ class IssuedToken:
 class Authenticated:
     claims: Obj
     audiences: list[str]  # the requested audiences the token is for
+
+    @property
+    def legacy(self) -> bool:
+        return self.claims.get("iss") == LEGACY_ISSUER
+
+    @property
+    def account(self) -> tuple[str, str, str]:
+        """(namespace, name, uid) of the ServiceAccount the token is for."""
+        if self.legacy:
+            return tuple(str(self.claims.get(LEGACY_CLAIM + key) or "")  # type: ignore[return-value]
+                         for key in ("namespace", "service-account.name", "service-account.uid"))
+        private = self.claims.get("kubernetes.io") or {}
+        reference = private.get("serviceaccount") or {}
+        return str(private.get("namespace") or ""), str(reference.get("name") or ""), str(reference.get("uid") or "")
+
+    @property
+    def secret_name(self) -> str:
+        return str(self.claims.get(LEGACY_CLAIM + "secret.name") or "") if self.legacy else ""
 
 
 class TokenAuthority:
@@ -115,11 +142,49 @@ class TokenAuthority:
         signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}"
         return IssuedToken(f"{signing_input}.{_b64(self._sign(signing_input))}", now, now + expiration_seconds)
 
+    def issue_legacy(self, account: Obj, secret_name: str) -> str:
+        """The token the token controller writes into a `kubernetes.io/service-account-token`
+        Secret of the account's namespace: no expiry, valid while the Secret holds it."""
+        metadata = account["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        claims = {
+            "iss": LEGACY_ISSUER,
+            LEGACY_CLAIM + "namespace": namespace,
+            LEGACY_CLAIM + "secret.name": secret_name,
+            LEGACY_CLAIM + "service-account.name": name,
+            LEGACY_CLAIM + "service-account.uid": metadata["uid"],
+            "sub": service_account_username(namespace, name),
+        }
+        header = {"alg": "RS256", "kid": self._key_id}
+        signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}"
+        return f"{signing_input}.{_b64(self._sign(signing_input))}"
+
+    def verify(self, token: str, audiences: list[str], account_of: Callable[[str, str], Obj | None],
+               secret_of: Callable[[str, str], Obj | None] | None = None) -> Authenticated:
+        """Everything the service-account authenticator checks, lookups included (a legacy
+        token's Secret through `secret_of`; without it, legacy tokens are refused). Raises
+        `TokenRejected`."""
+        authenticated = self.authenticate(token, audiences)
+        namespace, name, _ = authenticated.account
+        if authenticated.legacy:
+            secret = secret_of(namespace, authenticated.secret_name) if secret_of and namespace else None
+            stored = ((secret or {}).get("data") or {}).get("token") or ""
+            if secret is None or (secret["metadata"].get("deletionTimestamp")):
+                raise _rejected("token has been invalidated")
+            try:
+                held = base64.b64decode(stored, validate=True)
+            except (binascii.Error, ValueError):
+                held = b""
+            if not hmac.compare_digest(held, token.encode()):
+                raise _rejected("token does not match server's copy")
+        self.check_service_account(authenticated, account_of(namespace, name) if namespace and name else None)
+        return authenticated
+
     def authenticate(self, token: str, audiences: list[str]) -> Authenticated:
         """The checks of the JWT authenticator, in its order, short of the ServiceAccount lookup
         (the caller's, with `check_service_account`). Raises `TokenRejected`."""
         claims = self._unverified_claims(token)
-        if claims is None or claims.get("iss") != self.issuer:
+        if claims is None or claims.get("iss") not in (self.issuer, LEGACY_ISSUER):
             raise TokenRejected(INVALID_BEARER_TOKEN)  # not a token of this issuer: no authenticator takes it
         header_part, payload_part, signature_part = token.split(".")
         header = _decode_json(header_part)
@@ -149,18 +214,17 @@ class TokenAuthority:
             raise _rejected("service account token is issued in the future")
         return Authenticated(claims, accepted)
 
-    def check_service_account(self, claims: Obj, account: Obj | None) -> None:
+    def check_service_account(self, authenticated: Authenticated, account: Obj | None) -> None:
         """The token's ServiceAccount must still exist, with the uid it was issued for."""
-        private = claims.get("kubernetes.io") or {}
-        namespace, reference = private.get("namespace", ""), private.get("serviceaccount") or {}
+        namespace, name, uid = authenticated.account
         if account is None:
             raise _rejected("service account token has been invalidated")
         metadata = account["metadata"]
         deleted = metadata.get("deletionTimestamp")
         if deleted and _epoch(deleted) < self._clock.time() - LEEWAY_SECONDS:
-            raise _rejected(f"service account {namespace}/{reference.get('name', '')} has been deleted")
-        if metadata["uid"] != reference.get("uid"):
-            raise _rejected(f"service account UID ({metadata['uid']}) does not match claim ({reference.get('uid')})")
+            raise _rejected(f"service account {namespace}/{name} has been deleted")
+        if metadata["uid"] != uid:
+            raise _rejected(f"service account UID ({metadata['uid']}) does not match claim ({uid})")
 
     def _sign(self, signing_input: str) -> bytes:
         return hmac.new(self._key, signing_input.encode(), hashlib.sha256).digest()
@@ -237,9 +301,11 @@ class TokenReviewHandler:
 
     KIND = "TokenReview"
 
-    def __init__(self, store: Store, service_accounts: ResourceType, authority: TokenAuthority):
+    def __init__(self, store: Store, service_accounts: ResourceType, authority: TokenAuthority,
+                 secrets: ResourceType | None = None):
         self._store = store
         self._service_accounts = service_accounts
+        self._secrets = secrets
         self._authority = authority
 
     def create(self, namespace: str, name: str, body: Any) -> Obj:
@@ -258,33 +324,34 @@ class TokenReviewHandler:
 
     def _review(self, token: str, audiences: list[str]) -> Obj:
         try:
-            authenticated = self._authority.authenticate(token, audiences)
-            claims = authenticated.claims
-            private = claims.get("kubernetes.io") or {}
-            namespace = private.get("namespace", "")
-            name = (private.get("serviceaccount") or {}).get("name", "")
-            self._authority.check_service_account(claims, self._service_account(namespace, name))
+            authenticated = self._authority.verify(token, audiences, self._lookup(self._service_accounts),
+                                                   self._lookup(self._secrets) if self._secrets else None)
         except TokenRejected as rejection:
             # `authenticated: false` is omitted and `user` is empty but present, as Go encodes them.
             return {"user": {}, "error": str(rejection)}
+        claims = authenticated.claims
+        namespace, name, uid = authenticated.account
         user: Obj = {
             "username": service_account_username(namespace, name),
-            "uid": private["serviceaccount"]["uid"],
+            "uid": uid,
             "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
         }
         if claims.get("jti"):
             user["extra"] = {CREDENTIAL_ID: [f"JTI={claims['jti']}"]}
         return {"authenticated": True, "user": user, "audiences": authenticated.audiences}
 
-    def _service_account(self, namespace: str, name: str) -> Obj | None:
-        if not namespace or not name:
-            return None
-        try:
-            return self._store.get(self._service_accounts, namespace, name)
-        except ApiError as error:
-            if error.code == 404:
+    def _lookup(self, resource: ResourceType) -> Callable[[str, str], Obj | None]:
+        def get(namespace: str, name: str) -> Obj | None:
+            if not namespace or not name:
                 return None
-            raise
+            try:
+                return self._store.get(resource, namespace, name)
+            except ApiError as error:
+                if error.code in (404, 422):  # gone, or a name that cannot exist
+                    return None
+                raise
+
+        return get
 
 
 def register_token_api(registry: Registry, store: Store, authority: TokenAuthority) -> None:
@@ -301,7 +368,8 @@ def register_token_api(registry: Registry, store: Store, authority: TokenAuthori
     registry.register(
         ResourceType(
             GROUP, "v1", TokenReviewHandler.KIND, "tokenreviews", False, dns1123_subdomain,
-            verbs=("create",), handler=TokenReviewHandler(store, service_accounts, authority),
+            verbs=("create",),
+            handler=TokenReviewHandler(store, service_accounts, authority, registry.get("", "v1", "secrets")),
         )
     )  # fmt: skip
 

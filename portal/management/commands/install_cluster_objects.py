@@ -1,7 +1,9 @@
 """Install Pier's cluster-level objects, idempotently: the ClusterRoles that project access binds
-to (`pier-project-admin|edit|view`). Run at deploy time; the local run runs it at start."""
+to (`pier-project-admin|edit|view`) and the namespace of access keys' ServiceAccounts
+(PIER_KEYS_NAMESPACE). Run at deploy time; the local run runs it at start."""
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from portal import kube
 
@@ -26,6 +28,10 @@ def cluster_roles() -> list[dict]:
             "rules": rules,
         }
 
+    # What `edit` holds must not reach anything above it. It may create pods, Secrets and
+    # ServiceAccounts in the project, so no ServiceAccount of the project's namespace may hold more
+    # than edit (keys' live in the keys namespace; the runner's has no binding), and it holds no
+    # `serviceaccounts/token` (a subresource is only granted by name) nor impersonate, bind or escalate.
     quota_read = {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "namespaces"], "verbs": _READ}
     sensitive = {"apiGroups": [""], "resources": ["secrets", "pods/exec", "pods/attach", "pods/portforward"],
                  "verbs": _WRITE}
@@ -40,10 +46,38 @@ def cluster_roles() -> list[dict]:
     ]
 
 
+KEYS_LABEL = "pier.dev/keys"
+
+
+def keys_namespace_objects() -> list[dict]:
+    """Where access keys' ServiceAccounts live: a namespace of Pier's own, outside every project,
+    where nobody but Pier may do anything. No pod is meant to run in it (its quota allows none)."""
+    name = settings.PIER_KEYS_NAMESPACE
+    labels = {kube.MANAGED_BY[0]: kube.MANAGED_BY[1], KEYS_LABEL: "true"}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": name, "labels": labels,
+            "annotations": {"openshift.io/description": "Pier: the ServiceAccounts of projects' access keys"}}},
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pier-no-pods", "namespace": name,
+                                                                    "labels": labels},
+         "spec": {"hard": {"pods": "0"}}},
+    ]
+
+
 class Command(BaseCommand):
-    help = "Create or update Pier's ClusterRoles (idempotent)."
+    help = "Create or update Pier's ClusterRoles and its access keys' namespace (idempotent)."
 
     def handle(self, *args, **options):
+        name = settings.PIER_KEYS_NAMESPACE
+        current = kube.get("Namespace", name)
+        if current is not None and kube.LABEL_TENANT in (current["metadata"].get("labels") or {}):
+            raise CommandError(f"PIER_KEYS_NAMESPACE={name} is a project's namespace already; choose another name.")
         for desired in cluster_roles():
             outcome = kube.reconcile(desired)
             self.stdout.write(f"ClusterRole {desired['metadata']['name']}: {outcome}")
+        for desired in keys_namespace_objects():
+            try:
+                outcome = kube.reconcile(desired)
+            except kube.NotManaged as exc:
+                raise CommandError(f"{exc} Set PIER_KEYS_NAMESPACE to a namespace Pier may own.") from exc
+            self.stdout.write(f"{desired['kind']} {desired['metadata']['name']}: {outcome}")

@@ -11,7 +11,7 @@ class ProjectEventSerializer(serializers.ModelSerializer):
 
 
 class ConditionSerializer(serializers.Serializer):
-    type = serializers.CharField(help_text="Ready, or Removed once a deletion is asked for.")
+    type = serializers.CharField(help_text="Ready; Removed once a deletion (a revocation) is asked for.")
     status = serializers.CharField(help_text="True or False.")
     reason = serializers.CharField()
     message = serializers.CharField(allow_blank=True)
@@ -144,11 +144,18 @@ class AccessSerializer(serializers.Serializer):
 class AccessKeySerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username")
     token_hint = serializers.SerializerMethodField(help_text="The token's last four characters.")
+    legacy = serializers.BooleanField(
+        source="is_legacy", read_only=True,
+        help_text="Issued in the project's namespace, where anyone who may run pods there can act as it: re-issue it.")
+    state = serializers.CharField(read_only=True, help_text="active, expired, revoked, or \"revoked, not yet "
+                                                            "removed\" while removing its cluster objects fails.")
+    conditions = ConditionSerializer(many=True, read_only=True,
+                                     help_text="`Removed` once its revocation reached the cluster.")
 
     class Meta:
         model = AccessKey
-        fields = ["id", "name", "role", "token_hint", "service_account", "expires_at", "created_by", "created_at",
-                  "last_used_at", "revoked_at"]
+        fields = ["id", "name", "role", "state", "token_hint", "service_account", "service_account_namespace", "legacy",
+                  "expires_at", "created_by", "created_at", "last_used_at", "revoked_at", "conditions"]
 
     def get_token_hint(self, key) -> str:
         return f"…{key.token_last4}"

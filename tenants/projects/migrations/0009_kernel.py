@@ -35,7 +35,7 @@ def conditions_from_status(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('projects', '0007_project_grants'),
+        ('projects', '0008_accesskey_service_account_namespace'),
     ]
 
     operations = [
