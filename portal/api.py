@@ -51,3 +51,13 @@ class TenantScopedMixin:
         if role == "key" and not self.allows_keys:
             raise exceptions.PermissionDenied("An access key acts only on its own project.")
 
+
+class ConditionSerializer(serializers.Serializer):
+    """One condition a controller recorded (portal/controller.py), as Kubernetes writes them."""
+
+    type = serializers.CharField(help_text="e.g. Ready, Provisioned; Removed once a deletion (a revocation) is asked for.")
+    status = serializers.CharField(help_text="True or False.")
+    reason = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+    observedGeneration = serializers.IntegerField(help_text="The generation this condition is about.")
+    lastTransitionTime = serializers.CharField(help_text="When its status last changed (ISO 8601).")

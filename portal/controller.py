@@ -154,6 +154,14 @@ class Controller:
     def lock_key(self, pk: Any) -> tuple:
         return (self.label, connection.schema_name, pk)
 
+    def while_removed(self, obj, status: str) -> dict[str, str] | None:
+        """For `derive`: once a deletion is asked for (`deletion_requested_at`), `status` with the
+        `Removed` condition's message; None otherwise."""
+        if getattr(obj, "deletion_requested_at", None) is None:
+            return None
+        removed = condition(obj.conditions, "Removed")
+        return {"status": status, "status_message": removed["message"] if removed else ""}
+
     # -- what the kernel does --
 
     def run(self, pk: Any, **context) -> Any:
@@ -176,13 +184,14 @@ class Controller:
         changes = {k: v for k, v in fields.items() if getattr(obj, k) != v}
         if conditions is not obj.conditions:
             changes["conditions"] = conditions
-        if not changes:
-            return False
         saved = {k: getattr(obj, k) for k in changes}
         for key, value in changes.items():
             setattr(obj, key, value)
         derived = self.derive(obj)
-        changes.update({k: v for k, v in derived.items() if before[k] != v})
+        changes.update({k: v for k, v in derived.items() if before[k] != v})  # a stale stored status heals too
+        if not changes:
+            return False
+        saved.update({k: before[k] for k in derived if k in changes})
         with transaction.atomic():
             rows = self.model.objects.filter(pk=obj.pk)
             if only_generation is not None:

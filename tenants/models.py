@@ -8,10 +8,14 @@ from django.db.models import Q
 from django.utils import timezone
 from django_tenants.models import TenantMixin
 
+from portal.controller import Reconciled
 from tenants.validators import validate_tenant_slug
 
 
-class Tenant(TenantMixin):
+class Tenant(TenantMixin, Reconciled):
+    """An organization: a PostgreSQL schema. `status` and `status_message` are derived from its
+    conditions and desired state by its controller (tenants/provisioning.py), never written by hand."""
+
     class Status(models.TextChoices):
         PROVISIONING = "provisioning", "provisioning"
         ACTIVE = "active", "active"
@@ -42,6 +46,8 @@ class Tenant(TenantMixin):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The desired state "gone": the deletion job tears it down, then the row goes.
+    deletion_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Schemas are created and dropped by the provisioning tasks, never by save()/delete().
     auto_create_schema = False

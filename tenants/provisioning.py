@@ -74,11 +74,10 @@ def _add_owner(tenant: Tenant) -> None:
 
 
 def _activate(tenant: Tenant) -> None:
-    """The tenant is served from now on, at the schema version its schema was created with."""
-    Tenant.objects.filter(pk=tenant.pk).update(
-        status=Tenant.Status.ACTIVE, status_message="", schema_version=tenancy.code_schema_version(),
-        updated_at=timezone.now(),
-    )
+    """The tenant is served from now on (Provisioned: active, or suspended if staff suspended it),
+    at the schema version its schema was created with."""
+    TENANTS.record(tenant, PROVISIONED, controller.TRUE, "Provisioned", "its schema is created and seeded",
+                   schema_version=tenancy.code_schema_version(), observed_generation=tenant.generation)
 
 
 # --- Deletion steps ------------------------------------------------------------------------
@@ -115,45 +114,74 @@ STEPS: dict[str, Callable[[Tenant], None]] = {
 # --- Running a job -------------------------------------------------------------------------
 
 
-@controller.register
-class TenantJobController(controller.Controller):
-    """Tenants' provisioning and deletion jobs on the kernel: the lock is the tenant's (two jobs of
-    one tenant never run at once), a failure is retried with backoff and, past the budget, given
-    up with the reason (give_up); "still under way" is a wait (mark_waiting)."""
+PROVISIONED, REMOVED = "Provisioned", "Removed"
+GAVE_UP = "GaveUp"
 
-    model = ProvisioningJob
+
+@controller.register
+class TenantController(controller.Controller):
+    """A tenant's controller. Its desired state: provisioned (suspended or not: `suspended_at`) or
+    gone (`deletion_requested_at`); each request for it (provision, retry, delete) is a job,
+    ProvisioningJob, whose steps say what each attempt did: the jobs are the tenant's history.
+    Conditions: `Provisioned` (reasons Requested, Error, Provisioned, GaveUp) and, once its
+    deletion is asked for, `Removed` (Requested, Waiting, Error, GaveUp); `status` is derived from
+    them. The lock is the tenant's, so two jobs of one tenant never run at once."""
+
+    model = Tenant
     max_failures_setting = "PIER_PROVISIONING_MAX_RETRIES"
     backoff_setting = "PIER_PROVISIONING_BACKOFF"
-    derived_fields = ()  # the job's status is its steps' outcome, written with them by _attempt
 
-    def lock_key(self, job_id: int) -> tuple:
-        tenant_id = ProvisioningJob.objects.filter(pk=job_id).values_list("tenant_id", flat=True).first()
-        return ("tenant-job", tenant_id if tenant_id is not None else f"job-{job_id}")
+    def derive(self, t: Tenant) -> dict[str, str]:
+        S = Tenant.Status
+        if removing := self.while_removed(t, S.DELETING):
+            return removing
+        provisioned = controller.condition(t.conditions, PROVISIONED)
+        if provisioned is not None and provisioned["status"] == controller.TRUE:
+            return {"status": S.SUSPENDED if t.suspended_at else S.ACTIVE, "status_message": ""}
+        if provisioned is not None and provisioned["reason"] == GAVE_UP:
+            return {"status": S.FAILED, "status_message": provisioned["message"]}
+        return {"status": S.PROVISIONING, "status_message": provisioned["message"] if provisioned else ""}
 
-    def derive(self, job: ProvisioningJob) -> dict:
-        return {}
+    def reconcile(self, tenant_id: int, *, job_id: int | None = None) -> ProvisioningJob | None:
+        job_id = job_id or _pending_job(tenant_id)
+        return _attempt(job_id) if job_id is not None else None
 
-    def reconcile(self, job_id: int, **context) -> ProvisioningJob:
-        return _attempt(job_id)
-
-    def failed(self, job_id: int, exc: Exception, *, final: bool) -> bool:
+    def failed(self, tenant_id: int, exc: Exception, *, final: bool) -> bool:
+        job_id = _pending_job(tenant_id)
+        if job_id is None:
+            return False
         if final:
             give_up(job_id, f"{type(exc).__name__}: {exc}")
             return False
         mark_retrying(job_id)
         return True
 
-    def waiting(self, job_id: int, what: str) -> None:
-        mark_waiting(job_id, what)
+    def waiting(self, tenant_id: int, what: str) -> None:
+        job_id = _pending_job(tenant_id)
+        if job_id is not None:
+            mark_waiting(job_id, what)
 
 
-JOBS: TenantJobController = controller.controller_for(ProvisioningJob._meta.label_lower)
+TENANTS: TenantController = controller.controller_for(Tenant._meta.label_lower)
+
+
+def _pending_job(tenant_id: int) -> int | None:
+    """The tenant's oldest unfinished job: what its reconcile runs."""
+    return (ProvisioningJob.objects.filter(tenant_id=tenant_id).exclude(status__in=FINISHED)
+            .order_by("created_at", "id").values_list("pk", flat=True).first())
+
+
+def _condition_of(job: ProvisioningJob) -> str:
+    return PROVISIONED if job.kind == ProvisioningJob.Kind.PROVISION else REMOVED
 
 
 def run_job(job_id: int) -> ProvisioningJob:
-    """One attempt of the job under the tenant's lock; raises locks.Busy at once if another worker
+    """One attempt of the job under its tenant's lock; raises locks.Busy at once if another worker
     holds it (that worker finishes the job)."""
-    return JOBS.run(job_id)
+    tenant_id = ProvisioningJob.objects.filter(pk=job_id).values_list("tenant_id", flat=True).first()
+    if tenant_id is None:  # the tenant is gone: the attempt records that the job cannot run
+        return _attempt(job_id)
+    return TENANTS.run(tenant_id, job_id=job_id)
 
 
 def _attempt(job_id: int) -> ProvisioningJob:
@@ -219,6 +247,7 @@ def _save_steps(steps: list[JobStep]) -> None:
 def _record_failure(job: ProvisioningJob, tenant: Tenant, step: JobStep | None, *, attempt: int, started, message: str) -> None:
     name = step.name if step else "finish"
     now = timezone.now()
+    tenant = Tenant.objects.get(pk=tenant.pk)  # as stored: the failed attempt's changes were rolled back
     with transaction.atomic():
         if step is not None:
             JobStep.objects.filter(pk=step.pk).update(
@@ -228,7 +257,7 @@ def _record_failure(job: ProvisioningJob, tenant: Tenant, step: JobStep | None, 
         ProvisioningJob.objects.filter(pk=job.pk).update(
             attempts=attempt, started_at=started, error=f"{name}: {message}", updated_at=now,
         )
-        Tenant.objects.filter(pk=tenant.pk).update(status_message=f"{name} failed: {message}")
+        TENANTS.record(tenant, _condition_of(job), controller.FALSE, "Error", f"{name} failed: {message}")
     log.warning("tenant %s: step %s failed: %s", tenant.slug, name, message)
 
 
@@ -243,10 +272,11 @@ def _finish(job: ProvisioningJob, *, status: str, error: str | None = None) -> N
 
 def mark_waiting(job_id: int, what: str) -> None:
     """A step is under way (a namespace still emptying): said on the job and the tenant, no error."""
-    now = timezone.now()
-    job = ProvisioningJob.objects.filter(pk=job_id)
-    job.update(status=ProvisioningJob.Status.RETRYING, error="", updated_at=now)
-    Tenant.objects.filter(jobs__pk=job_id).update(status_message=f"waiting for {what}", updated_at=now)
+    ProvisioningJob.objects.filter(pk=job_id).update(status=ProvisioningJob.Status.RETRYING, error="",
+                                                     updated_at=timezone.now())
+    job = ProvisioningJob.objects.select_related("tenant").get(pk=job_id)
+    if job.tenant is not None:
+        TENANTS.record(job.tenant, _condition_of(job), controller.FALSE, "Waiting", f"waiting for {what}")
 
 
 def mark_retrying(job_id: int) -> None:
@@ -260,7 +290,7 @@ def give_up(job_id: int, error: str) -> None:
         job = ProvisioningJob.objects.select_related("tenant").get(pk=job_id)
         tenant = job.tenant
         if tenant is not None:
-            locks.xact_lock(*JOBS.lock_key(job_id))  # not while an attempt runs (it holds the tenant's lock)
+            locks.xact_lock(*TENANTS.lock_key(tenant.pk))  # not while an attempt runs (it holds the tenant's lock)
         job.refresh_from_db()
         if job.is_finished:
             return
@@ -269,14 +299,13 @@ def give_up(job_id: int, error: str) -> None:
 
 
 def _give_up(job: ProvisioningJob, tenant: Tenant | None, error: str) -> None:
-    if tenant is not None and job.kind == ProvisioningJob.Kind.PROVISION:
-        schema.drop_tenant_schema(tenant.schema_name)
-        Tenant.objects.filter(pk=tenant.pk).update(
-            status=Tenant.Status.FAILED, schema_version="", status_message=job.error or error,
-            updated_at=timezone.now(),
-        )
-    elif tenant is not None:
-        Tenant.objects.filter(pk=tenant.pk).update(status_message=job.error or error, updated_at=timezone.now())
+    if tenant is not None:
+        tenant.refresh_from_db()
+        fields = {}
+        if job.kind == ProvisioningJob.Kind.PROVISION:  # no half-made schema stays
+            schema.drop_tenant_schema(tenant.schema_name)
+            fields["schema_version"] = ""
+        TENANTS.record(tenant, _condition_of(job), controller.FALSE, GAVE_UP, job.error or error, **fields)
     _finish(job, status=ProvisioningJob.Status.FAILED, error=job.error or error)
     audit.record(
         action=f"tenant.{job.kind}", actor=None, tenant=tenant or job.tenant_slug, target_type="tenant", target=job.tenant_slug,

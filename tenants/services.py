@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from portal import audit, request_id, tenancy
 from portal.errors import Conflict, Forbidden, InvalidInput, QuotaExceeded, from_django_validation_error
-from tenants import signals, tasks
+from tenants import provisioning, signals, tasks
 from tenants.models import Membership, PendingMembership, ProvisioningJob, Role, Tenant
 from tenants.validators import schema_name_for, validate_person_identifier, validate_tenant_slug
 
@@ -181,12 +181,10 @@ def _transition(*, tenant: Tenant, allowed_from: tuple[str, ...], to: str, actio
                 details={"status": tenant.status},
             )
         previous = tenant.status
-        tenant.status = to
-        fields = ["status", "updated_at"]
-        for field, value in (extra or {}).items():
-            setattr(tenant, field, value)
-            fields.append(field)
-        tenant.save(update_fields=fields)
+        # The desired state changes (suspended_at, deletion_requested_at); the status follows from it.
+        provisioning.TENANTS.record(tenant, **(extra or {}))
+        if tenant.status != to:
+            raise AssertionError(f"tenant {tenant.slug}: {action} derived {tenant.status}, not {to}")
         audit.record(
             action=action, actor=acting_user, tenant=tenant, target_type="tenant", target=tenant.slug,
             details={"from": previous, "to": to},
@@ -219,7 +217,7 @@ def tenant_delete(*, tenant: Tenant, acting_user) -> tuple[Tenant, ProvisioningJ
             tenant=tenant,
             allowed_from=(Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED, Tenant.Status.FAILED),
             to=Tenant.Status.DELETING, action="tenant.delete", acting_user=acting_user,
-            extra={"status_message": ""},
+            extra={"deletion_requested_at": timezone.now(), "generation": tenant.generation + 1},
         )
         job = _new_job(tenant=tenant, kind=ProvisioningJob.Kind.DELETE, acting_user=acting_user)
         _enqueue_job(job)
@@ -232,16 +230,16 @@ def tenant_retry(*, tenant: Tenant, acting_user) -> ProvisioningJob:
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
         last = tenant.jobs.order_by("-created_at", "-id").first()
         if tenant.status == Tenant.Status.FAILED:
-            kind, to = ProvisioningJob.Kind.PROVISION, Tenant.Status.PROVISIONING
+            kind, condition = ProvisioningJob.Kind.PROVISION, provisioning.PROVISIONED
         elif tenant.status == Tenant.Status.DELETING and last is not None and last.status == last.Status.FAILED:
-            kind, to = ProvisioningJob.Kind.DELETE, Tenant.Status.DELETING
+            kind, condition = ProvisioningJob.Kind.DELETE, provisioning.REMOVED
         else:
             raise Conflict(
                 f"The tenant '{tenant.slug}' is {tenant.status}; only a failed provisioning or deletion can be retried.",
                 code="invalid_state", details={"status": tenant.status},
             )
-        tenant.status, tenant.status_message = to, ""
-        tenant.save(update_fields=["status", "status_message", "updated_at"])
+        # Asked again: a new generation, its condition back to "requested" (provisioning / deleting).
+        provisioning.TENANTS.record(tenant, condition, "False", "Requested", "", generation=tenant.generation + 1)
         job = _new_job(tenant=tenant, kind=kind, acting_user=acting_user)
         audit.record(
             action="tenant.retry", actor=acting_user, tenant=tenant, target_type="tenant", target=tenant.slug,

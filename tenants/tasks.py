@@ -20,9 +20,13 @@ def backoff_seconds(failures: int) -> float:
 
 
 def enqueue_job(job_id: int) -> None:
-    """Tenant jobs run on the kernel's task (portal.controller.reconcile_object) in the public schema, whatever
-    schema the caller is in; after the current transaction commits."""
-    controller.enqueue(provisioning.JOBS.label, job_id, schema="public")
+    """A job is run by its tenant's controller on the kernel's task (portal.controller.reconcile_object),
+    in the public schema whatever schema the caller is in, after the current transaction commits."""
+    from tenants.models import ProvisioningJob
+
+    tenant_id = ProvisioningJob.objects.filter(pk=job_id).values_list("tenant_id", flat=True).first()
+    if tenant_id is not None:
+        controller.enqueue(provisioning.TENANTS.label, tenant_id, schema="public")
 
 
 def enqueue_invitation(pending_id: int) -> None:

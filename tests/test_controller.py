@@ -117,3 +117,56 @@ def test_work_for_an_unknown_model_fails_in_the_request_not_in_the_worker():
 def test_a_task_for_a_tenant_that_is_gone_does_nothing(alpha):
     requests, writes = _deliver("projects.project", 1, "tenant_that_never_was")
     assert requests == {} and writes == []
+
+
+def test_a_tenants_status_follows_its_desired_state_and_its_jobs_conditions(users, unique_slug, monkeypatch):
+    from django.db import transaction
+
+    from tenants import provisioning
+    from tenants import services as tenant_services
+    from tenants.models import Tenant
+
+    staff = users["staff"]
+    with transaction.atomic():
+        tenant, job = tenant_services.tenant_create(slug=unique_slug("life"), name="Life", owner="bob",
+                                                    acting_user=staff)
+    assert (tenant.status, tenant.conditions) == (Tenant.Status.PROVISIONING, [])
+
+    def refused(t):
+        raise RuntimeError("the database said no")
+
+    monkeypatch.setitem(provisioning.STEPS, "create_schema", refused)
+    with pytest.raises(RuntimeError):
+        provisioning.run_job(job.pk)
+    tenant.refresh_from_db()
+    provisioned = controller.condition(tenant.conditions, "Provisioned")
+    assert (tenant.status, provisioned["reason"]) == (Tenant.Status.PROVISIONING, "Error")
+    assert tenant.status_message == "create_schema failed: RuntimeError: the database said no"
+
+    provisioning.give_up(job.pk, "retries exhausted")  # the task's last failure
+    tenant.refresh_from_db()
+    assert tenant.status == Tenant.Status.FAILED
+    assert controller.condition(tenant.conditions, "Provisioned")["reason"] == "GaveUp"
+
+    monkeypatch.undo()
+    with transaction.atomic():
+        job = tenant_services.tenant_retry(tenant=tenant, acting_user=staff)
+    tenant.refresh_from_db()
+    assert (tenant.status, tenant.status_message, tenant.generation) == (Tenant.Status.PROVISIONING, "", 2)
+    provisioning.run_job(job.pk)
+    tenant.refresh_from_db()
+    assert tenant.status == Tenant.Status.ACTIVE and tenant.observed_generation == tenant.generation
+
+    tenant = tenant_services.tenant_suspend(tenant=tenant, acting_user=staff)
+    assert tenant.status == Tenant.Status.SUSPENDED  # desired state: suspended_at; still Provisioned
+    client = APIClient()
+    client.force_authenticate(staff)
+    body = client.get(f"/api/v1/admin/tenants/{tenant.slug}").json()
+    assert body["status"] == "suspended" and body["suspended_at"]
+    assert [(c["type"], c["status"], c["reason"]) for c in body["conditions"]] == [("Provisioned", "True", "Provisioned")]
+
+    with transaction.atomic():
+        tenant, job = tenant_services.tenant_delete(tenant=tenant, acting_user=staff)
+    assert tenant.status == Tenant.Status.DELETING
+    provisioning.run_job(job.pk)
+    assert not Tenant.objects.filter(pk=tenant.pk).exists()

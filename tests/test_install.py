@@ -92,13 +92,30 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+def _build_wheel(dest: Path, env: dict[str, str] | None = None) -> Path:
+    """Pier's wheel, built from a copy of the source files (tracked, or new and not ignored):
+    setuptools packages whatever an earlier build left in the checkout's build/ folder, e.g. a
+    migration renamed since, which would then run twice."""
+    src = dest / "src"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:  # not a git checkout (an unpacked archive): everything but build output
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns("build", "*.egg-info", ".venv", ".pier", ".uv",
+                                                                 "__pycache__"))
+    for name in listed.stdout.splitlines() if listed.returncode == 0 else ():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dest / "dist"), str(src)], env=env)
+    (wheel,) = (dest / "dist").glob("pier-*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="module")
 def clean_venv(tmp_path_factory):
     """Pier's wheel (built once) and the runtime lock, installed into a new virtualenv."""
     base = tmp_path_factory.mktemp("install")
     env = _pip_env()
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(base / "dist"), str(ROOT)], env=env)
-    (wheel,) = (base / "dist").glob("pier-*.whl")
+    wheel = _build_wheel(base, env)
     # A bare venv, filled by this suite's pip (`pip --python`): no time spent putting pip in it.
     _run([sys.executable, "-m", "venv", "--without-pip", str(base / "venv")])
     python = base / "venv" / "bin" / "python"
@@ -271,8 +288,7 @@ def test_the_wheel_carries_every_template_and_static_file(tmp_path):
     of an installed Pier."""
     import zipfile
 
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)])
-    (wheel,) = tmp_path.glob("pier-*.whl")
+    wheel = _build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     prefix = next(n for n in names if "/data/share/pier/" in n).split("/data/share/pier/")[0] + "/data/share/pier/"
     shipped = {n[len(prefix):] for n in names if n.startswith(prefix)}

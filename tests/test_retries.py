@@ -9,7 +9,7 @@ from portal.controller import reconcile_object as reconcile_task
 from tenants import provisioning, services
 from tenants.models import ProvisioningJob
 
-JOB = provisioning.JOBS.label
+TENANT = provisioning.TENANTS.label
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +47,8 @@ def test_a_step_still_under_way_is_waited_for_however_many_failures_came_before(
     monkeypatch.setattr(provisioning, "_attempt", still_terminating)
     failures = settings.PIER_PROVISIONING_MAX_RETRIES  # the failure budget is spent already
     with pytest.raises(Retried):
-        reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": failures})
-    assert calls == [{"args": [JOB, deletion.pk, "public"], "kwargs": {"failures": failures},
+        reconcile_task.apply(args=[TENANT, deletion.tenant_id, "public"], kwargs={"failures": failures})
+    assert calls == [{"args": [TENANT, deletion.tenant_id, "public"], "kwargs": {"failures": failures},
                       "countdown": settings.PIER_NAMESPACE_POLL_SECONDS}]
     deletion.refresh_from_db()
     beta.refresh_from_db()
@@ -66,9 +66,9 @@ def test_a_failure_past_the_budget_gives_up_and_one_within_it_is_retried_with_ba
 
     monkeypatch.setattr(provisioning, "_attempt", broken)
     with pytest.raises(Retried):
-        reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": 1})
+        reconcile_task.apply(args=[TENANT, deletion.tenant_id, "public"], kwargs={"failures": 1})
     assert calls[0]["kwargs"] == {"failures": 2} and calls[0]["countdown"] == retries.backoff(1, base=settings.PIER_PROVISIONING_BACKOFF)
-    reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": settings.PIER_PROVISIONING_MAX_RETRIES})
+    reconcile_task.apply(args=[TENANT, deletion.tenant_id, "public"], kwargs={"failures": settings.PIER_PROVISIONING_MAX_RETRIES})
     assert len(calls) == 1  # given up, not retried
     deletion.refresh_from_db()
     assert deletion.status == ProvisioningJob.Status.FAILED and "the cluster said no" in deletion.error
@@ -87,7 +87,7 @@ def test_a_retry_is_not_lost_when_recording_it_fails(deletion, monkeypatch, retr
     monkeypatch.setattr(provisioning, "_attempt", broken)
     monkeypatch.setattr(provisioning, "mark_retrying", database_gone)
     with pytest.raises(Retried):
-        reconcile_task.apply(args=[JOB, deletion.pk, "public"], kwargs={"failures": 0})
+        reconcile_task.apply(args=[TENANT, deletion.tenant_id, "public"], kwargs={"failures": 0})
     assert [c["kwargs"] for c in calls] == [{"failures": 1}]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from portal.api import StrictSerializer
+from portal.api import ConditionSerializer, StrictSerializer
 from portal.models import AuditEvent
 from tenants.models import JobStep, Membership, PendingMembership, ProvisioningJob, Role, Tenant
 from tenants.validators import EMAIL_MAX_LENGTH, validate_person_identifier
@@ -45,12 +45,16 @@ class TenantSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     effective_max_projects = serializers.IntegerField(read_only=True)
     effective_max_members = serializers.IntegerField(read_only=True)
+    conditions = ConditionSerializer(many=True, read_only=True,
+                                     help_text="Provisioned, and Removed once a deletion is asked for; `status` is "
+                                               "derived from them.")
 
     class Meta:
         model = Tenant
         fields = [
             "slug", "url", "name", "status", "status_message", "max_projects", "effective_max_projects",
             "max_members", "effective_max_members", "created_at", "updated_at", "suspended_at",
+            "deletion_requested_at", "generation", "observed_generation", "conditions",
         ]
 
     def get_url(self, tenant) -> str:

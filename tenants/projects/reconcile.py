@@ -191,9 +191,8 @@ class ProjectController(controller.Controller):
 
     def derive(self, p: Project) -> dict[str, str]:
         S = Project.Status
-        if p.deletion_requested_at is not None:
-            removed = controller.condition(p.conditions, "Removed")
-            return {"status": S.DELETING, "status_message": removed["message"] if removed else ""}
+        if removing := self.while_removed(p, S.DELETING):
+            return removing
         ready = controller.condition(p.conditions, "Ready")
         if ready is not None and ready["observedGeneration"] == p.generation:
             if ready["status"] == controller.TRUE:

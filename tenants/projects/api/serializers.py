@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from portal.api import StrictSerializer
+from portal.api import ConditionSerializer, StrictSerializer
 from tenants.projects.models import AccessKey, Project, ProjectEvent, ProjectGrant, ProjectRole
 
 
@@ -8,15 +8,6 @@ class ProjectEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = ProjectEvent
         fields = ["at", "status", "message"]
-
-
-class ConditionSerializer(serializers.Serializer):
-    type = serializers.CharField(help_text="Ready; Removed once a deletion (a revocation) is asked for.")
-    status = serializers.CharField(help_text="True or False.")
-    reason = serializers.CharField()
-    message = serializers.CharField(allow_blank=True)
-    observedGeneration = serializers.IntegerField(help_text="The generation this condition is about.")
-    lastTransitionTime = serializers.CharField(help_text="When its status last changed (ISO 8601).")
 
 
 class ProjectSerializer(serializers.ModelSerializer):
