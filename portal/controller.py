@@ -1,5 +1,5 @@
 """The controller kernel: one way to make the cluster follow what the database says, for every
-model Pier reconciles (projects, access keys, tenants' provisioning and deletion jobs).
+model Pier reconciles (projects, access keys, tenants with their provisioning and deletion jobs).
 
 A reconciled row holds its *desired state* and a `generation` that every change the cluster must
 follow bumps (`Controller.bump`). A `Controller` — one per model, registered by its model label —
@@ -170,12 +170,11 @@ class Controller:
             return self.reconcile(pk, **context)
 
     def record(self, obj, kind: str | None = None, status: str = "", reason: str = "", message: str = "", *,
-               history: str | None = None, only_generation: int | None = None, exclude: dict | None = None,
-               **fields) -> bool:
+               only_generation: int | None = None, **fields) -> bool:
         """Set one condition (`kind`…) and `fields` on the row, derive its status, and write it all
         only if something changed; with `only_generation`, only if the row is still at that
-        generation (and not matching `exclude`). A history entry (`history` or the condition's
-        message) is added when a derived field changed. Returns True if the row was written."""
+        generation. A history entry (the condition's message) is added when a derived field
+        changed. Returns True if the row was written."""
         conditions = obj.conditions
         if kind is not None:
             conditions = with_condition(conditions, kind, status, reason, message,
@@ -196,8 +195,6 @@ class Controller:
             rows = self.model.objects.filter(pk=obj.pk)
             if only_generation is not None:
                 rows = rows.filter(generation=only_generation)
-            if exclude:
-                rows = rows.exclude(**exclude)
             if hasattr(self.model, "updated_at"):
                 changes["updated_at"] = timezone.now()
             if not rows.update(**changes):
@@ -207,7 +204,7 @@ class Controller:
             for key, value in changes.items():
                 setattr(obj, key, value)
             if any(before[k] != getattr(obj, k) for k in self.derived_fields):
-                self.history(obj, derived, history if history is not None else message)
+                self.history(obj, derived, message)
         return True
 
     def bump(self, rows: models.QuerySet) -> list[Any]:
