@@ -20,6 +20,7 @@ from tenants.models import Membership
 from tenants.projects import reconcile
 from tenants.projects import services as project_services
 from tenants.projects.access import Access, project_access
+from tenants.projects.models import ProjectGrant
 from test_keys_namespace import legacy_key
 
 pytestmark = pytest.mark.django_db
@@ -272,3 +273,24 @@ def test_no_grant_reaches_the_project_s_service_accounts(api, alpha, users, grou
     assert api(users["bob"]).post("/api/v1/tenants/alpha/projects/sa-grant/grants",
                                   {"kind": "group", "name": "system:authenticated", "role": "view"},
                                   format="json").status_code == 201  # people's groups stay grantable
+
+
+def test_everyone_signed_in_gets_at_most_edit_since_every_pod_is_signed_in_too(api, alpha, users):
+    """Every ServiceAccount token is in `system:authenticated`: admin for that group would make
+    every pod an editor runs an admin. Anonymous requests get nothing."""
+    with tenant_context(alpha):
+        project_services.project_create(tenant=alpha, slug="everyone", acting_user=users["bob"])
+    grants = "/api/v1/tenants/alpha/projects/everyone/grants"
+    refused = api(users["bob"]).post(grants, {"kind": "group", "name": "system:authenticated", "role": "admin"},
+                                     format="json")
+    assert refused.status_code == 400 and "role" in refused.json()["error"]["details"]
+    anonymous = api(users["bob"]).post(grants, {"kind": "group", "name": "system:unauthenticated", "role": "view"},
+                                       format="json")
+    assert anonymous.status_code == 400 and "name" in anonymous.json()["error"]["details"]
+    made = api(users["bob"]).post(grants, {"kind": "group", "name": "system:authenticated", "role": "edit"},
+                                  format="json")
+    assert made.status_code == 201
+    raised = api(users["bob"]).patch(f"{grants}/{made.json()['id']}", {"role": "admin"}, format="json")
+    assert raised.status_code == 400 and "role" in raised.json()["error"]["details"]
+    with tenant_context(alpha):
+        assert ProjectGrant.objects.get(subject="system:authenticated").role == "edit"  # nothing lost

@@ -246,6 +246,25 @@ def _subject_label(grant: ProjectGrant) -> str:
     return f"{grant.kind} {grant.subject}"
 
 
+# Groups every ServiceAccount is in (so every pod an editor runs): a grant to them above edit
+# would hand editors its role through a pod. Anonymous requests get nothing at all.
+_POD_GROUPS = ("system:authenticated",)
+
+
+def _check_group_role(subject: str, role: str) -> None:
+    if subject.startswith("system:serviceaccount"):
+        # Every pod an editor runs is in such a group: the grant would hand them its role.
+        raise InvalidInput(f"name: {subject[:60]!r} is a group of ServiceAccounts, which every pod of the "
+                           "project can join; give automation an access key instead.",
+                           details={"name": ["A group of ServiceAccounts."]})
+    if subject == "system:unauthenticated":
+        raise InvalidInput("name: 'system:unauthenticated' is anyone who does not sign in; it cannot have access.",
+                           details={"name": ["Anonymous requests get no access."]})
+    if subject in _POD_GROUPS and RANK[role] > RANK["edit"]:
+        raise InvalidInput(f"role: every ServiceAccount is in '{subject}', so every pod would be {role}; "
+                           "grant it at most edit.", details={"role": ["At most edit for this group."]})
+
+
 def grant_add(*, tenant: Tenant, project: Project, kind: str, name: str, role: str, acting_user,
               access: Access) -> ProjectGrant:
     """Give a person (a member of the organization, by username) or a group (as the identity
@@ -255,11 +274,7 @@ def grant_add(*, tenant: Tenant, project: Project, kind: str, name: str, role: s
     user = None
     if kind == ProjectGrant.Kind.GROUP:
         subject = clean_groups([name], field="name")[0]
-        if subject.startswith("system:serviceaccount"):
-            # Every pod an editor runs is in such a group: the grant would hand them its role.
-            raise InvalidInput(f"name: {subject[:60]!r} is a group of ServiceAccounts, which every pod of the "
-                               "project can join; give automation an access key instead.",
-                               details={"name": ["A group of ServiceAccounts."]})
+        _check_group_role(subject, role)
     elif kind == ProjectGrant.Kind.USER:
         from django.contrib.auth import get_user_model
 
@@ -296,6 +311,8 @@ def grant_change(*, tenant: Tenant, project: Project, grant: ProjectGrant, role:
     with transaction.atomic():
         project = _locked_live_project(project)
         grant = ProjectGrant.objects.select_for_update().get(pk=grant.pk)
+        if grant.kind == ProjectGrant.Kind.GROUP:
+            _check_group_role(grant.subject, role)
         previous = grant.role
         if previous == role:
             return grant
