@@ -15,17 +15,28 @@ trigger refuses DELETE), and `make bench` uses its own database (pier_bench).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
+import shutil
 import statistics
+import tempfile
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Iterable, Sequence
 from unittest import mock
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 PREFIX = "bench-"
 RAW_SCHEMA_PREFIX = "t_bench__"
+
+KUBE_VERBS = ("get", "list", "create", "update", "patch", "delete", "deletecollection")
+KUBE_WRITES = ("create", "update", "patch", "delete", "deletecollection")
+SQL_WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
 # --- Figures ---------------------------------------------------------------------------------
@@ -95,7 +106,7 @@ def warm_connection() -> None:
 def no_enqueue():
     """Keep tenant services from publishing their Celery task.
 
-    tenants.services enqueues `run_tenant_job` on commit. The benchmarks run the job in-process
+    tenants.services enqueues the tenant's reconcile (portal.controller.reconcile_object) on commit. The benchmarks run the job in-process
     (tenants.provisioning.run_job), and nothing consumes the bench broker, so the messages would
     only pile up in the broker folder (and run against deleted rows if a worker ever did)."""
     with mock.patch("tenants.tasks.enqueue_job"):
@@ -238,7 +249,127 @@ def server_version() -> str:
         return cursor.fetchone()[0].split()[0]
 
 
+# --- The Kubernetes API emulator, projects ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def emulated_cluster():
+    """A Kubernetes API emulator in this process, Pier's client pointed at it; all undone after.
+
+    A KUBECONFIG in the environment is ignored on purpose: a benchmark must not create hundreds of
+    namespaces in a real cluster."""
+    from kube_emulator import KubeEmulator
+
+    emulator = KubeEmulator().start()
+    folder = Path(tempfile.mkdtemp(prefix="pier-bench-kube-"))
+    try:
+        with pointed_at(emulator.write_kubeconfig(folder / "kubeconfig")):
+            from django.core.management import call_command
+
+            call_command("install_cluster_objects", stdout=open(os.devnull, "w"))  # as a deploy does (the keys' namespace)
+            yield emulator
+    finally:
+        emulator.reset()
+        emulator.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pointed_at(kubeconfig: Path):
+    """Pier's Kubernetes client in this process talks to the cluster of `kubeconfig` meanwhile."""
+    from portal import kube
+
+    saved = settings.PIER_KUBECONFIG, settings.PIER_KUBE_IN_CLUSTER
+    try:
+        settings.PIER_KUBECONFIG = str(kubeconfig)
+        settings.PIER_KUBE_IN_CLUSTER = False
+        kube.reset_client()
+        yield
+    finally:
+        settings.PIER_KUBECONFIG, settings.PIER_KUBE_IN_CLUSTER = saved
+        kube.reset_client()
+
+
+def kube_requests(emulator) -> Counter:
+    """Requests the in-process emulator served so far, by verb ("other": discovery and anything
+    outside KUBE_VERBS)."""
+    counts = Counter({verb: emulator.request_count(verb) for verb in KUBE_VERBS})
+    counts["other"] = emulator.request_count() - sum(counts.values())
+    return counts
+
+
+def kube_writes(counts: Counter) -> int:
+    return sum(counts[verb] for verb in KUBE_WRITES)
+
+
+def sql_writes(statements: Sequence[str]) -> list[str]:
+    return [sql for sql in statements if sql.lstrip().split(None, 1)[0].upper() in SQL_WRITES]
+
+
+@contextlib.contextmanager
+def no_reconcile_enqueue():
+    """Keep project services from publishing their Celery task (the benchmarks reconcile in-process);
+    yields the mock, which counts what would have been enqueued: the kernel's one task
+    (portal.controller.reconcile_object), which projects, keys and tenants publish with apply_async."""
+    from portal.controller import reconcile_object
+
+    enqueue = mock.MagicMock()
+    with mock.patch.object(reconcile_object, "apply_async", enqueue):
+        yield enqueue
+
+
+@contextlib.contextmanager
+def quiet_reconciler():
+    """The reconciler logs every object it changes at INFO: one line per project here. Keep warnings."""
+    logger = logging.getLogger("tenants.projects.reconcile")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def project_ready(tenant, owner, slug: str) -> dict[str, str]:
+    """One project the way a user gets it, minus the queue: tenants.projects.services.project_create
+    (what a POST calls), then reconcile.run (what its Celery task runs), in the tenant's schema.
+    Returns the reconcile's outcome per object."""
+    from django_tenants.utils import tenant_context
+
+    from tenants.projects import reconcile, services
+
+    with tenant_context(tenant):
+        project = services.project_create(tenant=tenant, slug=slug, acting_user=owner)
+        return reconcile.run(project.pk)
+
+
+class StatementCounter:
+    """`with connection.execute_wrapper(counter):` counts statements and writes (INSERT, UPDATE,
+    DELETE) without keeping them: cheap enough to leave on while timing."""
+
+    def __init__(self):
+        self.statements = 0
+        self.writes: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        self.statements += 1
+        if sql.lstrip().split(None, 1)[0].upper() in SQL_WRITES:
+            self.writes.append(sql)
+        return execute(sql, params, many, context)
+
+
 # --- Requests through the whole Django stack --------------------------------------------------
+
+
+def signed_in(user) -> tuple:
+    """A session for `user` (django.test.Client.force_login: a row in the session table, no password
+    hashing): (the client, to log out with; the Cookie header value). Any web process on this
+    database accepts the cookie."""
+    from django.test import Client
+
+    login = Client()
+    login.force_login(user)
+    return login, f"{settings.SESSION_COOKIE_NAME}={login.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
 class WsgiClient:
@@ -253,14 +384,9 @@ class WsgiClient:
     HOST = "localhost"  # in ALLOWED_HOSTS of the local settings (PIER_TESTING)
 
     def __init__(self, user):
-        from django.conf import settings
         from django.core.handlers.wsgi import WSGIHandler
-        from django.test import Client
 
-        login = Client()
-        login.force_login(user)
-        self._login = login
-        self.cookie = f"{settings.SESSION_COOKIE_NAME}={login.cookies[settings.SESSION_COOKIE_NAME].value}"
+        self._login, self.cookie = signed_in(user)
         self.credentials = {"HTTP_COOKIE": self.cookie}
         self.handler = WSGIHandler()
 

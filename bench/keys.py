@@ -41,10 +41,10 @@ import uuid
 from datetime import timedelta
 
 from bench.common import (
-    PREFIX, WsgiClient, capture_statements, cleanup_leftovers, create_tenant, heading, is_set_search_path, make_user,
-    p50, p95, remove_tenants, remove_users, table,
+    PREFIX, WsgiClient, capture_statements, cleanup_leftovers, create_tenant, emulated_cluster, heading,
+    is_set_search_path, make_user, no_reconcile_enqueue, p50, p95, quiet_reconciler, remove_tenants, remove_users,
+    table,
 )
-from bench.projects import emulated_cluster, no_reconcile_enqueue, quiet_reconciler
 
 PROJECT = "site"
 KEY_NAME = "bench-ci"

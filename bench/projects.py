@@ -37,24 +37,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import logging
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
-from unittest import mock
 
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from bench import baseline_urls
 from bench.common import (
-    PREFIX, WsgiClient, capture_statements, cleanup_leftovers, create_tenant, create_tenant_with_members, heading,
-    is_set_search_path, make_user, make_users, p50, p95, remove_tenants, remove_users, table,
+    KUBE_VERBS, PREFIX, WsgiClient, capture_statements, cleanup_leftovers, create_tenant, create_tenant_with_members,
+    emulated_cluster, heading, is_set_search_path, kube_requests, kube_writes, make_user, make_users,
+    no_reconcile_enqueue, p50, p95, quiet_reconciler, remove_tenants, remove_users, sql_writes, table,
 )
 
 TENANTS = 20
@@ -68,63 +62,8 @@ ROUNDS = 11
 REQUESTS = 100
 STATEMENT_SAMPLES = 10
 
-VERBS = ("get", "list", "create", "update", "patch", "delete", "deletecollection")
-KUBE_WRITES = ("create", "update", "patch", "delete", "deletecollection")
-SQL_WRITES = ("INSERT", "UPDATE", "DELETE")
-
-
-# --- The cluster -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def emulated_cluster():
-    """A Kubernetes API emulator in this process, Pier's client pointed at it; all undone after."""
-    from portal import kube
-    from kube_emulator import KubeEmulator
-
-    emulator = KubeEmulator().start()
-    folder = Path(tempfile.mkdtemp(prefix="pier-bench-kube-"))
-    saved = settings.PIER_KUBECONFIG, settings.PIER_KUBE_IN_CLUSTER
-    try:
-        settings.PIER_KUBECONFIG = str(emulator.write_kubeconfig(folder / "kubeconfig"))
-        settings.PIER_KUBE_IN_CLUSTER = False
-        kube.reset_client()
-        from django.core.management import call_command
-
-        call_command("install_cluster_objects", stdout=open(os.devnull, "w"))  # as a deploy does (the keys' namespace)
-        yield emulator
-    finally:
-        settings.PIER_KUBECONFIG, settings.PIER_KUBE_IN_CLUSTER = saved
-        kube.reset_client()
-        emulator.reset()
-        emulator.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _requests(emulator) -> Counter:
-    """Requests served so far, by verb ("other": discovery and anything outside VERBS)."""
-    counts = Counter({verb: emulator.request_count(verb) for verb in VERBS})
-    counts["other"] = emulator.request_count() - sum(counts.values())
-    return counts
-
-
-def _writes(counts: Counter) -> int:
-    return sum(counts[verb] for verb in KUBE_WRITES)
-
-
-def _sql_writes(statements: list[str]) -> list[str]:
-    return [sql for sql in statements if sql.lstrip().split(None, 1)[0].upper() in SQL_WRITES]
-
 
 # --- Projects ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def no_reconcile_enqueue():
-    """Keep project services from publishing their Celery task (nothing consumes the bench
-    broker); yields the mock, which counts what would have been enqueued."""
-    with mock.patch("tenants.projects.tasks.reconcile_project.delay") as delay:
-        yield delay
 
 
 def _create_and_reconcile(tenant, owner, slug: str, emulator) -> dict:
@@ -134,16 +73,16 @@ def _create_and_reconcile(tenant, owner, slug: str, emulator) -> dict:
     from tenants.projects import reconcile, services
 
     with tenant_context(tenant):
-        before = _requests(emulator)
+        before = kube_requests(emulator)
         start = time.perf_counter()
         project = services.project_create(tenant=tenant, slug=slug, acting_user=owner,
                                           display_name=f"Bench {slug}", description="made by bench/projects.py")
         created = time.perf_counter()
-        middle = _requests(emulator)
+        middle = kube_requests(emulator)
         start_reconcile = time.perf_counter()
         outcomes = reconcile.run(project.pk)
         done = time.perf_counter()
-        after = _requests(emulator)
+        after = kube_requests(emulator)
     return {
         "create": created - start, "reconcile": done - start_reconcile, "outcomes": outcomes,
         "create_calls": middle - before, "reconcile_calls": after - middle,
@@ -184,7 +123,7 @@ def _pass(tenants, emulator, *, capture: bool) -> dict:
     from tenants.projects import reconcile
 
     counts: Counter = Counter()
-    before = _requests(emulator)
+    before = kube_requests(emulator)
     with CaptureQueriesContext(connection) if capture else contextlib.nullcontext() as captured:
         start = time.perf_counter()
         for tenant in tenants:
@@ -192,7 +131,7 @@ def _pass(tenants, emulator, *, capture: bool) -> dict:
                 counts.update(reconcile.reconcile_all())
         seconds = time.perf_counter() - start
     return {
-        "seconds": seconds, "counts": counts, "requests": _requests(emulator) - before,
+        "seconds": seconds, "counts": counts, "requests": kube_requests(emulator) - before,
         "statements": [q["sql"] for q in captured.captured_queries] if capture else None,
     }
 
@@ -286,18 +225,6 @@ def _list(client: WsgiClient, slug: str, rounds: int, requests: int) -> dict:
 # --- The run -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def quiet_reconciler():
-    """The reconciler logs every object it changes at INFO: 1,200 lines here. Keep warnings."""
-    logger = logging.getLogger("tenants.projects.reconcile")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _report_create(results: list[dict], tenants: int, per_tenant: int, total: float, provisioning: list[float],
                    enqueued: int, sample: dict[str, list[str]]) -> dict:
     n = len(results)
@@ -306,7 +233,7 @@ def _report_create(results: list[dict], tenants: int, per_tenant: int, total: fl
     ready_ms = [(r["create"] + r["reconcile"]) * 1000 for r in results]
     calls = sum((r["reconcile_calls"] for r in results), Counter())
     create_calls = sum(sum(r["create_calls"].values()) for r in results)
-    per_project = {verb: calls[verb] / n for verb in (*VERBS, "other") if calls[verb]}
+    per_project = {verb: calls[verb] / n for verb in (*KUBE_VERBS, "other") if calls[verb]}
     calls_per_project = sum(calls.values()) / n
     outcomes = Counter(v for r in results for v in r["outcomes"].values())
     sql = {key: len(v) for key, v in sample.items()}
@@ -328,9 +255,9 @@ def _report_create(results: list[dict], tenants: int, per_tenant: int, total: fl
           f"({', '.join(f'{verb} {v:g}' for verb, v in per_project.items())}); "
           f"during project_create: {create_calls} in all")
     print(f"SQL of one project (untimed sample): project_create {sql['create']} statements "
-          f"({len(_sql_writes(sample['create']))} writes); first reconcile {sql['reconcile']} "
-          f"({len(_sql_writes(sample['reconcile']))} writes); a second reconcile {sql['again']} "
-          f"({len(_sql_writes(sample['again']))} writes)")
+          f"({len(sql_writes(sample['create']))} writes); first reconcile {sql['reconcile']} "
+          f"({len(sql_writes(sample['reconcile']))} writes); a second reconcile {sql['again']} "
+          f"({len(sql_writes(sample['again']))} writes)")
     return {
         "projects": n,
         "create_ms": (p50(create_ms), p95(create_ms)),
@@ -346,9 +273,9 @@ def _report_create(results: list[dict], tenants: int, per_tenant: int, total: fl
 
 def _report_pass(timed: dict, captured: dict, tenants: int) -> dict:
     statements = captured["statements"]
-    writes = _sql_writes(statements)
+    writes = sql_writes(statements)
     projects = timed["counts"]["projects"]
-    kube_writes = _writes(timed["requests"]) + _writes(captured["requests"])
+    writes_kube = kube_writes(timed["requests"]) + kube_writes(captured["requests"])
 
     def reads(result: dict) -> int:
         return result["requests"]["get"] + result["requests"]["list"]
@@ -359,10 +286,10 @@ def _report_pass(timed: dict, captured: dict, tenants: int) -> dict:
          "SQL statements", "SQL writes"],
         [
             ["timed", f"{timed['seconds']:.3f}", f"{timed['seconds'] * 1000 / projects:.2f}",
-             timed["counts"]["changed"], timed["counts"]["errors"], _writes(timed["requests"]), reads(timed), "-", "-"],
+             timed["counts"]["changed"], timed["counts"]["errors"], kube_writes(timed["requests"]), reads(timed), "-", "-"],
             ["SQL captured (slower)", f"{captured['seconds']:.3f}",
              f"{captured['seconds'] * 1000 / captured['counts']['projects']:.2f}", captured["counts"]["changed"],
-             captured["counts"]["errors"], _writes(captured["requests"]), reads(captured), len(statements),
+             captured["counts"]["errors"], kube_writes(captured["requests"]), reads(captured), len(statements),
              len(writes)],
         ],
     ))
@@ -370,10 +297,10 @@ def _report_pass(timed: dict, captured: dict, tenants: int) -> dict:
         print(f"  SQL write: {statement[:120]}")
     print(f"per project: {reads(timed) / projects:g} Kubernetes reads, "
           f"{len(statements) / captured['counts']['projects']:.1f} SQL statements "
-          f"(goal 0 writes of both kinds: {'met' if not writes and not kube_writes else 'NOT met'})")
+          f"(goal 0 writes of both kinds: {'met' if not writes and not writes_kube else 'NOT met'})")
     return {
         "seconds": timed["seconds"], "projects": projects, "changed": timed["counts"]["changed"],
-        "errors": timed["counts"]["errors"], "kube_writes": kube_writes,
+        "errors": timed["counts"]["errors"], "kube_writes": writes_kube,
         "kube_reads_per_project": reads(timed) / projects, "sql_writes": len(writes),
         "sql_per_project": len(statements) / captured["counts"]["projects"],
     }

@@ -1,4 +1,7 @@
-"""Pier's benchmarks: `make bench` (all), or `make bench ARGS="routing"` for some of them.
+"""Pier's benchmarks: `make bench` (all), or `make bench ARGS="routing"` for some of them, with
+options: `make bench ARGS="scale --tenants 100"` (`--name N` is passed as name=N to the run() of
+every chosen benchmark that takes it, e.g. projects, scale and cycle take `tenants`; an option
+that none of them takes is refused).
 
 The launcher (`python -m portal.launcher bench [names]`) starts an embedded PostgreSQL, points
 DATABASE_URL at its `pier_bench` database, sets PIER_TESTING=1 and runs this file. It migrates the
@@ -19,6 +22,12 @@ Benchmarks (each removes the tenants, schemas and users it made, so runs can be 
                 write once a minute), the token hash alone (bench/keys.py)
   emulator      the Kubernetes API emulator's own speed: GET round trip and a list of 200 with
                 authorization off and on, write → watch event (bench/emulator.py)
+  scale         the periodic reconcile-all pass with nothing to change at 1,000 tenants x 5 projects
+                (--tenants N, --projects N per tenant): seconds, Kubernetes calls per tenant, project
+                and object, SQL statements per tenant, writes of both kinds (bench/scale.py)
+  cycle         one periodic cycle (what beat enqueues per interval) at 500 tenants with one project
+                each (--tenants N) through a real Celery worker: its time from enqueue to the last
+                task, and the API's p50/p95 during it vs without it (bench/cycle.py)
 
 Figures, not tests: nothing fails on a missed goal; only sanity checks (the paths did what they
 should) stop a run.
@@ -39,7 +48,10 @@ sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != R
 sys.path.append(str(ROOT / "tests"))  # the Kubernetes API emulator (a test double) lives there
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys", "emulator")
+BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys", "emulator", "scale", "cycle")
+# A plain `make bench` runs these (a few minutes); `scale` (about 45 minutes at its default 1,000
+# tenants, mostly the emulator building 5,000 namespaces) and `cycle` (~5 minutes) run by name.
+DEFAULT = BENCHMARKS[:6]
 
 
 def _setup() -> None:
@@ -160,28 +172,75 @@ def _summary(results: dict, elapsed: float) -> str:
             lines.append(f"| Emulator list of 200 ConfigMaps (JSON), {label} | p50 {p50(values):.2f} ms, p95 {p95(values):.2f} ms | |")
         lines.append(f"| Emulator watch event after the create's answer (0: before it), {len(r['watch_ms'])} creates | p50 {p50(r['watch_ms']):.2f} ms, "
                      f"p95 {p95(r['watch_ms']):.2f} ms | |")
-    which = "all benchmarks" if set(results) == set(BENCHMARKS) else ", ".join(results)
+    if "scale" in results:
+        r = results["scale"]
+        verbs = ", ".join(f"{n} {verb}" for verb, n in r["kube_by_verb"].items())
+        lines += [
+            f"| Reconcile-all pass with nothing to change, {r['projects']} projects in {r['tenants']} tenants "
+            f"(`make bench ARGS=scale`) | {' / '.join(f'{s:.1f}' for s in r['seconds'])} s per pass "
+            f"(p50 {r['tenant_ms'][0]:.1f} ms, p95 {r['tenant_ms'][1]:.1f} ms per tenant); {r['kube_calls']} Kubernetes "
+            f"calls ({verbs}): {r['kube_calls'] / r['tenants']:g} per tenant, {r['per_object_after']:.3f} per object "
+            f"(before: {r['per_object_before']:.2f}, the issue's 8 per project); {r['sql_per_tenant']:.1f} SQL "
+            f"statements per tenant; {r['sql_writes']} SQL writes, {r['kube_writes']} Kubernetes writes | 0 writes |",
+            f"| Set-up of that: tenants (`tenant_create` + `run_job`), projects (`project_create` + first reconcile) | "
+            f"{r['setup']['tenants_s']:.0f} s, {r['setup']['projects_s']:.0f} s; whole benchmark {r['wall_s']:.0f} s | |",
+        ]
+    if "cycle" in results:
+        r = results["cycle"]
+        lines += [
+            f"| One periodic cycle (beat's {r['entries']} entries), {r['tenants']} tenants x 1 project, real Celery "
+            f"worker (concurrency {r['concurrency']}, Redis) (`make bench ARGS=cycle`) | {r['worker_s']:.1f} s from "
+            f"enqueue to the last task ({r['tasks']} tasks, {r['task_s']:.1f} s of task run time) | "
+            f"(issue, before: 31 s) |",
+            f"| API p95 (`GET /api/v1/tenants/<slug>/projects`, session) during that cycle vs without | "
+            f"{r['during']['p95']:.1f} ms vs {r['without']['p95']:.1f} ms (p50 {r['during']['p50']:.1f} vs "
+            f"{r['without']['p50']:.1f} ms) | (issue, before: 349 vs 18 ms) |",
+        ]
+    which = "the default benchmarks" if set(results) == set(DEFAULT) else ", ".join(results)
     lines += [
         "",
-        f"Reproduce: `make bench` (all six: {', '.join(BENCHMARKS)}; this run of {which} took "
-        f"{elapsed:.0f} s), or some of them: `make bench ARGS=\"routing list_queries\"`.",
+        f"Reproduce: `make bench` ({', '.join(DEFAULT)}; this run of {which} took {elapsed:.0f} s), or some of "
+        f"them by name, also `scale` and `cycle`: `make bench ARGS=\"scale --tenants 100\"`.",
     ]
     return "\n".join(lines)
 
 
+def _parse(argv: list[str]) -> tuple[list[str], dict[str, int]]:
+    """Benchmark names, and `--name N` options (integers) for the benchmarks whose run() takes them."""
+    names, options = [], {}
+    args = iter(argv)
+    for arg in args:
+        if arg.startswith("--"):
+            value = next(args, None)
+            if value is None or not value.isdigit():
+                raise SystemExit(f"{arg} needs a whole number, e.g. {arg} 100")
+            options[arg[2:].replace("-", "_")] = int(value)
+        else:
+            names.append(arg)
+    return names, options
+
+
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHMARKS)
+    import importlib
+    import inspect
+
+    names, options = _parse(argv)
+    names = names or list(DEFAULT)
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     _setup()
-    import importlib
-
+    modules = {name: importlib.import_module(f"bench.{name}") for name in names}
+    takes = {name: set(inspect.signature(module.run).parameters) for name, module in modules.items()}
+    unused = [f"--{option}" for option in options if not any(option in t for t in takes.values())]
+    if unused:
+        print(f"{', '.join(unused)}: none of {', '.join(names)} takes it", file=sys.stderr)
+        return 2
     results = {}
-    for name in names:
-        results[name] = importlib.import_module(f"bench.{name}").run()
+    for name, module in modules.items():
+        results[name] = module.run(**{k: v for k, v in options.items() if k in takes[name]})
     elapsed = time.perf_counter() - started
     print("\n== summary (for the README) " + "=" * 52)
     print(_summary(results, elapsed))
