@@ -60,7 +60,8 @@ def resume_stuck_jobs() -> int:
 def fan_out_to_active_tenants(task_name: str) -> int:
     """Beat: enqueue `task_name` once per active tenant whose schema is current; each copy runs in
     that tenant's schema (tenant-schemas-celery's header). Suspended, failed and half-made tenants
-    are skipped."""
+    are skipped. A copy not started within one interval expires (the worker drops it): the next
+    cycle does the same work, so a cycle slower than the interval never piles up in the queue."""
     from portal.tenancy import code_schema_version
     from tenants.models import Tenant
 
@@ -70,7 +71,7 @@ def fan_out_to_active_tenants(task_name: str) -> int:
         .values_list("schema_name", flat=True)
     )
     for schema_name in schemas:
-        task.apply_async(headers={"_schema_name": schema_name})
+        task.apply_async(headers={"_schema_name": schema_name}, expires=settings.PIER_RECONCILE_INTERVAL)
     return len(schemas)
 
 

@@ -53,3 +53,20 @@ def test_a_pass_that_cannot_list_is_skipped_and_counted_not_half_done(alpha, use
             kubehelp.clear_faults()
     assert counts["errors"] == 1 and counts["changed"] == 0
     assert not set(requests) & set(WRITES)  # nothing written on a partial view
+
+
+def test_a_cycles_copies_expire_after_one_interval_so_a_slow_cycle_never_piles_up(alpha, beta, monkeypatch):
+    """Beat sends the fan-out every PIER_RECONCILE_INTERVAL; a copy still queued when the next one is
+    sent would only repeat it, so the worker drops copies older than an interval (Celery `expires`)."""
+    from celery import current_app
+    from django.conf import settings
+
+    from tenants.tasks import fan_out_to_active_tenants
+
+    name = "tenants.projects.tasks.reconcile_all_projects"
+    sent = []
+    monkeypatch.setattr(current_app.tasks[name], "apply_async", lambda *a, **kw: sent.append(kw))
+    count = fan_out_to_active_tenants(name)
+    assert count == len(sent) >= 2
+    assert {kw["headers"]["_schema_name"] for kw in sent} >= {alpha.schema_name, beta.schema_name}
+    assert all(kw["expires"] == settings.PIER_RECONCILE_INTERVAL for kw in sent)

@@ -210,11 +210,12 @@ class ProjectController(controller.Controller):
     def history(self, p: Project, fields: dict, text: str) -> None:
         ProjectEvent.objects.create(project=p, status=fields.get("status", p.status), message=text)
 
-    def reconcile(self, project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None,
-                  managers: list[str] | None = None) -> dict[str, str]:
+    def reconcile(self, project_id: int, *, tenant: Tenant | None = None, policy: config.Policy | None = None,
+                  observed: Observed | None = None, managers: list[str] | None = None) -> dict[str, str]:
         from tenants.projects.selectors import policy_for
 
-        tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
+        if tenant is None:
+            tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
         if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
             return {}  # being deleted (its namespaces go with it) or gone: nothing to reconcile
         # Read under the lock: what another worker wrote before we held it counts.
@@ -255,12 +256,13 @@ class ProjectController(controller.Controller):
 PROJECTS: ProjectController = controller.controller_for(Project._meta.label_lower)
 
 
-def run(project_id: int, *, policy: config.Policy | None = None, observed: Observed | None = None,
-        managers: list[str] | None = None) -> dict[str, str]:
+def run(project_id: int, *, tenant: Tenant | None = None, policy: config.Policy | None = None,
+        observed: Observed | None = None, managers: list[str] | None = None) -> dict[str, str]:
     """Reconcile one project under its lock (or tear it down if it is being deleted). Returns what
     happened to each object, e.g. {"Namespace/t-p": "created", …}. A pass over many projects reads
-    the tenant's policy once, and its objects in one LIST per kind, and hands them in."""
-    return PROJECTS.run(project_id, policy=policy, observed=observed, managers=managers)
+    the tenant, its policy and its owners once, and its objects in one LIST per kind, and hands
+    them in."""
+    return PROJECTS.run(project_id, tenant=tenant, policy=policy, observed=observed, managers=managers)
 
 
 def record_error(project_id: int, exc: Exception, *, final: bool) -> bool:
@@ -353,7 +355,7 @@ def reconcile_all() -> dict[str, int]:
     for project_id in project_ids:
         counts["projects"] += 1
         try:
-            outcomes = run(project_id, policy=policy, observed=observed, managers=managers)
+            outcomes = run(project_id, tenant=tenant, policy=policy, observed=observed, managers=managers)
         except (locks.Busy, StillTerminating):
             continue
         except Exception as exc:  # one project's failure must not stop the pass
