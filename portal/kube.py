@@ -307,14 +307,18 @@ class ObjectList(list):
 
 
 def list_objects(kind: str | tuple[str, str], namespace: str | None = None, *,
-                 label_selector: str = "") -> ObjectList:
+                 label_selector: str = "", cached: bool = False) -> ObjectList:
     """All objects of a kind (in a namespace, or in all), following `continue` tokens. A list of
-    the items; `.resource_version` is the list's (the first page's: pages are one snapshot)."""
+    the items; `.resource_version` is the list's (the first page's: pages are one snapshot).
+    `cached`: any recent version will do (resourceVersion=0), so the API server answers from its
+    watch cache instead of reading every object of the kind from etcd to filter them (a list
+    without a resourceVersion is a quorum read); for the periodic pass, which tolerates a view a
+    moment old (it compares again next time)."""
     ref = _kind_of(kind)
     path = _path(ref, namespace=namespace)
     items, token = ObjectList(), None
     while True:
-        query: list[tuple[str, Any]] = [("limit", 500)]
+        query: list[tuple[str, Any]] = [("resourceVersion", "0")] if cached else [("limit", 500)]
         if label_selector:
             query.append(("labelSelector", label_selector))
         if token:

@@ -70,3 +70,19 @@ def test_a_cycles_copies_expire_after_one_interval_so_a_slow_cycle_never_piles_u
     assert count == len(sent) >= 2
     assert {kw["headers"]["_schema_name"] for kw in sent} >= {alpha.schema_name, beta.schema_name}
     assert all(kw["expires"] == settings.PIER_RECONCILE_INTERVAL for kw in sent)
+
+
+def test_the_passs_lists_are_answered_from_the_api_servers_cache(alpha, users, monkeypatch):
+    """resourceVersion=0: the API server answers from its watch cache. Without it a LIST is a quorum
+    read: every object of the kind read from etcd to be filtered by label, once per tenant."""
+    with tenant_context(alpha):
+        project = project_services.project_create(tenant=alpha, slug="pass-cache", acting_user=users["alice"])
+        reconcile.run(project.pk)
+        sent = []
+        real = kube._request
+        monkeypatch.setattr(kube, "_request", lambda method, path, **kw: sent.append((method, kw.get("query"))) or
+                            real(method, path, **kw))
+        reconcile.reconcile_all()
+    lists = [query for method, query in sent if method == "GET"]
+    assert len(lists) == len(reconcile.Observed.KINDS)
+    assert all(("resourceVersion", "0") in query for query in lists), lists

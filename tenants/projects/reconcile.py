@@ -153,7 +153,7 @@ class Observed:
         # (kind, namespace) → name → object: a project's lookups touch only its own namespace.
         self._objects: dict[tuple[str, str], dict[str, dict]] = {}
         for kind in self.KINDS:
-            for obj in kube.list_objects(kind, None, label_selector=selector):
+            for obj in kube.list_objects(kind, None, label_selector=selector, cached=True):
                 meta = obj["metadata"]
                 self._objects.setdefault((kind, meta.get("namespace", "")), {})[meta["name"]] = obj
 
