@@ -2,11 +2,12 @@
 
 An attempt runs all of a job's steps in one transaction (see run_job): it completes or leaves
 nothing, and running it again after a crash or a failure is safe. Each step is idempotent as well,
-for the work that is not transactional (e.g. Kubernetes clean-up on deletion). Jobs run on the
-controller kernel (portal/controller.py: its one task, lock and retry policy): one job per tenant
-at a time (the lock is the tenant's, not the job's). Steps, attempts and errors are recorded on
-the job — its steps are its conditions and the jobs its history — so the admin, the API and the
-tenant's page show what happened and why.
+for the work that is not transactional (e.g. Kubernetes clean-up on deletion). Tenants run on
+the controller kernel (portal/controller.py: its one task, lock and retry policy; TenantController
+below): one job per tenant at a time (the lock is the tenant's). Each attempt records the tenant's
+conditions (its status is derived from them) and, on the job, its steps, attempts and errors — the
+jobs are the tenant's history — so the admin, the API and the tenant's page show what happened
+and why.
 """
 
 from __future__ import annotations
