@@ -285,6 +285,18 @@ def apply(desired: dict) -> dict:
                     body=desired, content_type=APPLY_PATCH, what=_label(ref, name, namespace))
 
 
+def apply_status(desired: dict) -> dict:
+    """Server-side apply of `desired["status"]` on the object's status subresource (a custom
+    resource Pier is the controller of), as field manager `pier`, forced."""
+    ref = _kind_of_object(desired)
+    name, namespace = desired["metadata"]["name"], desired["metadata"].get("namespace")
+    body = {"apiVersion": desired["apiVersion"], "kind": desired["kind"],
+            "metadata": {"name": name, **({"namespace": namespace} if namespace else {})}, "status": desired["status"]}
+    return _request("PATCH", _path(ref, name, namespace) + "/status",
+                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                    body=body, content_type=APPLY_PATCH, what=f"status of {_label(ref, name, namespace)}")
+
+
 def delete(kind: str | tuple[str, str], name: str, namespace: str | None = None, *,
            propagation: str = "Background") -> bool:
     """Delete if present, with a propagationPolicy (Background by default: a Job's pods go with it;

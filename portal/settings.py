@@ -393,6 +393,30 @@ PIER_KUBE_USERNAME_PREFIX = os.environ.get("PIER_KUBE_USERNAME_PREFIX", "")
 # outside every project, so nobody who can run pods or make Secrets in a project can act as a key.
 # No organization and project can be named into it (tenants.validators.validate_namespace_name).
 PIER_KEYS_NAMESPACE = os.environ.get("PIER_KEYS_NAMESPACE", "pier-keys")
+# --- Agentic sessions (sessions/) ----------------------------------------------------------
+# The runner: its image (runner/Containerfile builds the reference runner) and its container's
+# resources (the project's LimitRange and quota apply on top).
+PIER_RUNNER_IMAGE = os.environ.get("PIER_RUNNER_IMAGE", "ghcr.io/pier-dev/pier-runner:0.1")
+PIER_RUNNER_RESOURCES = {
+    "requests": {"cpu": os.environ.get("PIER_RUNNER_CPU_REQUEST", "100m"),
+                 "memory": os.environ.get("PIER_RUNNER_MEMORY_REQUEST", "256Mi")},
+    "limits": {"cpu": os.environ.get("PIER_RUNNER_CPU_LIMIT", "1"),
+               "memory": os.environ.get("PIER_RUNNER_MEMORY_LIMIT", "1Gi")},
+}
+# Seconds between two looks at running sessions' Jobs and pods (one label-selected LIST each).
+PIER_SESSION_SYNC_SECONDS = env_float("PIER_SESSION_SYNC_SECONDS", 5.0)
+# A session's timeout when it names none, and the longest any session may ask for.
+PIER_SESSION_DEFAULT_TIMEOUT = env_int("PIER_SESSION_DEFAULT_TIMEOUT", 1800)
+PIER_SESSION_MAX_TIMEOUT = env_int("PIER_SESSION_MAX_TIMEOUT", 4 * 3600)
+# How much of a runner's log Pier keeps (the end of it), and how long a runner pod the scheduler
+# cannot place waits before its session fails (reason Unschedulable).
+PIER_SESSION_LOG_BYTES = env_int("PIER_SESSION_LOG_BYTES", 1024 * 1024)
+PIER_SESSION_UNSCHEDULABLE_SECONDS = env_int("PIER_SESSION_UNSCHEDULABLE_SECONDS", 300)
+# Sessions running at once (Creating or Running); more wait as Pending, oldest first.
+PIER_SESSION_RUNNING_PER_PROJECT = env_int("PIER_SESSION_RUNNING_PER_PROJECT", 3)
+PIER_SESSION_RUNNING_PER_TENANT = env_int("PIER_SESSION_RUNNING_PER_TENANT", 10)
+PIER_SESSION_MAX_RETRIES = env_int("PIER_SESSION_MAX_RETRIES", 6)
+PIER_SESSION_BACKOFF = env_float("PIER_SESSION_BACKOFF", 2.0)
 # Namespaces allowed to reach every project (the ingress router's), comma-separated.
 PIER_NETWORK_ALLOW_FROM = env_list("PIER_NETWORK_ALLOW_FROM", "openshift-ingress")
 # Platform defaults of the effective project configuration (tenants/projects/config.py).
@@ -460,6 +484,16 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-projects": {
         "task": "tenants.tasks.fan_out_to_active_tenants",
         "args": ["tenants.projects.tasks.reconcile_all_projects"],
+        "schedule": PIER_RECONCILE_INTERVAL,
+    },
+    "sync-sessions": {
+        "task": "sessions.tasks.sync_sessions",
+        "schedule": PIER_SESSION_SYNC_SECONDS,
+        "options": {"expires": PIER_SESSION_SYNC_SECONDS},
+    },
+    "reconcile-sessions": {
+        "task": "tenants.tasks.fan_out_to_active_tenants",
+        "args": ["sessions.tasks.reconcile_live_sessions"],
         "schedule": PIER_RECONCILE_INTERVAL,
     },
 }

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from portal import health, users_api, views
+from sessions.api import urls as session_api_urls
 from tenants import views as tenant_views
 from tenants.api import urls as tenant_api_urls
 from tenants.api import views as tenant_api_views
@@ -18,6 +19,7 @@ api_patterns = [
     path("tenants/<slug:tenant_slug>", tenant_api_views.TenantDetailView.as_view(), name="tenant-detail"),
     path("tenants/<slug:tenant_slug>/", include(tenant_api_urls.tenant_urlpatterns)),
     path("tenants/<slug:tenant_slug>/", include(project_api_urls.urlpatterns)),
+    path("tenants/<slug:tenant_slug>/", include(session_api_urls.urlpatterns)),
     path("", include(tenant_api_urls.urlpatterns)),
     path("schema", views.SchemaView.as_view(), name="schema"),
     path("docs", views.DocsView.as_view(url_name="api:schema"), name="docs"),

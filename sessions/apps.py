@@ -8,3 +8,6 @@ class AgenticSessionsConfig(AppConfig):
     name = "sessions"
     label = "agentic_sessions"
     verbose_name = "Agentic sessions"
+
+    def ready(self) -> None:
+        from sessions import controller, receivers  # noqa: F401  (the controller; the tenant lifecycle hooks)

@@ -47,3 +47,17 @@ def add_user(name: str, groups: list[str] | None = None) -> str:
     """Register a user in the emulator (with `system:authenticated`); its bearer token. What it
     may do is up to the RBAC objects that name it or its groups."""
     return _control("POST", "/_emulator/users", {"name": name, "groups": groups or []})["token"]
+
+
+def advance_clock(seconds: float) -> None:
+    """Move the emulator's clock forward (pods run, deadlines and tokens expire on it)."""
+    _control("POST", "/_emulator/clock", {"advance_seconds": seconds})
+
+
+def set_exit_code(namespace: str, name: str, code: int) -> None:
+    """The pods of the Job (or the pod) `name` exit with `code`."""
+    _control("POST", "/_emulator/exit-code", {"namespace": namespace, "name": name, "code": code})
+
+
+def append_pod_log(namespace: str, name: str, text: str) -> None:
+    _control("POST", "/_emulator/pod-log", {"namespace": namespace, "name": name, "text": text})

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 MUTATING = ("POST", "PUT", "PATCH", "DELETE")
-SAMPLE_KWARGS = {"tenant_slug": "beta", "slug": "beta", "pk": 1, "username": "carol", "project_slug": "site", "grant_id": 1, "key_id": 1}
+SAMPLE_KWARGS = {"tenant_slug": "beta", "slug": "beta", "pk": 1, "username": "carol", "project_slug": "site", "grant_id": 1, "key_id": 1,
+                 "session_name": "some-session"}
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,22 @@ def _site_key(users):
     return {**kwargs, "key_id": key.pk}
 
 
+def _site_session(users):
+    from django_tenants.utils import tenant_context
+
+    from sessions import services as session_services
+    from tenants.projects.access import Access
+    from tenants.projects.models import Project
+
+    kwargs = _site_ready_in_beta(users)
+    beta = Tenant.objects.get(slug="beta")
+    with tenant_context(beta):
+        session, _ = session_services.session_create(tenant=beta, project=Project.objects.get(slug="site"),
+                                                     acting_user=users["carol"], access=Access("admin", "test"),
+                                                     prompt="audit me")
+    return {**kwargs, "session_name": session.name}
+
+
 def _beta_status(status):
     def prepare(users):
         Tenant.objects.filter(slug="beta").update(status=status)
@@ -145,6 +161,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("projects:keys", "POST"): Case("carol", 201, "key.create", {"name": "ci", "role": "view", "expires_in_days": "30"},
                                     _site_ready_in_beta),
     ("projects:key_revoke", "POST"): Case("carol", 302, "key.revoke", prepare=_site_key),
+    ("api:session-list", "POST"): Case("carol", 201, "session.create", {"prompt": "hello"}, _site_ready_in_beta),
+    ("api:session-detail", "DELETE"): Case("carol", 202, "session.delete", prepare=_site_session),
+    ("api:session-stop", "POST"): Case("carol", 202, "session.stop", prepare=_site_session),
+    ("api:session-clone", "POST"): Case("carol", 201, "session.create", prepare=_site_session),
 }
 
 MUTATING = [(route, method) for route in pier_routes() for method in route.methods]

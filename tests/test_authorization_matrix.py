@@ -25,6 +25,7 @@ from conftest import PASSWORD
 from portal import tenancy
 from portal.services import user_set_groups
 from routes import pier_routes
+from sessions import services as session_services
 from tenants.models import Membership, PendingMembership, Tenant
 from tenants.projects import reconcile, services
 from tenants.projects.access import Access
@@ -97,6 +98,14 @@ EXPECTED = {
     ("api:project-key-list", "GET"): (None, _project_rule(1, 200)),
     ("api:project-key-list", "POST"): ({"name": "matrix", "role": "view"}, _project_rule(3, 201, people_only=True)),
     ("api:project-key-detail", "DELETE"): (None, _project_rule(3, 204, people_only=True)),
+    ("api:session-list", "GET"): (None, _project_rule(1, 200)),
+    ("api:session-list", "POST"): ({"prompt": "matrix"}, _project_rule(2, 201)),
+    ("api:session-detail", "GET"): (None, _project_rule(1, 200)),
+    ("api:session-detail", "DELETE"): (None, _project_rule(3, 202)),
+    # The session is dave's: an editor (person or key) stops only their own.
+    ("api:session-stop", "POST"): (None, _project_rule(3, 202)),
+    ("api:session-clone", "POST"): ({}, _project_rule(2, 201)),
+    ("api:session-logs", "GET"): (None, _project_rule(1, 200)),
 }
 
 def _methods(route) -> list[str]:
@@ -148,6 +157,8 @@ def world(users, alpha, beta):
         revoked, tokens["key_revoked"] = services.key_create(tenant=alpha, project=site, name="k-revoked", role="admin",
                                                          acting_user=users["dave"], access=admin)
         AccessKey.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+        session, _ = session_services.session_create(tenant=alpha, project=site, acting_user=users["dave"],
+                                                     access=admin, prompt="the matrix's session")
         grant_id = ProjectGrant.objects.get(project=site, subject="g-view").pk
         key_id = AccessKey.objects.get(name="k-view").pk
     with tenant_context(beta):
@@ -166,7 +177,7 @@ def world(users, alpha, beta):
                    "staff": users["staff"], "suspended_member": users["dave"], "deactivated": gone},
         "tokens": tokens,
         "kwargs": {"tenant_slug": "alpha", "project_slug": "site", "username": "bob", "pk": invitation.pk,
-                   "grant_id": grant_id, "key_id": key_id},
+                   "grant_id": grant_id, "key_id": key_id, "session_name": session.name},
     }
 
 

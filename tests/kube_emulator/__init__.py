@@ -35,7 +35,13 @@ through Pending, Running and Succeeded/Failed with container states, logs and ev
 garbage collector follows ownerReferences (Background, Foreground, Orphan). A background thread
 moves them on the emulator's clock. What a container does (exit code, run time, log lines) is
 chosen by markers in its arguments (`--pier-emulator-exit=3`, `--pier-emulator-sleep=30`,
-`--pier-emulator-log=TEXT`) or by test hooks (`set_exit_code`, `append_pod_log`).
+`--pier-emulator-log=TEXT`) or by test hooks (`set_exit_code`, `append_pod_log`). A Pier
+session runner (a pod labelled `pier.dev/session` whose container reads `PIER_SESSION_FILE`
+from a mounted ConfigMap) acts out its session (`runner_sim.py`, pinned in
+`tests/test_kube_emulator_runner.py`): progress lines and a simulated answer, a `pier.dev/result`
+line as it ends, and the failure, exit code or run time its prompt asks for (`fail`,
+`pier:exit=N`, `pier:sleep=N`), while a missing ConfigMap keeps it in ContainerCreating with a
+`FailedMount` event, as a real kubelet does.
 
 Tests also steer it: inject faults (errors, latency, dropped connections), reset the state,
 count requests and move the clock forward, from Python or over HTTP under `/_emulator/` for
@@ -70,8 +76,8 @@ change history and watch streams), `access.py` (the authentication, impersonatio
 authorization filters), `authn.py` (who a token is), `rbac.py` (RBAC decisions, escalation
 checks, bootstrap policy, access reviews), `policy.py` and `reviews.py`, `openapi.py`,
 `controllers.py` (the workloads and their thread: `jobs.py`, `scheduler.py`, `kubelet.py`,
-`gc.py`, `events.py`, `logs.py`), `clock.py`, `patch.py`, `selectors.py`, `validation.py`,
-`quantity.py`, `errors.py`, `faults.py`.
+`runner_sim.py`, `gc.py`, `events.py`, `logs.py`), `clock.py`, `patch.py`, `selectors.py`,
+`validation.py`, `quantity.py`, `errors.py`, `faults.py`.
 """
 
 from .emulator import KubeEmulator

@@ -6,15 +6,21 @@ goes through the phases a real kubelet reports, on the emulator's clock:
 - bound: `Pending`, `status.startTime`, `hostIP`, each container `waiting` (ContainerCreating),
   conditions PodReadyToStartContainers/Initialized/ContainersReady/Ready; a `Pulling` or
   `Pulled` event by the image pull policy.
-- `pod_start_delay` seconds later: `Running`, each container `running` (`startedAt`), ready,
-  `podIP`; `Created` and `Started` events; the container's log lines are written.
+- `pod_start_delay` seconds later, once the configMap volumes its containers mount can be set
+  up: `Running`, each container `running` (`startedAt`), ready, `podIP`; `Created` and
+  `Started` events; the container's log lines are written. A mounted configMap volume whose
+  ConfigMap is missing (or lacks a key its `items` name), unless `optional`, keeps the pod
+  Pending in ContainerCreating with a Warning `FailedMount` (`MountVolume.SetUp failed for
+  volume "session" : configmap "s" not found`), repeated after a doubling back-off; it is
+  checked again on every pass, so the pod starts as soon as the ConfigMap is there.
 - after its run time: the container `terminated` with an exit code (reason `Completed` for 0,
   `Error` otherwise, `startedAt`/`finishedAt`). With `restartPolicy` Always, or OnFailure and
   a non-zero code, it starts again (`restartCount` + 1, `lastState`, the previous log kept for
   `previous=true`); otherwise, once every container has ended, the pod is `Succeeded` (all
   exited 0) or `Failed`.
 - a pod being deleted (a DELETE marks a pod on a node, see `store.py`) has its running
-  containers stopped (exit 137, a `Killing` event), then is removed (once no finalizer holds it);
+  containers stopped (exit 137, a session runner 143; a `Killing` event), then is removed (once
+  no finalizer holds it);
   a running pod removed outright (by the garbage collector, the job controller or its
   namespace going) gets a `Killing` event too.
 
@@ -25,6 +31,11 @@ What a container does comes from markers in its `command`/`args`, or from test h
     --pier-emulator-exit=CODE       exit code (default 0)
     --pier-emulator-sleep=SECONDS   run time (default: the emulator's `pod_run_seconds`)
     --pier-emulator-log=TEXT        a log line written at start (repeatable)
+
+A Pier session runner (a pod labelled `pier.dev/session` whose container has `PIER_SESSION_FILE`)
+behaves as its session file says, read from the mounted ConfigMap when the container first
+starts (`runner_sim.py`): progress lines at start, a `pier.dev/result` line when it ends, the
+exit code and run time from the prompt. Markers and test hooks still win over the session.
 
 Logs live as long as the pod (served by `logs.py`). Nodes a client creates get a ready status.
 """
@@ -39,6 +50,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .clock import rfc3339
+from .runner_sim import STOPPED_EXIT_CODE, SimulatedRunner, simulated_runner
 from .scheduler import node_ip, node_ready, ready_status, set_condition
 
 if TYPE_CHECKING:
@@ -53,6 +65,10 @@ SLEEP_MARKER = "--pier-emulator-sleep="
 LOG_MARKER = "--pier-emulator-log="
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 KILLED_EXIT_CODE = 137
+# A failed volume mount is retried (and its FailedMount event repeated) after a back-off that
+# doubles from 0.5 s to 2m2s, as the kubelet's volume operations do.
+MOUNT_RETRY_SECONDS = 0.5
+MAX_MOUNT_RETRY_SECONDS = 122.0
 
 
 @dataclass
@@ -61,11 +77,20 @@ class Timings:
     run_seconds: float = 5.0  # how long a container runs without a sleep marker
 
 
+@dataclass(frozen=True)
+class Markers:
+    exit_code: int | None = None
+    run_seconds: float | None = None
+    log_lines: tuple[str, ...] = ()
+
+
 @dataclass
 class ContainerRun:
     name: str
     image: str
-    exit_code: int = 0
+    markers: Markers = field(default_factory=Markers)
+    runner: SimulatedRunner | None = None
+    exit_code: int = 0  # these three are decided when the container first starts (`_plan`)
     run_seconds: float = 0.0
     start_lines: list[str] = field(default_factory=list)
     state: str = "waiting"  # waiting | running | terminated
@@ -93,10 +118,14 @@ class PodRun:
     pod_ip: str = ""
     started: bool = False
     done: bool = False
+    mount_failures: int = 0
+    mount_retry_at: float = 0.0
 
 
-def _markers(container: Obj, default_run: float) -> tuple[int, float, list[str]]:
-    exit_code, run, lines = 0, default_run, []
+def _markers(container: Obj) -> Markers:
+    exit_code: int | None = None
+    run: float | None = None
+    lines = []
     for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
         if not isinstance(arg, str):
             continue
@@ -109,7 +138,7 @@ def _markers(container: Obj, default_run: float) -> tuple[int, float, list[str]]
             pass  # a malformed marker is an ordinary argument
         if arg.startswith(LOG_MARKER):
             lines.append(arg[len(LOG_MARKER) :])
-    return exit_code, run, lines
+    return Markers(exit_code, run, tuple(lines))
 
 
 def _container_id() -> str:
@@ -187,10 +216,7 @@ class Kubelet:
     def _admit(self, txn: Txn, pods_type: ResourceType, pod: Obj, node: Obj) -> PodRun:
         containers = {}
         for spec in (pod.get("spec") or {}).get("containers") or []:
-            exit_code, run_seconds, lines = _markers(spec, self.timings.run_seconds)
-            containers[spec["name"]] = ContainerRun(
-                spec["name"], spec.get("image", ""), exit_code, run_seconds, lines
-            )
+            containers[spec["name"]] = ContainerRun(spec["name"], spec.get("image", ""), _markers(spec))
         metadata = pod["metadata"]
         run = PodRun(
             uid=metadata["uid"],
@@ -229,14 +255,29 @@ class Kubelet:
             for container in run.containers.values():
                 if container.state != "terminated":
                     was_running = container.state == "running"
-                    self._terminate(container, now, KILLED_EXIT_CODE, started=was_running)
+                    runner = container.runner if was_running else None  # a runner handles SIGTERM
+                    code = KILLED_EXIT_CODE if runner is None else STOPPED_EXIT_CODE
+                    self._terminate(container, now, code, started=was_running)
+                    if runner is not None:
+                        container.logs.append((now, runner.stopped_result_line()))
                     if was_running:
                         self._killing(txn, pods_type, run, container)
             run.started = True
             changed = True
         if not run.started and now >= run.start_at:
-            self._start_all(txn, pods_type, run, pod)
-            changed = True
+            failures = self._mount_failures(txn, pod)
+            if not failures:
+                if run.mount_failures:
+                    run.start_at = now  # its volumes could be set up at last: the containers start now
+                self._start_all(txn, pods_type, run, pod)
+                changed = True
+            elif now >= run.mount_retry_at:
+                for volume, error in failures:
+                    message = f'MountVolume.SetUp failed for volume "{volume}" : {error}'
+                    self._event(txn, pods_type, run, "Warning", "FailedMount", message)
+                run.mount_failures += 1
+                backoff = MOUNT_RETRY_SECONDS * 2 ** (run.mount_failures - 1)
+                run.mount_retry_at = now + min(MAX_MOUNT_RETRY_SECONDS, backoff)
         while run.started and not run.done:
             running = [c for c in run.containers.values() if c.state == "running"]
             due = [c for c in running if c.finish_at <= now]
@@ -247,6 +288,8 @@ class Kubelet:
             container = min(due, key=lambda c: c.finish_at)
             code = self._exit_code(run, container)
             self._terminate(container, container.finish_at, code)
+            if container.runner is not None:  # a runner's result is its last log line
+                container.logs.append((container.finish_at, container.runner.result_line(code)))
             if policy == "Always" or (policy == "OnFailure" and code != 0):
                 self._restart(container, container.finished_at)
                 self._event(txn, pods_type, run, "Normal", "Started", f"Started container {container.name}", container,
@@ -257,7 +300,7 @@ class Kubelet:
         if run.started and all(c.state == "terminated" for c in run.containers.values()):
             run.done = True
         if not run.started:
-            txn.wake_at(run.start_at)
+            txn.wake_at(max(run.start_at, run.mount_retry_at))
         if changed:
             self._write_status(txn, pods_type, run, copy.deepcopy(pod), now)
         if pod["metadata"].get("deletionTimestamp") and run.done:
@@ -269,7 +312,13 @@ class Kubelet:
         run.started = True
         run.pod_ip = f"10.244.{len(run.node) % 250}.{next(self._ips) % 250 + 2}"
         specs = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or []}
+        config_maps = txn.resource("", "v1", "configmaps")
+
+        def read_config_map(name: str) -> Obj | None:
+            return txn.get(config_maps, run.namespace, name)
+
         for container in run.containers.values():
+            self._plan(container, simulated_runner(pod, specs.get(container.name, {}), read_config_map))
             if specs.get(container.name, {}).get("imagePullPolicy") == "Always":
                 pull = max(run.start_at - (_epoch_of(pod.get("status", {}).get("startTime")) or run.start_at), 0.0)
                 message = (
@@ -284,6 +333,40 @@ class Kubelet:
             self._run(container, run.start_at)
             queued = self._take_queued_logs(run, container.name)
             container.logs += [(run.start_at, line) for line in container.start_lines + queued]
+
+    def _plan(self, container: ContainerRun, runner: SimulatedRunner | None) -> None:
+        """What the container does: its markers say, else its session runner, else the defaults."""
+        markers = container.markers
+        container.runner = runner
+        exit_code = runner.exit_code if runner else 0
+        container.exit_code = markers.exit_code if markers.exit_code is not None else exit_code
+        run_seconds = runner.run_seconds if runner and runner.run_seconds is not None else self.timings.run_seconds
+        container.run_seconds = markers.run_seconds if markers.run_seconds is not None else run_seconds
+        container.start_lines = [*(runner.progress_lines if runner else ()), *markers.log_lines]
+
+    @staticmethod
+    def _mount_failures(txn: Txn, pod: Obj) -> list[tuple[str, str]]:
+        """The configMap volumes the pod's containers mount that cannot be set up, with the
+        kubelet's error (`pkg/volume/configmap`); unused volumes are not mounted at all."""
+        spec = pod.get("spec") or {}
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        mounted = {mount.get("name") for container in containers for mount in container.get("volumeMounts") or []}
+        config_maps = txn.resource("", "v1", "configmaps")
+        failures = []
+        for volume in spec.get("volumes") or []:
+            source = volume.get("configMap")
+            if volume.get("name") not in mounted or not isinstance(source, dict) or source.get("optional"):
+                continue
+            name = source.get("name") or ""
+            config_map = txn.get(config_maps, pod["metadata"]["namespace"], name)
+            if config_map is None:
+                failures.append((volume["name"], f'configmap "{name}" not found'))
+                continue
+            keys = {*(config_map.get("data") or {}), *(config_map.get("binaryData") or {})}
+            missing = [item.get("key") for item in source.get("items") or [] if item.get("key") not in keys]
+            if missing:
+                failures.append((volume["name"], f"configmap references non-existent config key: {missing[0]}"))
+        return failures
 
     def _take_queued_logs(self, run: PodRun, container: str) -> list[str]:
         lines: list[str] = []
@@ -403,12 +486,13 @@ class Kubelet:
         event_type: str,
         reason: str,
         message: str,
-        container: ContainerRun,
+        container: ContainerRun | None = None,
         when: float | None = None,
     ) -> None:
+        """An event about the pod, or about one of its containers."""
         self._recorder.record(
             txn, pods_type, run.pod, event_type, reason, message, component="kubelet", host=run.node,
-            field_path=f"spec.containers{{{container.name}}}", when=when,
+            field_path=f"spec.containers{{{container.name}}}" if container else "", when=when,
         )  # fmt: skip
 
 

@@ -1,11 +1,12 @@
 """Install Pier's cluster-level objects, idempotently: the ClusterRoles that project access binds
-to (`pier-project-admin|edit|view`) and the namespace of access keys' ServiceAccounts
-(PIER_KEYS_NAMESPACE). Run at deploy time; the local run runs it at start."""
+to (`pier-project-admin|edit|view`), the namespace of access keys' ServiceAccounts
+(PIER_KEYS_NAMESPACE) and the CustomResourceDefinition of agentic sessions. Run at deploy time; the local run runs it at start."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from portal import kube
+from portal.signals import cluster_objects
 
 # Readable by every project role. Secrets and pods/exec are not here: `get` on them would let a
 # viewer read credentials or (before Kubernetes 1.35) exec into pods.
@@ -16,6 +17,9 @@ _WORKLOADS = [
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"]},
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"]},
 ]
+# Agentic sessions: readable by every project role, written by Pier only (it is their controller;
+# a session is started through Pier, which checks the role, limits and ownership).
+_SESSIONS = {"apiGroups": ["pier.dev"], "resources": ["agenticsessions", "agenticsessions/status"], "verbs": ["get", "list", "watch"]}
 _READ = ["get", "list", "watch"]
 _WRITE = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 
@@ -36,10 +40,10 @@ def cluster_roles() -> list[dict]:
     sensitive = {"apiGroups": [""], "resources": ["secrets", "pods/exec", "pods/attach", "pods/portforward"],
                  "verbs": _WRITE}
     return [
-        role("pier-project-view", [*({**r, "verbs": _READ} for r in _WORKLOADS), quota_read]),
-        role("pier-project-edit", [*({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read, sensitive]),
+        role("pier-project-view", [*({**r, "verbs": _READ} for r in _WORKLOADS), quota_read, _SESSIONS]),
+        role("pier-project-edit", [*({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read, sensitive, _SESSIONS]),
         role("pier-project-admin", [
-            *({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read, sensitive,
+            *({**r, "verbs": _WRITE} for r in _WORKLOADS), quota_read, sensitive, _SESSIONS,
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": _WRITE},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _READ},
         ]),
@@ -65,13 +69,16 @@ def keys_namespace_objects() -> list[dict]:
 
 
 class Command(BaseCommand):
-    help = "Create or update Pier's ClusterRoles and its access keys' namespace (idempotent)."
+    help = "Create or update Pier's ClusterRoles, its access keys' namespace and its CRDs (idempotent)."
 
     def handle(self, *args, **options):
         name = settings.PIER_KEYS_NAMESPACE
         current = kube.get("Namespace", name)
         if current is not None and kube.LABEL_TENANT in (current["metadata"].get("labels") or {}):
             raise CommandError(f"PIER_KEYS_NAMESPACE={name} is a project's namespace already; choose another name.")
+        for _receiver, objects in cluster_objects.send(sender=None):  # the apps' CRDs, before the roles naming them
+            for desired in objects or ():
+                self.stdout.write(f"{desired['kind']} {desired['metadata']['name']}: {kube.reconcile(desired)}")
         for desired in cluster_roles():
             outcome = kube.reconcile(desired)
             self.stdout.write(f"ClusterRole {desired['metadata']['name']}: {outcome}")

@@ -1,0 +1,352 @@
+"""The sessions controller, on the kernel (portal/controller.py): Pier is the operator.
+
+A pass over one session, under its lock:
+
+1. gone or finished: clean up what is left (the runner Job of a finished session; everything, then
+   the row, for a deleted one) and stop;
+2. asked to stop (a person, or the tenant's suspension): keep the log, delete the runner Job
+   (its pod goes with it), finish with the reason;
+3. not yet admitted: take a slot under the organization's admission lock if the running limits
+   allow (oldest first), or wait as `Pending` saying why;
+4. make the custom resource, then (once) the runner's ConfigMap, ServiceAccount and Job, owned by
+   the custom resource; a Job already there from a crashed pass and owned by this custom resource
+   is adopted, never duplicated;
+5. follow the Job and its pod (matched by the Job's uid): Running, Unschedulable (with the
+   scheduler's message; a failure after PIER_SESSION_UNSCHEDULABLE_SECONDS), finished (the result
+   from the pod's last log line, the exit code, DeadlineExceeded for the timeout); keep the log;
+   a Job that vanished is a failure, not recreated;
+6. write the custom resource's status (only when it changed).
+
+Conditions: `Admitted` (WaitingForSlot), `Started` (Creating, Unschedulable, Error, Running) and
+`Finished` (reasons in FINISH_REASONS). The phase is derived from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from portal import controller, kube, locks
+from portal.controller import FALSE, TRUE, condition
+from sessions import cluster, limits
+from sessions.models import AgenticSession, SessionEvent
+from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+Phase = AgenticSession.Phase
+
+# Reasons of the `Finished` condition and the phase each one means.
+FINISH_REASONS = {
+    "Completed": Phase.COMPLETED,
+    "StoppedByUser": Phase.STOPPED,
+    "TenantSuspended": Phase.STOPPED,
+    "KeyRevoked": Phase.STOPPED,
+    "RunnerError": Phase.FAILED,
+    "DeadlineExceeded": Phase.FAILED,
+    "RunnerVanished": Phase.FAILED,
+    "Unschedulable": Phase.FAILED,
+    "GaveUp": Phase.FAILED,
+}
+RESULT_KEY = "pier.dev/result"
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def safe_log(text: str) -> tuple[str, bool]:
+    """The end of a log as Pier keeps it: at most PIER_SESSION_LOG_BYTES of UTF-8, NUL bytes
+    replaced (PostgreSQL text refuses them). Returns (text, truncated)."""
+    text = text.replace("\x00", "\ufffd")
+    data = text.encode("utf-8")
+    limit = settings.PIER_SESSION_LOG_BYTES
+    if len(data) <= limit:
+        return text, False
+    tail = data[-limit:].decode("utf-8", "ignore")
+    return tail[tail.find("\n") + 1:] if "\n" in tail else tail, True
+
+
+def result_of(text: str) -> dict | None:
+    """The runner's report: its last non-empty log line, if that is {"pier.dev/result": {…}}."""
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            try:
+                report = json.loads(line)
+            except ValueError:
+                return None
+            found = report.get(RESULT_KEY) if isinstance(report, dict) else None
+            return found if isinstance(found, dict) else None
+    return None
+
+
+@controller.register
+class SessionController(controller.Controller):
+    model = AgenticSession
+    max_failures_setting = "PIER_SESSION_MAX_RETRIES"
+    backoff_setting = "PIER_SESSION_BACKOFF"
+    derived_fields = ("phase", "reason", "message")
+
+    def derive(self, s: AgenticSession) -> dict[str, str]:
+        finished = condition(s.conditions, "Finished")
+        if finished and finished["status"] == TRUE:
+            return {"phase": FINISH_REASONS.get(finished["reason"], Phase.FAILED), "reason": finished["reason"],
+                    "message": finished["message"]}
+        started = condition(s.conditions, "Started")
+        admitted = condition(s.conditions, "Admitted")
+        if started and started["status"] == TRUE:
+            return {"phase": Phase.RUNNING, "reason": started["reason"], "message": started["message"]}
+        if admitted and admitted["status"] == TRUE:
+            said = started or admitted
+            return {"phase": Phase.CREATING, "reason": said["reason"], "message": said["message"]}
+        return {"phase": Phase.PENDING, "reason": (admitted or {}).get("reason", "Queued"),
+                "message": (admitted or {}).get("message", "")}
+
+    def history(self, s: AgenticSession, fields: dict, text: str) -> None:
+        SessionEvent.objects.create(session=s, phase=fields.get("phase", s.phase), reason=fields.get("reason", s.reason),
+                                    message=fields.get("message", text))
+
+    def lock_key(self, pk) -> tuple:
+        return (self.label, connection.schema_name, pk)
+
+    # -- the pass --
+
+    def reconcile(self, session_id: int, **context) -> str:
+        s = AgenticSession.objects.select_related("project").filter(pk=session_id).first()
+        if s is None:
+            return "gone"
+        tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
+        if s.deletion_requested_at is not None or tenant is None:
+            return self._remove(s)
+        if s.is_finished:
+            return self._clean_up(s)
+        if tenant.status == Tenant.Status.SUSPENDED and s.stop_requested_at is None:
+            s.stop_reason, s.stopped_by = "TenantSuspended", "the organization was suspended"
+        if s.stop_requested_at is not None or s.stop_reason:
+            return self._stop(s, tenant)
+        admitted = condition(s.conditions, "Admitted")
+        if not (admitted and admitted["status"] == TRUE):
+            if not self._admit(s, tenant):
+                return "waiting"
+        owner = self._custom_resource(s, tenant)
+        if owner is None:
+            return "vanished"
+        if not s.job_uid:
+            self._create_runner(s, tenant, owner)
+        outcome = self._follow(s, tenant)
+        self._write_status(s, tenant, owner)
+        if s.is_finished:
+            self._clean_up(s)
+            limits.wake_waiting(s)
+        return outcome
+
+    def failed(self, session_id: int, exc: Exception, *, final: bool) -> bool:
+        s = AgenticSession.objects.filter(pk=session_id).first()
+        if s is None or s.is_finished:
+            return False
+        message = f"{type(exc).__name__}: {exc}"
+        attempts = s.reconcile_attempts + 1
+        if final:
+            self.record(s, "Finished", TRUE, "GaveUp", f"gave up after {attempts} attempts: {message}",
+                        reconcile_attempts=attempts, completion_time=timezone.now())
+            limits.wake_waiting(s)
+            return False
+        self.record(s, "Started", FALSE, "Error", f"last error (retrying): {message}", reconcile_attempts=attempts)
+        return True
+
+    # -- steps --
+
+    def _admit(self, s: AgenticSession, tenant: Tenant) -> bool:
+        """Take a running slot, oldest first, under the organization's admission lock (so two
+        workers admitting at once never pass a limit together)."""
+        with transaction.atomic():
+            locks.xact_lock("session-admission", connection.schema_name)
+            waiting = limits.waiting_reason(s, tenant)
+            if waiting:
+                self.record(s, "Admitted", FALSE, "WaitingForSlot", waiting)
+                return False
+            self.record(s, "Admitted", TRUE, "Admitted", "a running slot is free",
+                        runtime_mode=limits.runtime_mode(tenant))
+        return True
+
+    def _custom_resource(self, s: AgenticSession, tenant: Tenant) -> dict | None:
+        desired = cluster.custom_resource(s, tenant_slug=tenant.slug)
+        current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
+        if current is None and s.job_uid:
+            # Made before and gone now: its Job and pod went with it (garbage collection).
+            self._finish(s, "RunnerVanished", "the session's custom resource was deleted outside Pier; "
+                         "its runner went with it and is not recreated")
+            return None
+        if current is None or kube.drifted(desired, current):
+            current = kube.apply(desired)
+        return current
+
+    def _create_runner(self, s: AgenticSession, tenant: Tenant, owner: dict) -> None:
+        objects = cluster.runner_objects(s, owner, tenant_slug=tenant.slug, placement=limits.placement(s, tenant))
+        job = None
+        for desired in objects:
+            if desired["kind"] == "Job":
+                job = kube.get("Job", desired["metadata"]["name"], s.project.namespace)
+                owners = {ref.get("uid") for ref in (job or {}).get("metadata", {}).get("ownerReferences") or ()}
+                if job is not None and owner["metadata"]["uid"] not in owners:
+                    raise kube.KubeError(f"Job {desired['metadata']['name']} exists and is not this session's",
+                                         reason="AlreadyExists")
+                if job is None:  # a crashed pass may have made it: adopt that one instead
+                    job = kube.apply(desired)
+            else:
+                kube.reconcile(desired)
+        self.record(s, "Started", FALSE, "Creating", "the runner Job was created; waiting for its pod",
+                    job_uid=job["metadata"]["uid"])
+
+    def _pods(self, s: AgenticSession) -> list[dict]:
+        pods = kube.list_objects("Pod", s.project.namespace, label_selector=f"{JOB_UID_LABEL}={s.job_uid}")
+        mine = [p for p in pods if any(ref.get("uid") == s.job_uid and ref.get("controller")
+                                       for ref in p["metadata"].get("ownerReferences") or ())]
+        return sorted(mine, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+
+    def _follow(self, s: AgenticSession, tenant: Tenant) -> str:
+        job = kube.get("Job", cluster.job_name(s), s.project.namespace)
+        if job is None or job["metadata"].get("uid") != s.job_uid:
+            self._finish(s, "RunnerVanished", "the runner Job was deleted outside Pier; it is not recreated")
+            return "vanished"
+        pods = self._pods(s)
+        pod = pods[-1] if pods else None
+        self._capture(s, pod)
+        job_conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or ()
+                          if c.get("status") == "True"}
+        container = _runner_state(pod)
+        if "Complete" in job_conditions or "Failed" in job_conditions:
+            return self._finished_job(s, job_conditions, container)
+        if pod is not None and pod.get("status", {}).get("phase") == "Running":
+            started = parse_time((container.get("running") or {}).get("startedAt")) or timezone.now()
+            self.record(s, "Started", TRUE, "Running", f"running in pod {pod['metadata']['name']}",
+                        start_time=s.start_time or started, reconcile_attempts=0)
+            return "running"
+        unschedulable = _unschedulable(pod)
+        if unschedulable is not None:
+            since = parse_time(unschedulable.get("lastTransitionTime")) or timezone.now()
+            message = f"the cluster cannot place the runner: {unschedulable.get('message', '')}".strip()
+            if timezone.now() - since >= timedelta(seconds=settings.PIER_SESSION_UNSCHEDULABLE_SECONDS):
+                self._finish(s, "Unschedulable", message)
+                return "unschedulable"
+            self.record(s, "Started", FALSE, "Unschedulable", message, reconcile_attempts=0)
+            return "unschedulable"
+        waiting = (container.get("waiting") or {})
+        if waiting:
+            self.record(s, "Started", FALSE, "Creating",
+                        f"{waiting.get('reason', 'waiting')}: {waiting.get('message', '')}".rstrip(": "),
+                        reconcile_attempts=0)
+        return "creating"
+
+    def _finished_job(self, s: AgenticSession, job_conditions: dict, container: dict) -> str:
+        terminated = container.get("terminated") or {}
+        code = terminated.get("exitCode")
+        report = result_of(s.log) or {}
+        if "Complete" in job_conditions and report.get("outcome", "succeeded") == "succeeded":
+            self._finish(s, "Completed", "the runner finished", result=str(report.get("summary", ""))[:20000],
+                         exit_code=code)
+            return "completed"
+        failed = job_conditions.get("Failed") or {}
+        if failed.get("reason") == "DeadlineExceeded":
+            self._finish(s, "DeadlineExceeded",
+                         f"the session ran past its timeout of {s.timeout_seconds} s; the cluster stopped it",
+                         exit_code=code)
+            return "timeout"
+        said = str(report.get("message", "")).strip()
+        text = f"the runner exited with code {code}" if code is not None else "the runner failed"
+        self._finish(s, "RunnerError", f"{text}: {said}" if said else text, exit_code=code)
+        return "failed"
+
+    def _capture(self, s: AgenticSession, pod: dict | None) -> None:
+        """Keep the end of the runner's log while its pod exists (it goes with the pod)."""
+        if pod is None or pod.get("status", {}).get("phase") == "Pending":
+            return
+        try:
+            text = kube.pod_log(s.project.namespace, pod["metadata"]["name"], container="runner")
+        except kube.KubeError as exc:
+            if exc.status == 404:
+                return
+            raise
+        kept, truncated = safe_log(text)
+        if kept != s.log or truncated != s.log_truncated:
+            AgenticSession.objects.filter(pk=s.pk).update(log=kept, log_truncated=truncated,
+                                                          log_captured_at=timezone.now())
+            s.log, s.log_truncated = kept, truncated
+
+    def _finish(self, s: AgenticSession, reason: str, message: str, **fields) -> None:
+        self.record(s, "Finished", TRUE, reason, message, completion_time=s.completion_time or timezone.now(),
+                    reconcile_attempts=0, **fields)
+
+    def _stop(self, s: AgenticSession, tenant: Tenant) -> str:
+        if s.job_uid:
+            pods = self._pods(s)
+            self._capture(s, pods[-1] if pods else None)
+        reason = s.stop_reason or "StoppedByUser"
+        who = s.stopped_by or "someone"
+        message = {"TenantSuspended": "stopped: the organization was suspended",
+                   "KeyRevoked": f"stopped: {who}"}.get(reason, f"stopped by {who}")
+        self._finish(s, reason, message, stop_reason=reason)
+        current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
+        if current is not None:
+            self._write_status(s, tenant, current)
+        self._clean_up(s)
+        limits.wake_waiting(s)
+        return "stopped"
+
+    def _clean_up(self, s: AgenticSession) -> str:
+        """A finished session keeps its custom resource (with its status) and nothing that runs."""
+        done = condition(s.conditions, "RunnerRemoved")
+        if s.job_uid and not (done and done["status"] == TRUE):
+            kube.delete("Job", cluster.job_name(s), s.project.namespace)  # Background: its pod goes too
+            self.record(s, "RunnerRemoved", TRUE, "Deleted", "the runner Job was removed")
+        return "finished"
+
+    def _remove(self, s: AgenticSession) -> str:
+        """Deleting a session: its custom resource (and with it everything it owns), then the row."""
+        if s.project.namespace:
+            kube.delete(cluster.SESSION_KIND, s.name, s.project.namespace)
+        AgenticSession.objects.filter(pk=s.pk).delete()
+        limits.wake_waiting(s)
+        return "deleted"
+
+    def _write_status(self, s: AgenticSession, tenant: Tenant, current: dict) -> None:
+        status = {"phase": s.phase, "reason": s.reason, "message": s.message, "observedGeneration":
+                  (current.get("metadata") or {}).get("generation", 1),
+                  "conditions": [{k: c[k] for k in ("type", "status", "reason", "message", "lastTransitionTime")}
+                                 for c in s.conditions]}
+        if s.start_time:
+            status["startTime"] = s.start_time.isoformat().replace("+00:00", "Z")
+        if s.completion_time:
+            status["completionTime"] = s.completion_time.isoformat().replace("+00:00", "Z")
+        if s.result:
+            status["result"] = s.result[:4000]
+        if (current.get("status") or {}) != status:
+            kube.apply_status({"apiVersion": cluster.API_VERSION, "kind": cluster.KIND,
+                               "metadata": {"name": s.name, "namespace": s.project.namespace}, "status": status})
+
+
+def _runner_state(pod: dict | None) -> dict:
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or ():
+        if status.get("name") == "runner":
+            return status.get("state") or {}
+    return {}
+
+
+def _unschedulable(pod: dict | None) -> dict | None:
+    for c in ((pod or {}).get("status") or {}).get("conditions") or ():
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            return c
+    return None
+
+
+SESSIONS: SessionController = controller.controller_for(AgenticSession._meta.label_lower)

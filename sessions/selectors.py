@@ -1,0 +1,34 @@
+"""Reads for pages and API: sessions a caller may see, and a session's log."""
+
+from __future__ import annotations
+
+from portal import kube
+from portal.errors import Unavailable
+from sessions.controller import SESSIONS, safe_log
+from sessions.models import AgenticSession
+
+
+def sessions_of(project):
+    return (AgenticSession.objects.filter(project=project, deletion_requested_at__isnull=True)
+            .select_related("project").order_by("-created_at", "-id"))
+
+
+def log_of(session: AgenticSession, *, tail: int | None = None) -> dict:
+    """While the runner runs, its log live from the cluster (a short timeout; 503 if the cluster
+    does not answer); afterwards Pier's captured copy. `tail`: the last lines only."""
+    source, text, truncated = "captured", session.log, session.log_truncated
+    if session.phase == AgenticSession.Phase.RUNNING and session.job_uid:
+        try:
+            pods = SESSIONS._pods(session)
+            if pods:
+                text, truncated = safe_log(kube.pod_log(session.project.namespace, pods[-1]["metadata"]["name"],
+                                                        container="runner", tail_lines=tail))
+                source = "live"
+        except kube.KubeUnavailable as exc:
+            raise Unavailable(f"The cluster did not answer in time; try again. ({exc})", code="cluster_unavailable")
+        except kube.KubeError as exc:
+            if exc.status != 404:  # the pod went meanwhile: the captured copy is the answer
+                raise Unavailable(f"The cluster refused to show the log. ({exc})", code="cluster_refused")
+    if tail is not None and source == "captured":
+        text = "\n".join(text.splitlines()[-tail:]) if tail else ""
+    return {"source": source, "text": text, "truncated": truncated}

@@ -1,0 +1,110 @@
+"""The sessions' periodic work. A session's own reconcile runs on the kernel's one task
+(portal.controller.reconcile_object).
+
+- `sync_sessions` (beat, every PIER_SESSION_SYNC_SECONDS, in the public schema): one
+  label-selected LIST of runner Jobs and one of runner pods across the cluster, answered from the
+  API server's cache; a session whose Job or pod shows what its row does not (a pod running, a Job
+  finished), or a running one whose log was last kept PIER_SESSION_SYNC_SECONDS ago, gets its
+  reconcile enqueued. Finished sessions have no Job left, so they cost nothing.
+- `reconcile_live_sessions` (per tenant, every PIER_RECONCILE_INTERVAL): every session not yet
+  finished is reconciled, the net for what a sync cannot see (a Job deleted by hand, a session
+  waiting for a slot whose wake-up was lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from portal import audit, controller, kube, locks
+from sessions import cluster
+from sessions.models import AgenticSession
+from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+LABEL = AgenticSession._meta.label_lower
+Phase = AgenticSession.Phase
+
+
+def _observed_phase(job: dict, pod: dict | None) -> str:
+    """The phase the cluster shows (what the controller would record)."""
+    finished = {c.get("type") for c in (job.get("status") or {}).get("conditions") or () if c.get("status") == "True"}
+    if finished & {"Complete", "Failed"}:
+        return "Finished"
+    if pod is not None and (pod.get("status") or {}).get("phase") == "Running":
+        return Phase.RUNNING
+    return Phase.CREATING
+
+
+def due(row: dict, job: dict, pod: dict | None, *, now) -> bool:
+    """Does this live session need its reconcile now?"""
+    seen = _observed_phase(job, pod)
+    if seen == "Finished" or seen != row["phase"]:
+        return True
+    if seen == Phase.RUNNING:  # keep its log while the pod exists
+        captured = row["log_captured_at"]
+        return captured is None or now - captured >= timedelta(seconds=settings.PIER_SESSION_SYNC_SECONDS)
+    return seen == Phase.CREATING  # short-lived: say why it waits (unschedulable, pulling)
+
+
+@shared_task
+def sync_sessions() -> dict:
+    selector = f"{kube.MANAGED_BY[0]}={kube.MANAGED_BY[1]},{cluster.LABEL_COMPONENT}={cluster.RUNNER_COMPONENT}"
+    jobs = kube.list_objects("Job", None, label_selector=selector, cached=True)
+    if not jobs:
+        return {"jobs": 0, "enqueued": 0}
+    pods = kube.list_objects("Pod", None, label_selector=selector, cached=True)
+    newest_pod: dict[str, dict] = {}
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""):
+        for ref in pod["metadata"].get("ownerReferences") or ():
+            if ref.get("controller"):
+                newest_pod[ref.get("uid")] = pod
+    by_tenant: dict[str, dict[str, dict]] = {}
+    for job in jobs:
+        labels = job["metadata"].get("labels") or {}
+        if labels.get(kube.LABEL_TENANT) and labels.get(cluster.LABEL_SESSION):
+            by_tenant.setdefault(labels[kube.LABEL_TENANT], {})[labels[cluster.LABEL_SESSION]] = job
+    tenants = Tenant.objects.filter(slug__in=by_tenant, status__in=(Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED))
+    enqueued, now = 0, timezone.now()
+    for tenant in tenants:
+        found = by_tenant[tenant.slug]
+        with schema_context(tenant.schema_name):
+            rows = (AgenticSession.objects.filter(name__in=list(found)).exclude(phase__in=AgenticSession.TERMINAL)
+                    .values("pk", "name", "phase", "job_uid", "log_captured_at"))
+            for row in rows:
+                job = found[row["name"]]
+                if row["job_uid"] != job["metadata"].get("uid"):
+                    continue  # not the Job this row made (the controller's own pass decides)
+                if due(row, job, newest_pod.get(row["job_uid"]), now=now):
+                    controller.enqueue(LABEL, row["pk"], schema=tenant.schema_name)
+                    enqueued += 1
+    return {"jobs": len(jobs), "enqueued": enqueued}
+
+
+@shared_task
+def reconcile_live_sessions() -> dict:
+    """Per tenant (fan-out from beat, in its schema): every unfinished session, and finished ones
+    whose runner is not yet removed."""
+    from sessions.controller import SESSIONS
+
+    if connection.schema_name == "public":
+        raise RuntimeError("reconcile_live_sessions runs in a tenant schema (enqueue it per tenant)")
+    outcomes: dict[str, int] = {}
+    with audit.source("task"):
+        for pk in AgenticSession.objects.exclude(phase__in=AgenticSession.TERMINAL).values_list("pk", flat=True):
+            try:
+                outcome = SESSIONS.run(pk)
+            except locks.Busy:
+                outcome = "busy"
+            except Exception:  # its own task records the failure and retries with backoff
+                log.exception("session %s: reconcile failed; retrying on its own task", pk)
+                controller.enqueue(LABEL, pk)
+                outcome = "error"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

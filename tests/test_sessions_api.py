@@ -1,0 +1,195 @@
+"""The sessions API as people and keys use it: start (with Idempotency-Key), read, stop, clone,
+delete, logs; who may do which; bad input named by its field."""
+
+from __future__ import annotations
+
+import pytest
+from django_tenants.utils import tenant_context
+from rest_framework.test import APIClient
+
+from portal.models import AuditEvent
+from sessions.controller import SESSIONS
+from sessions.models import AgenticSession
+from tenants.projects import reconcile
+from tenants.projects.models import Project
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project(api, users, alpha, unique_slug):
+    """A ready project bob created (admin by creation), alice owns the organization; carol is
+    outside it; dave (an organization admin) is a project admin."""
+    slug = unique_slug("sapi")
+    assert api(users["bob"]).post("/api/v1/tenants/alpha/projects", {"slug": slug}, format="json").status_code == 202
+    with tenant_context(alpha):
+        reconcile.run(Project.objects.get(slug=slug).pk)
+    return slug
+
+
+def url(slug: str, tail: str = "") -> str:
+    return f"/api/v1/tenants/alpha/projects/{slug}/sessions{tail}"
+
+
+def grant(api, users, slug, who, role):
+    r = api(users["bob"]).post(f"/api/v1/tenants/alpha/projects/{slug}/grants",
+                               {"kind": "user", "name": who, "role": role}, format="json")
+    assert r.status_code == 201, r.content
+
+
+def key(api, users, slug, role) -> APIClient:
+    r = api(users["bob"]).post(f"/api/v1/tenants/alpha/projects/{slug}/keys", {"name": f"k-{role}", "role": role},
+                               format="json")
+    assert r.status_code == 201, r.content
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {r.json()['token']}")
+    return client
+
+
+def test_an_editor_starts_a_session_and_reads_it_back(api, users, alpha, project):
+    r = api(users["bob"]).post(url(project), {"prompt": "Fix the login bug", "display_name": "Login fix",
+                                              "llm": {"model": "m", "temperature": 0.5, "max_tokens": 300},
+                                              "timeout_seconds": 900}, format="json")
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert body["phase"] == "Pending" and body["name"].startswith("login-fix-")
+    assert body["created_by"] == {"kind": "user", "name": "bob"}
+    assert body["llm"] == {"model": "m", "temperature": 0.5, "max_tokens": 300}
+    assert r["Location"].endswith(f"/sessions/{body['name']}")
+    listed = api(users["bob"]).get(url(project)).json()
+    assert [s["name"] for s in listed["results"]] == [body["name"]]
+    assert api(users["bob"]).get(url(project, f"/{body['name']}")).json()["timeout_seconds"] == 900
+    assert AuditEvent.objects.filter(action="session.create", target=f"{project}/{body['name']}",
+                                     outcome="success").exists()
+
+
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_session(api, users, project):
+    client = api(users["bob"])
+    first = client.post(url(project), {"prompt": "once"}, format="json", HTTP_IDEMPOTENCY_KEY="abc-1")
+    again = client.post(url(project), {"prompt": "once"}, format="json", HTTP_IDEMPOTENCY_KEY="abc-1")
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["name"] == first.json()["name"] and again["Idempotent-Replayed"] == "true"
+    other = client.post(url(project), {"prompt": "something else"}, format="json", HTTP_IDEMPOTENCY_KEY="abc-1")
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert client.get(url(project)).json()["count"] == 1
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": 7}, "prompt"),
+    ({"prompt": "x" * 100_001}, "prompt"),
+    ({"prompt": "p", "timeout_seconds": 10**9}, "timeout_seconds"),
+    ({"prompt": "p", "timeout_seconds": "soon"}, "timeout_seconds"),
+    ({"prompt": "p", "llm": {"temperature": 9}}, "llm.temperature"),
+    ({"prompt": "p", "llm": {"max_tokens": 0}}, "llm.max_tokens"),
+    ({"prompt": "p", "llm": "gpt"}, "llm"),
+    ({"prompt": "p", "repos": [{"url": "not a url"}]}, "repos[0].url"),
+    ({"prompt": "p", "repos": [{"url": "https://x/y.git", "branch": "../etc"}]}, "repos[0].branch"),
+    ({"prompt": "p", "env": [{"name": "PIER_SESSION_FILE", "value": "/x"}]}, "env[0].name"),
+    ({"prompt": "p", "env": [{"name": "1BAD"}]}, "env[0].name"),
+    ({"prompt": "p", "env": "A=B"}, "env"),
+])
+def test_bad_input_names_the_field_and_starts_nothing(api, users, project, body, field):
+    r = api(users["bob"]).post(url(project), body, format="json")
+    assert r.status_code == 400, r.content
+    assert field in r.json()["error"]["details"] or r.json()["error"]["message"].startswith(field), r.json()
+    assert api(users["bob"]).get(url(project)).json()["count"] == 0
+
+
+def test_a_timeout_above_the_maximum_is_refused_naming_the_maximum(api, users, project, settings):
+    settings.PIER_SESSION_MAX_TIMEOUT = 3600
+    r = api(users["bob"]).post(url(project), {"prompt": "p", "timeout_seconds": 3601}, format="json")
+    assert r.status_code == 400 and "3600" in r.json()["error"]["message"]
+
+
+def test_who_may_start_stop_and_delete(api, users, alpha, project):
+    grant(api, users, project, "alice", "view")  # alice owns the organization: admin anyway
+    bob = api(users["bob"])
+    s = bob.post(url(project), {"prompt": "mine"}, format="json").json()["name"]
+    # carol is not in the organization: the project does not exist for her.
+    assert api(users["carol"]).get(url(project)).status_code == 404
+    viewer = key(api, users, project, "view")
+    assert viewer.get(url(project)).status_code == 200
+    assert viewer.post(url(project), {"prompt": "no"}, format="json").status_code == 403
+    editor = key(api, users, project, "edit")
+    theirs = editor.post(url(project), {"prompt": "by a key"}, format="json")
+    assert theirs.status_code == 201 and theirs.json()["created_by"] == {"kind": "key", "name": "k-edit"}
+    # An editor key stops only what it started; bob (project admin) may stop anything.
+    assert editor.post(url(project, f"/{s}/stop")).status_code == 403
+    assert editor.post(url(project, f"/{theirs.json()['name']}/stop")).status_code == 202
+    assert bob.post(url(project, f"/{s}/stop")).status_code == 202
+    assert AuditEvent.objects.filter(action="session.stop", target=f"{project}/{s}", actor="bob").exists()
+    assert AuditEvent.objects.filter(action="session.stop", outcome="denied").exists()
+    # Deleting needs admin.
+    assert editor.delete(url(project, f"/{s}")).status_code == 403
+    assert bob.delete(url(project, f"/{s}")).status_code == 202
+    assert bob.get(url(project, f"/{s}")).status_code == 404
+
+
+def test_an_editor_person_stops_only_their_own_sessions(api, users, alpha, project):
+    grant(api, users, project, "dave", "edit")  # dave is an organization admin: project admin anyway
+    with tenant_context(alpha):
+        from tenants.models import Membership
+
+        Membership.objects.filter(tenant=alpha, user=users["dave"]).update(role="member")
+    grant(api, users, project, "alice", "edit")
+    s = api(users["bob"]).post(url(project), {"prompt": "bob's"}, format="json").json()["name"]
+    dave = api(users["dave"])
+    r = dave.post(url(project, f"/{s}/stop"))
+    assert r.status_code == 403 and "started" in r.json()["error"]["message"]
+    own = dave.post(url(project), {"prompt": "dave's"}, format="json").json()["name"]
+    assert dave.post(url(project, f"/{own}/stop")).status_code == 202
+    assert dave.post(url(project, f"/{own}/stop")).status_code == 202  # asking twice changes nothing
+
+
+def test_clone_into_another_project_the_caller_may_edit(api, users, alpha, project, unique_slug):
+    bob = api(users["bob"])
+    s = bob.post(url(project), {"prompt": "clone me", "display_name": "Orig", "repos": [
+        {"url": "https://example.com/a.git", "branch": "main"}]}, format="json").json()
+    other = unique_slug("sapi2")
+    assert bob.post("/api/v1/tenants/alpha/projects", {"slug": other}, format="json").status_code == 202
+    with tenant_context(alpha):
+        reconcile.run(Project.objects.get(slug=other).pk)
+    r = bob.post(url(project, f"/{s['name']}/clone"), {"project": other}, format="json")
+    assert r.status_code == 201, r.content
+    clone = r.json()
+    assert clone["project"] == other and clone["name"] != s["name"] and clone["prompt"] == "clone me"
+    assert clone["repos"] == s["repos"] and clone["cloned_from"] == f"{project}/{s['name']}"
+    again = bob.post(url(project, f"/{s['name']}/clone"), {}, format="json").json()
+    assert again["project"] == project and again["name"] not in (s["name"], clone["name"])
+    # Into a project the caller cannot see: 404, as any other tenant's object.
+    assert api(users["carol"]).post(url(project, f"/{s['name']}/clone"), {"project": other},
+                                    format="json").status_code == 404
+
+
+def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, users, alpha, project):
+    import time
+
+    import kubehelp
+
+    bob = api(users["bob"])
+    name = bob.post(url(project), {"prompt": "say hello pier:sleep=30"}, format="json").json()["name"]
+    with tenant_context(alpha):
+        s = AgenticSession.objects.get(name=name)
+        for _ in range(40):
+            SESSIONS.run(s.pk)
+            s.refresh_from_db()
+            if s.phase == "Running":
+                break
+            kubehelp.advance_clock(1)
+            time.sleep(0.2)
+    assert s.phase == "Running"
+    live = bob.get(url(project, f"/{name}/logs")).json()
+    assert live["source"] == "live" and "prompt of" in live["text"]
+    viewer = key(api, users, project, "view")
+    assert len(viewer.get(url(project, f"/{name}/logs?tail=1")).json()["text"].splitlines()) == 1
+    kubehelp.inject_fault(verb="get", resource="pods/log", status=503, times=1)
+    down = bob.get(url(project, f"/{name}/logs"))
+    assert down.status_code == 503 and down.json()["error"]["code"] == "cluster_unavailable"
+    assert bob.post(url(project, f"/{name}/stop")).status_code == 202
+    with tenant_context(alpha):
+        SESSIONS.run(s.pk)
+    after = bob.get(url(project, f"/{name}/logs")).json()
+    assert after["source"] == "captured" and "prompt of" in after["text"]
+    assert bob.get(url(project, f"/{name}/logs?tail=x")).status_code == 400
