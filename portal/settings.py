@@ -430,6 +430,8 @@ PIER_PROJECT_DEFAULTS = {
     "limits.default.memory": os.environ.get("PIER_LIMIT_DEFAULT_MEMORY", "512Mi"),
     "limits.request.cpu": os.environ.get("PIER_LIMIT_REQUEST_CPU", "100m"),
     "limits.request.memory": os.environ.get("PIER_LIMIT_REQUEST_MEMORY", "128Mi"),
+    "sessions.running": str(PIER_SESSION_RUNNING_PER_PROJECT),
+    "sessions.max_timeout": str(PIER_SESSION_MAX_TIMEOUT),
     "network.allow_from": PIER_NETWORK_ALLOW_FROM,
 }
 # Platform ceilings: no project (nor an organization's defaults) may go above these; staff may set
@@ -445,6 +447,8 @@ PIER_PROJECT_CEILINGS = {
     "limits.default.memory": "64Gi",
     "limits.request.cpu": "16",
     "limits.request.memory": "64Gi",
+    "sessions.running": str(env_int("PIER_SESSION_RUNNING_CEILING", 50)),
+    "sessions.max_timeout": str(PIER_SESSION_MAX_TIMEOUT),
 }
 for _item in env_list("PIER_PROJECT_CEILINGS"):
     _key, _, _value = _item.partition("=")

@@ -35,6 +35,7 @@ urlpatterns = [
     path("api/v1/", include((api_patterns, "api"))),
     path("t/<slug:tenant_slug>/", include("tenants.urls")),
     path("t/<slug:tenant_slug>/", include("tenants.projects.urls")),
+    path("t/<slug:tenant_slug>/", include("sessions.urls")),
 ]
 
 handler404 = "portal.errors.handler404"

@@ -18,6 +18,7 @@ resource (so deleting it takes them all, by the garbage collector):
 
 from __future__ import annotations
 
+import base64
 import json
 
 from django.conf import settings
@@ -117,9 +118,9 @@ def job_name(session) -> str:
     return f"{session.name}-runner"
 
 
-def runner_objects(session, owner: dict, *, tenant_slug: str, placement: dict | None = None) -> list[dict]:
-    """The ConfigMap, ServiceAccount and Job, owned by the custom resource `owner` (as read back,
-    with its uid). `placement`: nodeSelector/tolerations of a dedicated runtime (None: shared)."""
+def runner_objects(session, owner: dict, *, tenant_slug: str, image: str, placement: dict | None = None) -> list[dict]:
+    """The ConfigMaps, ServiceAccount and Job, owned by the custom resource `owner` (as read back,
+    with its uid). `placement`: the tolerations of a dedicated runtime (None: shared)."""
     ns = session.project.namespace
     base = labels(session, tenant_slug=tenant_slug)
     owned = [{"apiVersion": API_VERSION, "kind": KIND, "name": owner["metadata"]["name"],
@@ -142,7 +143,7 @@ def runner_objects(session, owner: dict, *, tenant_slug: str, placement: dict | 
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [{
             "name": "runner",
-            "image": settings.PIER_RUNNER_IMAGE,
+            "image": image,
             "env": env,
             # The session's env first, the runner secret last: where both name a variable, the
             # secret wins (the later source does), so no session can redirect the secret's key.
@@ -169,3 +170,14 @@ def runner_objects(session, owner: dict, *, tenant_slug: str, placement: dict | 
              "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
          }},
     ]
+
+
+def write_runner_secret(project, data: dict[str, str], *, tenant_slug: str) -> None:
+    """The project's runner secret as exactly `data` (a forced server-side apply: keys Pier wrote
+    before and `data` lacks are removed)."""
+    kube.apply({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": RUNNER_SECRET, "namespace": project.namespace,
+                     "labels": kube.labels(tenant=tenant_slug, project=project.slug)},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    })

@@ -6,8 +6,8 @@ A pass over one session, under its lock:
    the row, for a deleted one) and stop;
 2. asked to stop (a person, or the tenant's suspension): keep the log, delete the runner Job
    (its pod goes with it), finish with the reason;
-3. not yet admitted: take a slot under the organization's admission lock if the running limits
-   allow (oldest first), or wait as `Pending` saying why;
+3. not yet admitted: take a slot if the running limits allow (oldest first), or wait as
+   `Pending` saying why;
 4. make the custom resource, then (once) the runner's ConfigMap, ServiceAccount and Job, owned by
    the custom resource; a Job already there from a crashed pass and owned by this custom resource
    is adopted, never duplicated;
@@ -28,10 +28,10 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
-from portal import controller, kube, locks
+from portal import controller, kube
 from portal.controller import FALSE, TRUE, condition
 from sessions import cluster, limits
 from sessions.models import AgenticSession, SessionEvent
@@ -167,16 +167,13 @@ class SessionController(controller.Controller):
     # -- steps --
 
     def _admit(self, s: AgenticSession, tenant: Tenant) -> bool:
-        """Take a running slot, oldest first, under the organization's admission lock (so two
-        workers admitting at once never pass a limit together)."""
-        with transaction.atomic():
-            locks.xact_lock("session-admission", connection.schema_name)
-            waiting = limits.waiting_reason(s, tenant)
-            if waiting:
-                self.record(s, "Admitted", FALSE, "WaitingForSlot", waiting)
-                return False
-            self.record(s, "Admitted", TRUE, "Admitted", "a running slot is free",
-                        runtime_mode=limits.runtime_mode(tenant))
+        """Take a running slot, oldest first (limits.waiting_reason says why two workers admitting
+        at once never pass a limit together)."""
+        waiting = limits.waiting_reason(s, tenant)
+        if waiting:
+            self.record(s, "Admitted", FALSE, "WaitingForSlot", waiting)
+            return False
+        self.record(s, "Admitted", TRUE, "Admitted", "a running slot is free", runtime_mode=limits.runtime_mode(tenant))
         return True
 
     def _custom_resource(self, s: AgenticSession, tenant: Tenant) -> dict | None:
@@ -192,7 +189,8 @@ class SessionController(controller.Controller):
         return current
 
     def _create_runner(self, s: AgenticSession, tenant: Tenant, owner: dict) -> None:
-        objects = cluster.runner_objects(s, owner, tenant_slug=tenant.slug, placement=limits.placement(s, tenant))
+        objects = cluster.runner_objects(s, owner, tenant_slug=tenant.slug, image=limits.runner_image(s, tenant),
+                                         placement=limits.placement(s, tenant))
         job = None
         for desired in objects:
             if desired["kind"] == "Job":
@@ -333,6 +331,18 @@ class SessionController(controller.Controller):
         if (current.get("status") or {}) != status:
             kube.apply_status({"apiVersion": cluster.API_VERSION, "kind": cluster.KIND,
                                "metadata": {"name": s.name, "namespace": s.project.namespace}, "status": status})
+
+
+def remove_cluster_objects(project) -> None:
+    """Delete every session's custom resource in the project's namespace (what each owns goes with
+    it); for a project being deleted."""
+    selector = f"{kube.MANAGED_BY[0]}={kube.MANAGED_BY[1]},{kube.LABEL_PROJECT}={project.slug}"
+    try:
+        found = kube.list_objects(cluster.SESSION_KIND, project.namespace, label_selector=selector)
+    except kube.UnknownKind:
+        return  # the CRD is not installed: there are none
+    for obj in found:
+        kube.delete(cluster.SESSION_KIND, obj["metadata"]["name"], project.namespace)
 
 
 def _runner_state(pod: dict | None) -> dict:

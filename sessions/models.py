@@ -109,3 +109,17 @@ class SessionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session} {self.phase} {self.reason}"
+
+
+class RunnerSecret(models.Model):
+    """What Pier knows of a project's runner secret: which keys it holds, when and by whom it was
+    last written. The values live only in the Kubernetes Secret (`pier-runner` in the project's
+    namespace): never in the database, the broker or a log."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="runner_secret")
+    keys = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.CharField(max_length=255)
+
+    def __str__(self) -> str:
+        return f"runner secret of {self.project}"

@@ -6,6 +6,7 @@ from django.dispatch import receiver
 from django_tenants.utils import schema_context
 
 from portal.signals import cluster_objects
+from tenants.projects.signals import keys_revoked, project_deleting
 from tenants.signals import tenant_suspended
 
 
@@ -22,3 +23,22 @@ def session_crd(sender, **kwargs):
     from sessions.cluster import crd
 
     return [crd()]
+
+
+@receiver(keys_revoked, dispatch_uid="pier_sessions_stop_with_their_key")
+def stop_sessions_of_revoked_keys(sender, key_ids, reason, **kwargs):
+    """Revoking a key stops the sessions it started (documented in the README: a revoked key's
+    work stops with it; clone a session to run it again under a person or another key)."""
+    from sessions.models import AgenticSession
+    from sessions.services import stop_all
+
+    stop_all(reason="KeyRevoked", by=reason, rows=AgenticSession.objects.filter(created_by_key_id__in=key_ids))
+
+
+@receiver(project_deleting, dispatch_uid="pier_sessions_go_before_their_project")
+def remove_sessions_of_deleted_project(sender, project, **kwargs):
+    """A project's sessions go before its namespace: their custom resources (and with them what
+    they own) are deleted, so nothing of theirs runs while the namespace terminates."""
+    from sessions.controller import remove_cluster_objects
+
+    remove_cluster_objects(project)

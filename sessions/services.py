@@ -19,9 +19,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from portal import audit, controller
-from portal.errors import Conflict, Forbidden, InvalidInput
-from sessions.models import AgenticSession
+from portal import audit, controller, kube
+from portal.errors import Conflict, Forbidden, InvalidInput, Unavailable
+from sessions import cluster, limits
+from sessions.models import AgenticSession, RunnerSecret
 from tenants.models import Tenant
 from tenants.projects.access import Access
 from tenants.projects.models import Project
@@ -84,12 +85,8 @@ def api_llm(stored: dict) -> dict:
     return {("max_tokens" if k == "maxTokens" else k): v for k, v in (stored or {}).items()}
 
 
-def max_timeout(tenant: Tenant) -> int:
-    return settings.PIER_SESSION_MAX_TIMEOUT
-
-
-def clean_timeout(value: Any, tenant: Tenant) -> int:
-    longest = max_timeout(tenant)
+def clean_timeout(value: Any, project: Project, tenant: Tenant) -> int:
+    longest = limits.max_timeout(project, tenant)
     if value in (None, ""):
         return min(settings.PIER_SESSION_DEFAULT_TIMEOUT, longest)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -178,7 +175,7 @@ def session_create(*, tenant: Tenant, project: Project, acting_user, access: Acc
         "prompt": _text(prompt, "prompt", limit=MAX_PROMPT, required=True),
         "display_name": _text(display_name, "display_name", limit=200),
         "llm": clean_llm(llm),
-        "timeout_seconds": clean_timeout(timeout_seconds, tenant),
+        "timeout_seconds": clean_timeout(timeout_seconds, project, tenant),
         "repos": clean_repos(repos),
         "env": clean_env(env),
     }
@@ -274,7 +271,7 @@ def session_clone(*, tenant: Tenant, source: AgenticSession, target: Project, ac
     edit; `access` is the caller's access to `target`). The name is new, so nothing clashes."""
     return session_create(
         tenant=tenant, project=target, acting_user=acting_user, access=access, prompt=source.prompt,
-        display_name=source.display_name, llm=api_llm(source.llm), timeout_seconds=min(source.timeout_seconds, max_timeout(tenant)),
+        display_name=source.display_name, llm=api_llm(source.llm), timeout_seconds=min(source.timeout_seconds, limits.max_timeout(target, tenant)),
         repos=source.repos, env=source.env, idempotency_key=idempotency_key,
         cloned_from=f"{source.project.slug}/{source.name}")
 
@@ -297,3 +294,67 @@ def stop_all(*, reason: str, by: str, rows=None) -> int:
 
         SESSIONS.bump(AgenticSession.objects.filter(pk__in=ids))
     return len(ids)
+
+
+MAX_SECRET_KEYS = 50
+MAX_SECRET_BYTES = 256 * 1024
+
+
+def clean_secret_data(data: Any) -> dict[str, str]:
+    """{NAME: value}: environment variable names, text values. Messages name keys, never values."""
+    if not isinstance(data, dict) or not data:
+        raise _refuse("data", "give an object of one or more {NAME: value}.")
+    if len(data) > MAX_SECRET_KEYS:
+        raise _refuse("data", f"at most {MAX_SECRET_KEYS} keys.")
+    total = 0
+    for name, value in data.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name) or name.upper().startswith("PIER_"):
+            shown = name[:40] if isinstance(name, str) else "?"
+            raise _refuse("data", f"{shown!r} is not a usable variable name (letters, digits, _; not PIER_*).")
+        if not isinstance(value, str) or "\x00" in value:
+            raise _refuse(f"data.{name}", "give text without NUL characters.")
+        total += len(value.encode())
+    if total > MAX_SECRET_BYTES:
+        raise _refuse("data", f"at most {MAX_SECRET_BYTES} bytes in all.")
+    return dict(sorted(data.items()))
+
+
+def runner_secret_put(*, tenant: Tenant, project: Project, acting_user, access: Access, data: Any) -> RunnerSecret:
+    """Replace the project's runner secret (the keys not given are removed). Written to the cluster
+    in the request (a short timeout): on failure nothing changed, 503."""
+    access.require("configure", project=project)
+    data = clean_secret_data(data)
+    if project.deletion_requested_at is not None or project.observed_generation == 0:
+        raise Conflict(f"The project '{project.slug}' is {project.status}; its secret needs the namespace.",
+                       code="invalid_state")
+    kind, name = _who(acting_user)
+    with transaction.atomic():
+        row = RunnerSecret.objects.select_for_update().filter(project=project).first()
+        try:
+            cluster.write_runner_secret(project, data, tenant_slug=tenant.slug)
+        except kube.KubeUnavailable as exc:
+            raise Unavailable(f"The cluster did not answer in time; the secret was not changed. ({exc})",
+                              code="cluster_unavailable")
+        except kube.KubeError as exc:
+            raise Unavailable(f"The cluster refused the secret; it was not changed. ({exc.reason or exc.status})",
+                              code="cluster_refused")
+        row = row or RunnerSecret(project=project)
+        row.keys, row.updated_at, row.updated_by = list(data), timezone.now(), f"{kind} {name}" if kind == "key" else name
+        row.save()
+        audit.record(action="project.runner_secret", actor=acting_user, tenant=tenant, target_type="project",
+                     target=project.slug, details={"keys": list(data)})
+    return row
+
+
+def runner_secret_delete(*, tenant: Tenant, project: Project, acting_user, access: Access) -> None:
+    access.require("configure", project=project)
+    with transaction.atomic():
+        RunnerSecret.objects.select_for_update().filter(project=project).first()
+        try:
+            kube.delete("Secret", cluster.RUNNER_SECRET, project.namespace)
+        except kube.KubeError as exc:
+            raise Unavailable(f"The cluster did not answer in time; the secret was not removed. ({exc.status})",
+                              code="cluster_unavailable")
+        RunnerSecret.objects.filter(project=project).delete()
+        audit.record(action="project.runner_secret_delete", actor=acting_user, tenant=tenant, target_type="project",
+                     target=project.slug)

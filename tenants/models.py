@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_tenants.models import TenantMixin
 
 from portal.controller import Reconciled
-from tenants.validators import validate_tenant_slug
+from tenants.validators import validate_image_reference, validate_tenant_slug
 
 
 class Tenant(TenantMixin, Reconciled):
@@ -36,6 +36,18 @@ class Tenant(TenantMixin, Reconciled):
     max_key_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Longest access-key lifetime; empty: the platform's (PIER_KEY_MAX_DAYS)."
     )
+    # Where the organization's pods run (set by staff): `shared` nodes, or `dedicated` ones labelled
+    # and tainted pier.dev/tenant=<slug> (its namespaces get the node-selector annotation; its
+    # session runners tolerate the taint), with its own runner image if set.
+    class RuntimeMode(models.TextChoices):
+        SHARED = "shared", "shared"
+        DEDICATED = "dedicated", "dedicated"
+
+    runtime_mode = models.CharField(max_length=16, choices=RuntimeMode.choices, default=RuntimeMode.SHARED)
+    runner_image = models.CharField(max_length=500, blank=True, validators=[validate_image_reference],
+                                    help_text="The session runner's image here; empty: PIER_RUNNER_IMAGE.")
+    max_running_sessions = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sessions running at once; empty: PIER_SESSION_RUNNING_PER_TENANT.")
     # Set by platform staff (tenants/projects/config.py): ceilings that replace the platform's for
     # this organization, a budget for the sum of its projects' quotas, keys nobody in it may change.
     config_ceilings = models.JSONField(default=dict, blank=True, help_text="{setting: quantity}, e.g. {\"quota.pods\": \"100\"}.")
@@ -74,6 +86,17 @@ class Tenant(TenantMixin, Reconciled):
     def effective_max_key_days(self) -> int:
         platform = settings.PIER_KEY_MAX_DAYS
         return min(self.max_key_days, platform) if self.max_key_days else platform
+
+    @property
+    def effective_max_running_sessions(self) -> int:
+        if self.max_running_sessions is not None:
+            return self.max_running_sessions
+        return settings.PIER_SESSION_RUNNING_PER_TENANT
+
+    @property
+    def node_selector(self) -> dict[str, str]:
+        """Where its pods must run: its own nodes when dedicated, anywhere otherwise."""
+        return {"pier.dev/tenant": self.slug} if self.runtime_mode == self.RuntimeMode.DEDICATED else {}
 
     @property
     def effective_max_members(self) -> int:

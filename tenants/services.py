@@ -149,7 +149,7 @@ def tenant_create(
 
 
 def tenant_update(*, tenant: Tenant, acting_user, **changes: Any) -> Tenant:
-    allowed = {"name", "max_projects", "max_members"}
+    allowed = {"name", "max_projects", "max_members", "runtime_mode", "runner_image", "max_running_sessions"}
     unknown = set(changes) - allowed
     if unknown:
         field = sorted(unknown)[0]
@@ -166,6 +166,9 @@ def tenant_update(*, tenant: Tenant, acting_user, **changes: Any) -> Tenant:
             details={"before": before, "after": {field: getattr(tenant, field) for field in changes}},
         )
         _after_commit_invalidate(tenant.slug)
+        changed = sorted(f for f in changes if before[f] != getattr(tenant, f))
+        if changed:
+            signals.tenant_updated.send(sender=Tenant, tenant=tenant, changed=changed)
     return tenant
 
 

@@ -18,6 +18,9 @@ tenant_seeding = Signal()
 tenant_suspended = Signal()
 # Sent after a tenant was resumed (committed). Argument: tenant.
 tenant_resumed = Signal()
+# Sent inside the transaction that changed a tenant's settings (staff), after the row is saved.
+# Arguments: tenant, changed (the field names whose value changed, e.g. ["runtime_mode"]).
+tenant_updated = Signal()
 # Sent by the deletion task before the schema is dropped; receivers remove what they made
 # outside the database (Kubernetes objects) and raise to make the step retry. Argument: tenant.
 tenant_deleting = Signal()

@@ -87,3 +87,12 @@ def validate_person_identifier(value: str) -> None:
             raise ValidationError(f"An email address has at most {EMAIL_MAX_LENGTH} characters.", code="max_length")
     elif len(value) > USERNAME_MAX_LENGTH:
         raise ValidationError(f"A username has at most {USERNAME_MAX_LENGTH} characters.", code="max_length")
+
+
+_IMAGE = re.compile(r"^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+
+
+def validate_image_reference(value: str) -> None:
+    """A container image reference (registry/repository[:tag][@sha256:digest])."""
+    if value and (len(value) > 500 or not _IMAGE.match(value)):
+        raise ValidationError("Give an image reference such as registry.example.com/team/runner:1.2.")

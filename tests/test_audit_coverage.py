@@ -165,6 +165,14 @@ CASES: dict[tuple[str, str], Case] = {
     ("api:session-detail", "DELETE"): Case("carol", 202, "session.delete", prepare=_site_session),
     ("api:session-stop", "POST"): Case("carol", 202, "session.stop", prepare=_site_session),
     ("api:session-clone", "POST"): Case("carol", 201, "session.create", prepare=_site_session),
+    ("sessions:list", "POST"): Case("carol", 302, "session.create", {"prompt": "hello"}, _site_ready_in_beta),
+    ("sessions:stop", "POST"): Case("carol", 302, "session.stop", prepare=_site_session),
+    ("sessions:clone", "POST"): Case("carol", 302, "session.create", prepare=_site_session),
+    ("sessions:delete", "POST"): Case("carol", 302, "session.delete", prepare=_site_session),
+    ("api:project-runner-secret", "PUT"): Case("carol", 200, "project.runner_secret",
+                                              {"data": {"OPENAI_API_KEY": "sk-x"}}, _site_ready_in_beta),
+    ("api:project-runner-secret", "DELETE"): Case("carol", 204, "project.runner_secret_delete",
+                                                 prepare=_site_ready_in_beta),
 }
 
 MUTATING = [(route, method) for route in pier_routes() for method in route.methods]

@@ -106,6 +106,9 @@ EXPECTED = {
     ("api:session-stop", "POST"): (None, _project_rule(3, 202)),
     ("api:session-clone", "POST"): ({}, _project_rule(2, 201)),
     ("api:session-logs", "GET"): (None, _project_rule(1, 200)),
+    ("api:project-runner-secret", "GET"): (None, _project_rule(1, 200)),  # which keys are set, never values
+    ("api:project-runner-secret", "PUT"): ({"data": {"OPENAI_API_KEY": "sk-matrix"}}, _project_rule(3, 200)),
+    ("api:project-runner-secret", "DELETE"): (None, _project_rule(3, 204)),
 }
 
 def _methods(route) -> list[str]:
@@ -282,6 +285,15 @@ HTML_EXPECTED = {
     ("projects:keys", "GET"): (None, _project_rule(1, 200)),
     ("projects:keys", "POST"): ({"name": "page", "role": "view", "expires_in_days": "30"}, _project_rule(3, 201)),
     ("projects:key_revoke", "POST"): (None, _project_rule(3, 302)),
+    ("sessions:list", "GET"): (None, _project_rule(1, 200)),
+    ("sessions:list", "POST"): ({"prompt": "from the page"}, _project_rule(2, 302)),
+    ("sessions:detail", "GET"): (None, _project_rule(1, 200)),
+    ("sessions:status", "GET"): (None, _project_rule(1, 200)),  # pending: the page keeps polling
+    ("sessions:log", "GET"): (None, _project_rule(1, 200)),
+    # The session is dave's: an editor stops only their own.
+    ("sessions:stop", "POST"): (None, _project_rule(3, 302)),
+    ("sessions:clone", "POST"): (None, _project_rule(2, 302)),
+    ("sessions:delete", "POST"): (None, _project_rule(3, 302)),
 }
 PEOPLE = [a for a in ACTORS if not a.startswith("key_")]
 TENANT_PAGES = [(route, method) for route in pier_routes() if route.is_tenant_route and not route.name.startswith("api:")

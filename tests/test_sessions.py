@@ -94,3 +94,177 @@ def test_a_stopped_session_has_its_runner_removed_and_says_who_stopped_it(alpha,
     s = drive(alpha, s)
     assert s.phase == "Stopped" and s.reason == "StoppedByUser" and "alice" in s.message
     assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+
+
+def test_a_session_past_its_timeout_is_stopped_by_the_cluster(alpha, users, project):
+    s = start(alpha, project, users["alice"], prompt="think forever pier:sleep=600", timeout_seconds=60)
+    s = drive(alpha, s, seconds=40, step=15)
+    assert s.phase == "Failed" and s.reason == "DeadlineExceeded", (s.phase, s.reason, s.message)
+    assert "timeout of 60 s" in s.message
+    assert "prompt of" in s.log  # what it wrote before the deadline is kept
+
+
+def test_a_runner_job_deleted_by_hand_fails_the_session_and_is_not_recreated(alpha, users, project):
+    s = start(alpha, project, users["alice"], prompt="wait pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    kube.delete("Job", cluster.job_name(s), project.namespace)
+    s = drive(alpha, s, seconds=10)
+    assert s.phase == "Failed" and s.reason == "RunnerVanished" and "outside Pier" in s.message
+    with tenant_context(alpha):
+        SESSIONS.run(s.pk)
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+
+
+def test_a_crash_after_the_job_was_made_adopts_it_instead_of_making_a_second(alpha, users, project, monkeypatch):
+    s = start(alpha, project, users["alice"], prompt="crash-safe")
+    original = SESSIONS.record
+
+    def crash_once(obj, kind=None, *args, **fields):
+        if kind == "Started" and fields.get("job_uid"):
+            monkeypatch.setattr(SESSIONS, "record", original)
+            raise SystemExit("worker killed")  # after the Job was created, before the row knew
+        return original(obj, kind, *args, **fields)
+
+    monkeypatch.setattr(SESSIONS, "record", crash_once)
+    with tenant_context(alpha), pytest.raises(SystemExit):
+        SESSIONS.run(s.pk)
+    with tenant_context(alpha):
+        s.refresh_from_db()
+    assert s.job_uid == ""
+    first = kube.get("Job", cluster.job_name(s), project.namespace)["metadata"]["uid"]
+    s = drive(alpha, s)
+    assert s.phase == "Completed" and s.job_uid == first
+    jobs = kube.list_objects("Job", project.namespace, label_selector=f"pier.dev/session={s.name}")
+    assert len(jobs) <= 1  # one Job ever (removed once finished)
+
+
+def test_a_session_past_the_running_limit_waits_and_starts_when_a_slot_frees(alpha, users, project):
+    with tenant_context(alpha):
+        project_services.project_update(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN,
+                                        merge=True, config_overrides={"sessions.running": "1"})
+    first = start(alpha, project, users["alice"], prompt="first pier:sleep=600")
+    second = start(alpha, project, users["alice"], prompt="second")
+    first = drive(alpha, first, until=("Running",), seconds=15)
+    with tenant_context(alpha):
+        SESSIONS.run(second.pk)
+        second.refresh_from_db()
+    assert second.phase == "Pending" and second.message == "waiting: 1 of 1 running in this project"
+    with tenant_context(alpha):
+        session_services.session_stop(tenant=alpha, project=project, session=first, acting_user=users["alice"],
+                                      access=ADMIN)
+    drive(alpha, first)
+    second = drive(alpha, second)
+    assert second.phase == "Completed"
+
+
+def test_suspending_the_organization_stops_its_sessions_and_refuses_new_ones(alpha, users, project):
+    from tenants import services as tenant_services
+
+    s = start(alpha, project, users["alice"], prompt="long pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    tenant_services.tenant_suspend(tenant=alpha, acting_user=users["staff"])
+    try:
+        s = drive(alpha, s, seconds=10)
+        assert s.phase == "Stopped" and s.reason == "TenantSuspended"
+        alpha.refresh_from_db()
+        with tenant_context(alpha), pytest.raises(Exception) as refused:
+            session_services.session_create(tenant=alpha, project=project, acting_user=users["alice"], access=EDIT,
+                                            prompt="no")
+        assert getattr(refused.value, "code", "") == "tenant_suspended"
+    finally:
+        tenant_services.tenant_resume(tenant=alpha, acting_user=users["staff"])
+    with tenant_context(alpha):
+        s.refresh_from_db()
+    assert s.phase == "Stopped"  # resuming restarts nothing
+
+
+def test_revoking_a_key_stops_the_sessions_it_started(alpha, users, project):
+    with tenant_context(alpha):
+        key, _token = project_services.key_create(tenant=alpha, project=project, name="bot", role="edit",
+                                                  acting_user=users["alice"], access=ADMIN)
+        from tenants.projects.authentication import KeyPrincipal
+
+        s, _ = session_services.session_create(tenant=alpha, project=project, acting_user=KeyPrincipal(key),
+                                               access=Access("edit", "key", is_key=True), prompt="bot work pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    assert s.created_by_kind == "key" and s.created_by_key_id == key.pk
+    with tenant_context(alpha):
+        project_services.key_revoke(tenant=alpha, project=project, key=key, acting_user=users["alice"], access=ADMIN)
+        assert list(key.sessions.values_list("name", flat=True)) == [s.name]
+    s = drive(alpha, s, seconds=10)
+    assert s.phase == "Stopped" and s.reason == "KeyRevoked" and "bot was revoked by alice" in s.message
+
+
+def test_a_dedicated_organization_runs_new_sessions_on_its_own_nodes(alpha, users, project):
+    from kubernetes import client
+
+    from tenants import services as tenant_services
+
+    core = client.CoreV1Api(kube.api_client())
+    node = client.V1Node(metadata=client.V1ObjectMeta(name="alpha-node-1", labels={"pier.dev/tenant": "alpha"}),
+                         spec=client.V1NodeSpec(taints=[client.V1Taint(key="pier.dev/tenant", value="alpha",
+                                                                       effect="NoSchedule")]))
+    tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="dedicated")
+    alpha.refresh_from_db()
+    try:
+        with tenant_context(alpha):
+            reconcile.run(project.pk)
+        ns = kube.get("Namespace", project.namespace)
+        assert ns["metadata"]["annotations"]["scheduler.alpha.kubernetes.io/node-selector"] == "pier.dev/tenant=alpha"
+        # No node of its own yet: the runner cannot be placed, and the session says why.
+        s = start(alpha, project, users["alice"], prompt="where am I pier:sleep=600")
+        s = drive(alpha, s, until=("Running",), seconds=6)
+        assert s.phase == "Creating" and s.reason == "Unschedulable" and "node" in s.message
+        assert s.runtime_mode == "dedicated"
+        core.create_node(node)
+        s = drive(alpha, s, until=("Running",), seconds=15)
+        pods = core.list_namespaced_pod(project.namespace, label_selector=f"pier.dev/session={s.name}").items
+        assert [p.spec.node_name for p in pods] == ["alpha-node-1"]
+        assert s.phase == "Running"
+    finally:
+        tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="shared")
+        try:
+            core.delete_node("alpha-node-1")
+        except client.ApiException:
+            pass
+
+
+def test_the_sync_enqueues_what_changed_and_finished_sessions_cost_nothing(alpha, users, project, monkeypatch,
+                                                                           django_capture_on_commit_callbacks):
+    from portal.controller import reconcile_object
+    from sessions import tasks
+
+    s = start(alpha, project, users["alice"], prompt="synced pier:sleep=4")
+    s = drive(alpha, s, until=("Creating", "Running"), seconds=10)
+    sent = []
+    monkeypatch.setattr(reconcile_object, "apply_async", lambda args, **kw: sent.append(tuple(args)))
+    s = drive(alpha, s, until=("Running",), seconds=10)
+    kubehelp.advance_clock(10)  # the runner finishes; only the cluster knows yet
+    for _ in range(30):
+        job = kube.get("Job", cluster.job_name(s), project.namespace)
+        if any(c["type"] == "Complete" for c in (job.get("status") or {}).get("conditions") or ()):
+            break
+        time.sleep(0.2)
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sync_sessions()["enqueued"] >= 1
+    assert ("agentic_sessions.agenticsession", s.pk, alpha.schema_name) in sent  # in the tenant's schema
+    s = drive(alpha, s)
+    assert s.phase == "Completed"
+    sent.clear()
+    before = kubehelp.requests_by_verb()
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_sessions()
+    after = kubehelp.requests_by_verb()
+    assert not any(args[1] == s.pk for args in sent)  # finished: never looked at again
+    assert after.get("list", 0) - before.get("list", 0) <= 2 and after.get("get", 0) == before.get("get", 0)
+
+
+def test_deleting_a_project_removes_its_sessions_first(alpha, users, project):
+    s = start(alpha, project, users["alice"], prompt="doomed pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    with tenant_context(alpha):
+        project_services.project_delete(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN)
+        with pytest.raises(Exception):
+            reconcile.run(project.pk)  # the namespace terminates: a wait
+    assert kube.get(cluster.SESSION_KIND, s.name, project.namespace) is None

@@ -193,3 +193,46 @@ def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, 
     after = bob.get(url(project, f"/{name}/logs")).json()
     assert after["source"] == "captured" and "prompt of" in after["text"]
     assert bob.get(url(project, f"/{name}/logs?tail=x")).status_code == 400
+
+
+def test_the_runner_secret_is_write_only_and_never_echoed_or_logged(api, users, alpha, project, caplog):
+    import base64
+    import logging
+
+    import kubehelp
+    from portal import kube
+
+    caplog.set_level(logging.DEBUG)
+    secret_url = f"/api/v1/tenants/alpha/projects/{project}/runner-secret"
+    bob = api(users["bob"])
+    value = "sk-very-secret-value-123"
+    r = bob.put(secret_url, {"data": {"OPENAI_API_KEY": value, "OPENAI_BASE_URL": "https://llm.example/v1"}},
+                format="json")
+    assert r.status_code == 200 and r.json()["keys"] == ["OPENAI_API_KEY", "OPENAI_BASE_URL"]
+    assert value not in r.content.decode() and r["Cache-Control"] == "no-store"
+    assert bob.get(secret_url).json()["keys"] == ["OPENAI_API_KEY", "OPENAI_BASE_URL"]
+    namespace = f"alpha-{project}"
+    stored = kube.get("Secret", "pier-runner", namespace)
+    assert base64.b64decode(stored["data"]["OPENAI_API_KEY"]).decode() == value
+    # Replacing drops the keys not given; the cluster failing changes nothing and says 503.
+    assert bob.put(secret_url, {"data": {"OPENAI_API_KEY": "sk-2"}}, format="json").json()["keys"] == ["OPENAI_API_KEY"]
+    assert set(kube.get("Secret", "pier-runner", namespace)["data"]) == {"OPENAI_API_KEY"}
+    kubehelp.inject_fault(verb="patch", resource="secrets", status=503, times=1)
+    down = bob.put(secret_url, {"data": {"OTHER": "sk-3"}}, format="json")
+    assert down.status_code == 503 and down.json()["error"]["code"] == "cluster_unavailable"
+    assert bob.get(secret_url).json()["keys"] == ["OPENAI_API_KEY"]
+    assert set(kube.get("Secret", "pier-runner", namespace)["data"]) == {"OPENAI_API_KEY"}
+    # Bad input names the field and never echoes a value.
+    bad = bob.put(secret_url, {"data": {"PIER_X": value}}, format="json")
+    assert bad.status_code == 400 and value not in bad.content.decode()
+    # Editors cannot write it through Pier; they see which keys are set.
+    editor = key(api, users, project, "edit")
+    assert editor.put(secret_url, {"data": {"OPENAI_API_KEY": "mine"}}, format="json").status_code == 403
+    assert editor.get(secret_url).json()["keys"] == ["OPENAI_API_KEY"]
+    from portal.models import AuditEvent
+
+    events = list(AuditEvent.objects.filter(action__startswith="project.runner_secret").values_list("details", flat=True))
+    assert events and value not in str(events)
+    assert value not in caplog.text and "sk-2" not in caplog.text
+    assert bob.delete(secret_url).status_code == 204
+    assert kube.get("Secret", "pier-runner", namespace) is None and bob.get(secret_url).json()["keys"] == []

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from portal.api import ConditionSerializer
-from sessions.models import AgenticSession
+from sessions.models import AgenticSession, RunnerSecret
 from sessions.services import api_llm
 
 
@@ -69,3 +69,14 @@ class SessionLogSerializer(serializers.Serializer):
     source = serializers.CharField(help_text="live (read from the running pod) or captured (Pier's copy).")
     text = serializers.CharField()
     truncated = serializers.BooleanField(help_text="Only the end is kept (PIER_SESSION_LOG_BYTES).")
+
+
+class RunnerSecretWriteSerializer(serializers.Serializer):
+    data = serializers.DictField(child=serializers.CharField(trim_whitespace=False),
+                                 help_text="{NAME: value}: replaces the whole secret (e.g. OPENAI_BASE_URL, OPENAI_API_KEY).")
+
+
+class RunnerSecretStateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunnerSecret
+        fields = ["keys", "updated_at", "updated_by"]

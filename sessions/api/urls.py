@@ -11,6 +11,7 @@ urlpatterns = [
          name="session-stop"),
     path("projects/<slug:project_slug>/sessions/<slug:session_name>/clone", views.SessionCloneView.as_view(),
          name="session-clone"),
+    path("projects/<slug:project_slug>/runner-secret", views.RunnerSecretView.as_view(), name="project-runner-secret"),
     path("projects/<slug:project_slug>/sessions/<slug:session_name>/logs", views.SessionLogView.as_view(),
          name="session-logs"),
 ]

@@ -14,7 +14,7 @@ from portal.errors import InvalidInput
 from sessions import selectors, services
 from sessions.api import serializers as s
 from sessions.filtersets import SessionFilterSet
-from sessions.models import AgenticSession
+from sessions.models import AgenticSession, RunnerSecret
 from tenants.projects import selectors as project_selectors
 from tenants.projects.api.views import ProjectScopedMixin
 
@@ -116,3 +116,30 @@ class SessionLogView(SessionScopedMixin, APIView):
                 raise InvalidInput("tail: give a whole number of lines.", details={"tail": ["A whole number."]})
             tail = int(tail)
         return Response(selectors.log_of(self.session(), tail=tail))
+
+
+class RunnerSecretView(ProjectScopedMixin, APIView):
+    """The project's runner secret: write-only. Reading shows which keys are set, when and by whom."""
+
+    audit_actions = {"PUT": "project.runner_secret", "DELETE": "project.runner_secret_delete"}
+
+    def _state(self) -> dict:
+        row = RunnerSecret.objects.filter(project=self.project).first()
+        return s.RunnerSecretStateSerializer(row).data if row else {"keys": [], "updated_at": None, "updated_by": ""}
+
+    @extend_schema(responses={200: s.RunnerSecretStateSerializer})
+    def get(self, request, tenant_slug, project_slug):
+        return Response(self._state())
+
+    @extend_schema(request=s.RunnerSecretWriteSerializer, responses={200: s.RunnerSecretStateSerializer})
+    def put(self, request, tenant_slug, project_slug):
+        data = request.data.get("data") if isinstance(request.data, dict) else None
+        services.runner_secret_put(tenant=request.tenant, project=self.project, acting_user=request.user,
+                                   access=self.access, data=data)
+        return Response(self._state(), headers={"Cache-Control": "no-store"})
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, tenant_slug, project_slug):
+        services.runner_secret_delete(tenant=request.tenant, project=self.project, acting_user=request.user,
+                                      access=self.access)
+        return Response(status=status.HTTP_204_NO_CONTENT)

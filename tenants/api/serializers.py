@@ -45,6 +45,7 @@ class TenantSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     effective_max_projects = serializers.IntegerField(read_only=True)
     effective_max_members = serializers.IntegerField(read_only=True)
+    effective_max_running_sessions = serializers.IntegerField(read_only=True)
     conditions = ConditionSerializer(many=True, read_only=True,
                                      help_text="Provisioned, and Removed once a deletion is asked for; `status` is "
                                                "derived from them.")
@@ -53,7 +54,8 @@ class TenantSerializer(serializers.ModelSerializer):
         model = Tenant
         fields = [
             "slug", "url", "name", "status", "status_message", "max_projects", "effective_max_projects",
-            "max_members", "effective_max_members", "created_at", "updated_at", "suspended_at",
+            "max_members", "effective_max_members", "runtime_mode", "runner_image", "max_running_sessions",
+            "effective_max_running_sessions", "created_at", "updated_at", "suspended_at",
             "deletion_requested_at", "generation", "observed_generation", "conditions",
         ]
 
@@ -87,6 +89,12 @@ class TenantUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False)
     max_projects = serializers.IntegerField(min_value=0, max_value=100000, required=False, allow_null=True)
     max_members = serializers.IntegerField(min_value=1, max_value=100000, required=False, allow_null=True)
+    runtime_mode = serializers.ChoiceField(
+        choices=["shared", "dedicated"], required=False,
+        help_text="dedicated: its pods run on nodes labelled and tainted pier.dev/tenant=<slug> (new pods only).")
+    runner_image = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                         help_text="The session runner's image for this organization; empty: the platform's.")
+    max_running_sessions = serializers.IntegerField(min_value=0, max_value=100000, required=False, allow_null=True)
 
 
 class MyTenantSerializer(serializers.ModelSerializer):

@@ -48,8 +48,12 @@ KEYS: dict[str, Key] = {
     "limits.request.cpu": Key("quantity", "a container's CPU request when it sets none (defaultRequest)"),
     "limits.request.memory": Key("quantity", "a container's memory request when it sets none"),
     "network.allow_from": Key("namespaces", "namespaces whose pods may reach this project's pods"),
+    "sessions.running": Key("quantity", "agentic sessions running at once (more wait, oldest first)"),
+    "sessions.max_timeout": Key("quantity", "the longest timeout a session may ask for (seconds)"),
 }
 QUANTITY_KEYS = tuple(k for k, spec in KEYS.items() if spec.kind == "quantity")
+# Counts: whole numbers.
+WHOLE_KEYS = ("quota.pods", "sessions.running", "sessions.max_timeout")
 # The keys whose sum over an organization's projects a budget caps.
 BUDGET_KEYS = tuple(k for k in QUANTITY_KEYS if k.startswith("quota."))
 # (request, limit): a request above its limit is refused (ResourceQuota and LimitRange alike).
@@ -101,14 +105,14 @@ def clean_quantity(value: Any, name: str, *, whole: bool = False) -> str:
     if amount > MAX_QUANTITY or amount != amount.quantize(Decimal("1e-9")):
         raise _refuse(name, f"{describe(text)} is finer than 1n or too large for Kubernetes.")
     if whole and amount != amount.to_integral_value():
-        raise _refuse(name, "a number of pods is a whole number.")
+        raise _refuse(name, "give a whole number.")
     return text
 
 
 def _clean_value(key: str, value: Any, field: str) -> Any:
     name = f"{field}.{key}"
     if KEYS[key].kind == "quantity":
-        return clean_quantity(value, name, whole=key == "quota.pods")
+        return clean_quantity(value, name, whole=key in WHOLE_KEYS)
     if (not isinstance(value, list) or len(value) > 100
             or not all(isinstance(v, str) and len(v) <= 63 and _DNS_LABEL.match(v) for v in value)):
         raise _refuse(name, "give a list of namespace names.")
@@ -178,7 +182,7 @@ def clean_ceilings(ceilings: Any, *, field: str, keys: Iterable[str] = QUANTITY_
             raise InvalidInput(f"{field}.{shown}: not one of {', '.join(allowed)}.",
                                details={f"{field}.{shown}": ["Unknown setting."]})
         if value is not None:
-            cleaned[key] = clean_quantity(value, f"{field}.{key}", whole=key == "quota.pods")
+            cleaned[key] = clean_quantity(value, f"{field}.{key}", whole=key in WHOLE_KEYS)
     return cleaned
 
 

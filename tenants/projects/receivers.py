@@ -6,7 +6,7 @@ from django_tenants.utils import schema_context
 from portal.signals import user_active_changed, user_groups_changed
 from tenants.models import MANAGER_ROLES, Membership, Tenant
 from tenants.signals import (home_sections, member_removed, member_role_changed, tenant_admin_sections, tenant_deleting,
-                             tenant_seeding)
+                             tenant_seeding, tenant_updated)
 
 LIVE = (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED)
 
@@ -94,3 +94,13 @@ def projects_in_tenant_admin(sender, tenant, **kwargs):
 
     rows = list(Project.objects.order_by("slug").values_list("slug", "namespace", "status", "status_message"))
     return {"title": "Projects", "html": format_html_join("", "<div><b>{}</b> ({}) {} {}</div>", rows) if rows else "none"}
+
+
+@receiver(tenant_updated, dispatch_uid="pier_projects_follow_runtime_mode")
+def namespaces_follow_runtime_mode(sender, tenant, changed, **kwargs):
+    """Switching an organization to dedicated nodes (or back) changes its namespaces' node
+    selector; pods already running stay where they are."""
+    from tenants.projects.services import reconcile_every_project
+
+    if "runtime_mode" in changed and tenant.status in LIVE:
+        reconcile_every_project(tenant)

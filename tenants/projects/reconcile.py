@@ -15,11 +15,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django_tenants.utils import schema_context, schema_exists
 
 from portal import audit, controller, kube, locks, retries
 from tenants.models import MANAGER_ROLES, Membership, NamespaceRegistry, Tenant
 from tenants.projects import config
 from tenants.projects.models import AccessKey, Project, ProjectEvent
+from tenants.projects.signals import project_deleting
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,16 @@ def organization_managers(tenant: Tenant) -> list[str]:
     return sorted({kube_username(m.user) for m in users})
 
 
-def desired_objects(project: Project, *, tenant_slug: str, effective: dict, managers: list[str] = ()) -> list[dict]:
+NODE_SELECTOR_ANNOTATIONS = ("scheduler.alpha.kubernetes.io/node-selector", "openshift.io/node-selector")
+
+
+def desired_objects(project: Project, *, tenant_slug: str, effective: dict, managers: list[str] = (),
+                    node_selector: dict[str, str] | None = None) -> list[dict]:
     """What the cluster should hold for this project, in creation order. `managers`: the
-    organization's owners and admins (organization_managers), project admins by their Pier role."""
+    organization's owners and admins (organization_managers), project admins by their Pier role.
+    `node_selector`: where every pod of the namespace must run (a dedicated runtime), as the
+    namespace annotation the PodNodeSelector admission plugin and OpenShift enforce at pod creation,
+    so no editor's pod can leave the organization's nodes."""
     ns = project.namespace
     labels = kube.labels(tenant=tenant_slug, project=project.slug)
     creator = project.created_by
@@ -73,7 +82,9 @@ def desired_objects(project: Project, *, tenant_slug: str, effective: dict, mana
                 "name": ns, "labels": labels,
                 # Free text goes in annotations, never labels.
                 "annotations": {"openshift.io/display-name": project.name, "openshift.io/requester": creator.get_username(),
-                                "pier.dev/description": project.description[:1000]},
+                                "pier.dev/description": project.description[:1000],
+                                **({name: ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+                                    for name in NODE_SELECTOR_ANNOTATIONS} if node_selector else {})},
             },
         },
         {
@@ -278,7 +289,8 @@ def apply(project: Project, tenant: Tenant, policy: config.Policy, *, observed: 
                         only_generation=generation)
     outcomes = {}
     desired_all = desired_objects(project, tenant_slug=tenant.slug, effective=_effective(project, policy),
-                                  managers=organization_managers(tenant) if managers is None else managers)
+                                  managers=organization_managers(tenant) if managers is None else managers,
+                                  node_selector=tenant.node_selector)
     for desired in desired_all:
         outcomes[f"{desired['kind']}/{desired['metadata']['name']}"] = kube.reconcile(desired, **_current(observed, desired))
     # Group bindings whose grant was removed.
@@ -308,6 +320,7 @@ def teardown(project: Project, tenant: Tenant, policy: config.Policy) -> dict[st
     current_ns = kube.get("Namespace", project.namespace)
     if current_ns is not None and kube.is_managed(current_ns):
         if current_ns.get("status", {}).get("phase") != "Terminating":
+            project_deleting.send(sender=Project, project=project)  # what apps made in it goes first
             for desired in reversed(inside):
                 name = desired["metadata"]["name"]
                 current = kube.get(desired["kind"], name, project.namespace)
@@ -369,6 +382,10 @@ def reconcile_all() -> dict[str, int]:
 def tenant_teardown(tenant) -> None:
     """A tenant is being deleted: remove every namespace of its projects (the schema goes next)."""
     remove_keys_namespace_accounts(tenant_slug=tenant.slug)  # its keys' ServiceAccounts live outside them
+    if schema_exists(tenant.schema_name):
+        with schema_context(tenant.schema_name):  # what apps made in the namespaces goes first
+            for project in Project.objects.exclude(namespace=""):
+                project_deleting.send(sender=Project, project=project)
     for entry in NamespaceRegistry.objects.filter(tenant=tenant):
         current = kube.get("Namespace", entry.name)
         # One already going (its project was being deleted) is not deleted again: the API

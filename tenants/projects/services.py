@@ -27,6 +27,7 @@ from tenants.projects import config, reconcile, selectors, tasks
 from tenants.projects.access import RANK, Access, project_access
 from tenants.projects.authentication import token_hash
 from tenants.projects.models import AccessKey, Project, ProjectEvent, ProjectGrant, ProjectRole, TenantSettings
+from tenants.projects.signals import keys_revoked
 from tenants.validators import namespace_name_for, validate_namespace_name, validate_project_slug
 
 
@@ -560,7 +561,7 @@ def key_revoke(*, tenant: Tenant, project: Project, key: AccessKey, acting_user,
         key.save(update_fields=["revoked_at"])
         audit.record(action="key.revoke", actor=acting_user, tenant=tenant, target_type="access_key",
                      target=f"{project.slug}/{key.name}")
-        _enqueue_key_delete(key.pk)
+        _revoked([key.pk], f"its key {key.name} was revoked by {acting_user.get_username()}")
     return key
 
 
@@ -591,7 +592,7 @@ def revoke_beyond_issuer(*, tenant: Tenant, reason: str, user=None, project: Pro
                      target=f"{key.project.slug}/{key.name}",
                      details={"reason": reason, "issuer": issuer.get_username(), "key_role": key.role,
                               "issuer_role": held})
-        _enqueue_key_delete(key.pk)
+        _revoked([key.pk], f"its key {key.name} was revoked: {reason}")
         revoked.append(key)
     return revoked
 
@@ -600,10 +601,12 @@ def revoke_keys_of(*, user, reason: str) -> int:
     """In the current tenant: revoke every key the person issued (they left or lost their role)."""
     ids = list(AccessKey.objects.filter(created_by=user, revoked_at__isnull=True).values_list("pk", flat=True))
     AccessKey.objects.filter(pk__in=ids).update(revoked_at=timezone.now())
-    reconcile.KEYS.bump(AccessKey.objects.filter(pk__in=ids))
+    _revoked(ids, f"its key was revoked: {reason}")
     return len(ids)
 
 
-def _enqueue_key_delete(key_id: int) -> None:
-    """The key's desired state is now "gone": its controller removes its objects after the commit."""
-    reconcile.KEYS.bump(AccessKey.objects.filter(pk=key_id))
+def _revoked(key_ids: list[int], reason: str) -> None:
+    """The keys' desired state is now "gone": their controller removes their objects after the
+    commit, and the apps built on keys hear of it (sessions a key started stop)."""
+    reconcile.KEYS.bump(AccessKey.objects.filter(pk__in=key_ids))
+    keys_revoked.send(sender=AccessKey, key_ids=key_ids, reason=reason)
