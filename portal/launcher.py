@@ -253,8 +253,8 @@ def ensure_chromium(env: dict[str, str]) -> None:
 
 
 def _exclusive(name: str):
-    """One test (or bench) run per checkout at a time: they share .pier/ (database, broker, the
-    emulator's kubeconfig). A second run waits for the first."""
+    """One test run (or one bench run) per checkout at a time: runs of a kind share .pier/
+    (database, broker, the emulator's kubeconfig). A second run waits for the first."""
     import fcntl
 
     STATE.mkdir(parents=True, exist_ok=True)
@@ -298,6 +298,7 @@ def test(pytest_args: list[str]) -> int:
 def bench(args: list[str]) -> int:
     """Run the benchmarks in bench/ against the embedded PostgreSQL (or DATABASE_URL)."""
     env = dict(os.environ)
+    lock = _exclusive("bench")  # noqa: F841  (one run at a time: they share the bench database)
     env["PIER_TESTING"] = "1"  # local settings; the benchmarks make their own database objects
     state = Path(env.setdefault("PIER_STATE_DIR", str(STATE / "bench")))
     state.mkdir(parents=True, exist_ok=True)  # the settings make the broker's folders in it

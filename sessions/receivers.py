@@ -7,7 +7,7 @@ from django_tenants.utils import schema_context
 
 from portal.signals import cluster_objects
 from tenants.projects.signals import keys_revoked, project_deleting
-from tenants.signals import tenant_suspended
+from tenants.signals import tenant_admin_sections, tenant_suspended
 
 
 @receiver(tenant_suspended, dispatch_uid="pier_sessions_stop_on_suspension")
@@ -42,3 +42,21 @@ def remove_sessions_of_deleted_project(sender, project, **kwargs):
     from sessions.controller import remove_cluster_objects
 
     remove_cluster_objects(project)
+
+
+@receiver(tenant_admin_sections, dispatch_uid="pier_sessions_admin_section")
+def sessions_in_tenant_admin(sender, tenant, **kwargs):
+    """The tenant's sessions by phase, and the unfinished ones, for staff (runs in its schema)."""
+    from django.db.models import Count
+    from django.utils.html import format_html, format_html_join
+
+    from sessions.models import AgenticSession
+
+    counts = dict(AgenticSession.objects.values_list("phase").annotate(n=Count("pk")).order_by())
+    if not counts:
+        return {"title": "Sessions", "html": "none"}
+    live = (AgenticSession.objects.exclude(phase__in=AgenticSession.TERMINAL).select_related("project")
+            .order_by("created_at")[:20].values_list("project__slug", "name", "phase", "created_by_name"))
+    summary = ", ".join(f"{phase} {n}" for phase, n in sorted(counts.items()))
+    return {"title": "Sessions", "html": format_html("{}{}", summary, format_html_join(
+        "", "<div>{}/{} {} (started by {})</div>", live))}

@@ -48,14 +48,15 @@ class JobInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "status", "status_message", "max_projects", "max_members", "created_at"]
+    list_display = ["slug", "name", "status", "status_message", "max_projects", "max_members", "runtime_mode",
+                    "created_at"]
     list_filter = ["status"]
     search_fields = ["slug", "name"]
     readonly_fields = ["slug", "schema_name", "status", "status_message", "conditions", "generation",
                        "observed_generation", "schema_version", "created_at", "updated_at", "suspended_at",
                        "deletion_requested_at", "schema_contents", "config_ceilings", "config_budget", "config_locks"]
     fields = ["slug", "name", "status", "status_message", "conditions", "generation", "observed_generation",
-              "max_projects", "max_members", "schema_name", "schema_version", "created_at", "updated_at",
+              "max_projects", "max_members", "max_running_sessions", "runtime_mode", "runner_image", "schema_name", "schema_version", "created_at", "updated_at",
               "suspended_at", "deletion_requested_at", "schema_contents",
               # Changed through PATCH /api/v1/admin/tenants/<slug>/policy (it re-checks the projects).
               "config_ceilings", "config_budget", "config_locks"]
