@@ -432,6 +432,7 @@ PIER_PROJECT_DEFAULTS = {
     "limits.request.memory": os.environ.get("PIER_LIMIT_REQUEST_MEMORY", "128Mi"),
     "sessions.running": str(PIER_SESSION_RUNNING_PER_PROJECT),
     "sessions.max_timeout": str(PIER_SESSION_MAX_TIMEOUT),
+    "sessions.egress": env_list("PIER_RUNNER_EGRESS", "0.0.0.0/0:443"),
     "network.allow_from": PIER_NETWORK_ALLOW_FROM,
 }
 # Platform ceilings: no project (nor an organization's defaults) may go above these; staff may set
@@ -456,6 +457,8 @@ for _item in env_list("PIER_PROJECT_CEILINGS"):
         raise ImproperlyConfigured(f"PIER_PROJECT_CEILINGS: {_item!r} is not <quantity key>=<quantity>; "
                                    f"keys: {', '.join(PIER_PROJECT_CEILINGS)}.")
     PIER_PROJECT_CEILINGS[_key.strip()] = _value.strip()
+# The networks session runners may be allowed to reach (sessions.egress stays inside them).
+PIER_RUNNER_EGRESS_ALLOWED = env_list("PIER_RUNNER_EGRESS_ALLOWED", "0.0.0.0/0,::/0")
 # Namespaces outside the organization that a project may admit traffic from (network.allow_from):
 # the ingress router's by default. A project may also name its organization's other projects.
 PIER_NETWORK_ALLOWED_NAMESPACES = env_list("PIER_NETWORK_ALLOWED_NAMESPACES", ",".join(PIER_NETWORK_ALLOW_FROM))

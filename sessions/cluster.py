@@ -24,13 +24,15 @@ import json
 from django.conf import settings
 
 from portal import kube
+from tenants.projects import reconcile
 
 GROUP, VERSION, KIND, PLURAL = "pier.dev", "v1alpha1", "AgenticSession", "agenticsessions"
 API_VERSION = f"{GROUP}/{VERSION}"
 SESSION_KIND = (API_VERSION, KIND)
 LABEL_SESSION = "pier.dev/session"
-LABEL_COMPONENT = "pier.dev/component"
-RUNNER_COMPONENT = "session-runner"
+# What the project's egress policy (tenants/projects/reconcile.py) selects runner pods by.
+LABEL_COMPONENT = reconcile.RUNNER_COMPONENT_LABEL
+RUNNER_COMPONENT = reconcile.RUNNER_COMPONENT
 RUNNER_SECRET = "pier-runner"
 SESSION_FILE_DIR = "/etc/pier/session"
 SESSION_FILE = f"{SESSION_FILE_DIR}/session.json"

@@ -268,3 +268,22 @@ def test_deleting_a_project_removes_its_sessions_first(alpha, users, project):
         with pytest.raises(Exception):
             reconcile.run(project.pk)  # the namespace terminates: a wait
     assert kube.get(cluster.SESSION_KIND, s.name, project.namespace) is None
+
+
+def test_runners_may_reach_only_dns_and_the_allowed_destinations(alpha, users, project, settings):
+    policy = kube.get("NetworkPolicy", "pier-runner-egress", project.namespace)
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"pier.dev/component": "session-runner"}}
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    assert {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]} in policy["spec"]["egress"]
+    settings.PIER_RUNNER_EGRESS_ALLOWED = ["10.0.0.0/8"]
+    with tenant_context(alpha):
+        with pytest.raises(Exception) as refused:
+            project_services.project_update(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN,
+                                            merge=True, config_overrides={"sessions.egress": ["8.8.8.0/24:443"]})
+        assert "config_overrides.sessions.egress" in refused.value.details
+        project_services.project_update(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN,
+                                        merge=True, config_overrides={"sessions.egress": ["10.1.0.0/16:8443"]})
+        reconcile.run(project.pk)
+    rules = kube.get("NetworkPolicy", "pier-runner-egress", project.namespace)["spec"]["egress"]
+    assert rules[1:] == [{"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 8443}]}]
+    assert rules[0]["ports"][0]["port"] == 53  # DNS stays

@@ -20,6 +20,7 @@ clamped when computed (the stored override is kept for the record).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,7 +34,7 @@ from portal.input_guard import describe
 
 @dataclass(frozen=True)
 class Key:
-    kind: str  # "quantity" or "namespaces"
+    kind: str  # "quantity", "namespaces" or "destinations"
     help: str
 
 
@@ -50,6 +51,8 @@ KEYS: dict[str, Key] = {
     "network.allow_from": Key("namespaces", "namespaces whose pods may reach this project's pods"),
     "sessions.running": Key("quantity", "agentic sessions running at once (more wait, oldest first)"),
     "sessions.max_timeout": Key("quantity", "the longest timeout a session may ask for (seconds)"),
+    "sessions.egress": Key("destinations", "where session runners may connect: CIDR or CIDR:port (DNS is always "
+                                           "allowed), within the platform's PIER_RUNNER_EGRESS_ALLOWED"),
 }
 QUANTITY_KEYS = tuple(k for k, spec in KEYS.items() if spec.kind == "quantity")
 # Counts: whole numbers.
@@ -109,10 +112,46 @@ def clean_quantity(value: Any, name: str, *, whole: bool = False) -> str:
     return text
 
 
+def parse_destination(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]:
+    """"10.0.0.0/8", "0.0.0.0/0:443", "2001:db8::/32:443" → (network, port or None)."""
+    port = None
+    if "/" in text and text.rfind(":") > text.rfind("/"):
+        text, _, port_text = text.rpartition(":")
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError("port")
+        port = int(port_text)
+    return ipaddress.ip_network(text, strict=True), port
+
+
+def format_destination(network, port: int | None) -> str:
+    return f"{network}:{port}" if port else str(network)
+
+
+def egress_allowed(value: str) -> bool:
+    """Inside one of the platform's allowed networks (PIER_RUNNER_EGRESS_ALLOWED)."""
+    network, _port = parse_destination(value)
+    for allowed in settings.PIER_RUNNER_EGRESS_ALLOWED:
+        outer = ipaddress.ip_network(allowed, strict=False)
+        if outer.version == network.version and network.subnet_of(outer):
+            return True
+    return False
+
+
 def _clean_value(key: str, value: Any, field: str) -> Any:
     name = f"{field}.{key}"
     if KEYS[key].kind == "quantity":
         return clean_quantity(value, name, whole=key in WHOLE_KEYS)
+    if KEYS[key].kind == "destinations":
+        if not isinstance(value, list) or len(value) > 50 or not all(isinstance(v, str) and len(v) <= 60 for v in value):
+            raise _refuse(name, "give a list of destinations (CIDR or CIDR:port).")
+        cleaned = set()
+        for item in value:
+            try:
+                cleaned.add(format_destination(*parse_destination(item.strip())))
+            except ValueError:
+                raise _refuse(name, f"{describe(item)} is not a CIDR (e.g. 10.0.0.0/8) or CIDR:port "
+                                    "(e.g. 0.0.0.0/0:443).") from None
+        return sorted(cleaned)
     if (not isinstance(value, list) or len(value) > 100
             or not all(isinstance(v, str) and len(v) <= 63 and _DNS_LABEL.match(v) for v in value)):
         raise _refuse(name, "give a list of namespace names.")
@@ -268,6 +307,10 @@ def effective(*, policy: Policy, overrides: dict[str, Any], clamp_requests: bool
             kept = [ns for ns in value if ns in allowed]
             if kept != list(value):
                 entry["value"], entry["clamped_from"] = kept, value
+        if key == "sessions.egress":  # the platform may have narrowed what it allows since
+            kept = [d for d in value if egress_allowed(d)]
+            if kept != list(value):
+                entry["value"], entry["clamped_from"] = kept, value
         result[key] = entry
     for request_key, limit_key in REQUEST_LIMIT_PAIRS:
         request, limit = result[request_key], result[limit_key]
@@ -337,6 +380,12 @@ def check_change(*, policy: Policy, level: str, field: str, before: dict[str, An
                 fail(key, f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} neither a project "
                           f"namespace of this organization nor on the platform's allow-list ({', '.join(allowed)}).",
                      "Only this organization's project namespaces and the platform's allow-list.")
+        if key == "sessions.egress":
+            outside = [d for d in after[key] if not egress_allowed(d)]
+            if outside:
+                fail(key, f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} outside what the platform "
+                          f"allows ({', '.join(settings.PIER_RUNNER_EGRESS_ALLOWED)}).",
+                     "Only within the platform's PIER_RUNNER_EGRESS_ALLOWED.")
     if errors:
         raise InvalidInput("; ".join(messages), details=errors)
     for request_key, limit_key in REQUEST_LIMIT_PAIRS:

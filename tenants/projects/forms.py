@@ -45,7 +45,7 @@ class ConfigOverridesForm(forms.Form):
             raw = (self.cleaned_data.get(key) or "").strip()
             if not raw:
                 continue
-            result[key] = [v.strip() for v in raw.split(",") if v.strip()] if spec.kind == "namespaces" else raw
+            result[key] = [v.strip() for v in raw.split(",") if v.strip()] if spec.kind != "quantity" else raw
         return result
 
 
@@ -98,7 +98,7 @@ class DefaultsForm(forms.Form):
         for key, spec in KEYS.items():
             raw = (self.cleaned_data.get(key) or "").strip()
             if raw:
-                result[key] = [v.strip() for v in raw.split(",") if v.strip()] if spec.kind == "namespaces" else raw
+                result[key] = [v.strip() for v in raw.split(",") if v.strip()] if spec.kind != "quantity" else raw
         return result
 
     def locked_keys(self) -> list:

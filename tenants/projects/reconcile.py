@@ -32,6 +32,9 @@ CREATOR_BINDING = "pier-creator-admin"
 # The organization's owners and admins: admins of every project in Pier, so in the cluster too.
 MANAGERS_BINDING = "pier-organization-admins"
 RUNNER_ACCOUNT = "pier-runner"
+RUNNER_EGRESS_POLICY = "pier-runner-egress"
+# The label of session runners' pods (sessions/cluster.py sets it): what the egress policy selects.
+RUNNER_COMPONENT_LABEL, RUNNER_COMPONENT = "pier.dev/component", "session-runner"
 GROUP_ACCESS_LABEL = "pier.dev/group-access"  # every grant's RoleBinding (people's too)
 PROJECT_ROLES = ("admin", "edit", "view")
 
@@ -109,6 +112,14 @@ def desired_objects(project: Project, *, tenant_slug: str, effective: dict, mana
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": allow_from}]},
         },
         {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(RUNNER_EGRESS_POLICY),
+            # Session runners reach DNS and the destinations allowed (the model endpoint, git hosts), nothing else.
+            "spec": {"podSelector": {"matchLabels": {RUNNER_COMPONENT_LABEL: RUNNER_COMPONENT}}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"namespaceSelector": {}}],
+                                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                                *(_egress_rule(d) for d in effective["sessions.egress"])]},
+        },
+        {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": meta(CREATOR_BINDING, **{"pier.dev/user": creator.get_username()}),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pier-project-admin"},
@@ -122,6 +133,14 @@ def desired_objects(project: Project, *, tenant_slug: str, effective: dict, mana
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(RUNNER_ACCOUNT)},
         *(grant_binding(project, grant, labels) for grant in project.grants.all()),
     ]
+
+
+def _egress_rule(destination: str) -> dict:
+    network, port = config.parse_destination(destination)
+    rule: dict = {"to": [{"ipBlock": {"cidr": str(network)}}]}
+    if port:
+        rule["ports"] = [{"protocol": "TCP", "port": port}]
+    return rule
 
 
 def grant_binding_name(kind: str, subject: str) -> str:
