@@ -21,6 +21,7 @@ PIER = "app.kubernetes.io/managed-by=pier"
 pytestmark = pytest.mark.django_db
 
 OBJECTS = [("ResourceQuota", "pier-quota"), ("LimitRange", "pier-limits"), ("NetworkPolicy", "pier-isolation"),
+           ("NetworkPolicy", "pier-runner-egress"),
            ("RoleBinding", "pier-creator-admin"), ("RoleBinding", "pier-organization-admins"),
            ("ServiceAccount", "pier-runner")]
 

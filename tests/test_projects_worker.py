@@ -74,7 +74,7 @@ def test_faults_during_provisioning_are_retried_shown_and_converge(celery_worker
     with tenant_context(org):
         messages = list(project.events.values_list("message", flat=True))
     assert any("InternalError" in m or "500" in m or "Internal" in m for m in messages), messages
-    assert len(kube.list_objects("NetworkPolicy", ns, label_selector=PIER)) == 1
+    assert len(kube.list_objects("NetworkPolicy", ns, label_selector=PIER)) == 2  # isolation, runner egress
     assert len(kube.list_objects("RoleBinding", ns, label_selector=PIER)) == 2  # the creator's, the managers'; no duplicate
 
 
@@ -100,7 +100,7 @@ def test_a_worker_killed_mid_provisioning_is_survived(worker_env, committed, org
                  message="the project to converge after the crash")
     finally:
         stop_worker(second)
-    for kind, count in (("ResourceQuota", 1), ("LimitRange", 1), ("NetworkPolicy", 1), ("RoleBinding", 2),
+    for kind, count in (("ResourceQuota", 1), ("LimitRange", 1), ("NetworkPolicy", 2), ("RoleBinding", 2),
                         ("ServiceAccount", 1)):
         assert len(kube.list_objects(kind, ns, label_selector=PIER)) == count, kind
 

@@ -221,6 +221,20 @@ def test_a_dedicated_organization_runs_new_sessions_on_its_own_nodes(alpha, user
         pods = core.list_namespaced_pod(project.namespace, label_selector=f"pier.dev/session={s.name}").items
         assert [p.spec.node_name for p in pods] == ["alpha-node-1"]
         assert s.phase == "Running"
+        # Back to shared: new sessions are shared; the running one finishes where it is.
+        tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="shared")
+        alpha.refresh_from_db()
+        with tenant_context(alpha):
+            reconcile.run(project.pk)
+        annotations = kube.get("Namespace", project.namespace)["metadata"].get("annotations") or {}
+        assert "scheduler.alpha.kubernetes.io/node-selector" not in annotations
+        later = start(alpha, project, users["alice"], prompt="shared now")
+        later = drive(alpha, later, until=("Creating", "Running", "Completed"), seconds=10)
+        assert later.runtime_mode == "shared"
+        with tenant_context(alpha):
+            s.refresh_from_db()
+        assert s.runtime_mode == "dedicated" and s.phase == "Running"
+        assert core.read_namespaced_pod(pods[0].metadata.name, project.namespace).spec.node_name == "alpha-node-1"
     finally:
         tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="shared")
         try:
