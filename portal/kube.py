@@ -319,7 +319,7 @@ class ObjectList(list):
 
 
 def list_objects(kind: str | tuple[str, str], namespace: str | None = None, *,
-                 label_selector: str = "", cached: bool = False) -> ObjectList:
+                 label_selector: str = "", field_selector: str = "", cached: bool = False) -> ObjectList:
     """All objects of a kind (in a namespace, or in all), following `continue` tokens. A list of
     the items; `.resource_version` is the list's (the first page's: pages are one snapshot).
     `cached`: any recent version will do (resourceVersion=0), so the API server answers from its
@@ -333,6 +333,8 @@ def list_objects(kind: str | tuple[str, str], namespace: str | None = None, *,
         query: list[tuple[str, Any]] = [("resourceVersion", "0")] if cached else [("limit", 500)]
         if label_selector:
             query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         if token:
             query.append(("continue", token))
         page = _request("GET", path, query=query, what=f"list {_label(ref, None, namespace)}") or {}

@@ -126,7 +126,9 @@ class SessionController(controller.Controller):
         if s is None:
             return "gone"
         tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
-        if s.deletion_requested_at is not None or tenant is None:
+        if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
+            return "tenant going"  # its namespaces and schema go with it
+        if s.deletion_requested_at is not None:
             return self._remove(s)
         if s.is_finished:
             return self._clean_up(s)
@@ -239,12 +241,23 @@ class SessionController(controller.Controller):
                 return "unschedulable"
             self.record(s, "Started", FALSE, "Unschedulable", message, reconcile_attempts=0)
             return "unschedulable"
+        if pod is None:  # the Job controller could not make it (admission refused it): say why
+            warning = self._job_warning(s)
+            if warning:
+                self.record(s, "Started", FALSE, warning.get("reason") or "FailedCreate", warning.get("message", ""),
+                            reconcile_attempts=0)
+            return "creating"
         waiting = (container.get("waiting") or {})
         if waiting:
             self.record(s, "Started", FALSE, "Creating",
                         f"{waiting.get('reason', 'waiting')}: {waiting.get('message', '')}".rstrip(": "),
                         reconcile_attempts=0)
         return "creating"
+
+    def _job_warning(self, s: AgenticSession) -> dict | None:
+        events = kube.list_objects("Event", s.project.namespace, field_selector=f"involvedObject.uid={s.job_uid}")
+        warnings = [e for e in events if e.get("type") == "Warning"]
+        return max(warnings, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", default=None)
 
     def _finished_job(self, s: AgenticSession, job_conditions: dict, container: dict) -> str:
         terminated = container.get("terminated") or {}

@@ -301,3 +301,14 @@ def test_runners_may_reach_only_dns_and_the_allowed_destinations(alpha, users, p
     rules = kube.get("NetworkPolicy", "pier-runner-egress", project.namespace)["spec"]["egress"]
     assert rules[1:] == [{"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 8443}]}]
     assert rules[0]["ports"][0]["port"] == 53  # DNS stays
+
+
+def test_a_runner_pod_the_cluster_refuses_to_create_is_shown_with_the_reason(alpha, users, project, monkeypatch):
+    real = cluster.runner_objects
+    # As if the ServiceAccount went missing: the API server's admission refuses the Job's pod.
+    monkeypatch.setattr(cluster, "runner_objects",
+                        lambda *a, **kw: [o for o in real(*a, **kw) if o["kind"] != "ServiceAccount"])
+    s = start(alpha, project, users["alice"], prompt="no account")
+    s = drive(alpha, s, until=("Running",), seconds=5)
+    assert s.phase == "Creating" and s.reason == "FailedCreate", (s.reason, s.message)
+    assert "serviceaccount" in s.message.lower()
