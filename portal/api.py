@@ -18,6 +18,21 @@ class StrictSerializer(serializers.Serializer):
                 raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
         return super().to_internal_value(data)
 
+    @classmethod
+    def known_fields(cls, data) -> dict:
+        """For a view whose service validates the values itself (naming each field): the request
+        body as an object, with fields this serializer does not declare refused."""
+        from portal.errors import InvalidInput
+
+        if not isinstance(data, dict):
+            raise InvalidInput("input: give a JSON object.", details={"input": ["A JSON object."]})
+        unknown = sorted(set(data) - set(cls().fields))
+        if unknown:
+            shown = ", ".join(name[:60] for name in unknown[:5])
+            raise InvalidInput(f"{unknown[0][:60]}: unknown field(s): {shown}.",
+                               details={name[:60]: ["Unknown or read-only field."] for name in unknown[:20]})
+        return data
+
 
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"

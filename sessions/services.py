@@ -103,6 +103,8 @@ def clean_repos(value: Any) -> list[dict]:
         raise _refuse("repos", f"give a list of at most {MAX_REPOS} repositories.")
     out = []
     for i, repo in enumerate(value):
+        if isinstance(repo, dict) and set(repo) - {"url", "branch"}:
+            raise _refuse(f"repos[{i}]", "give only url and branch.")
         if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not _REPO_URL.match(repo["url"]):
             raise _refuse(f"repos[{i}].url", "give a git URL (https://, ssh://, git:// or user@host:path).")
         entry = {"url": repo["url"]}
@@ -122,6 +124,8 @@ def clean_env(value: Any) -> list[dict]:
         raise _refuse("env", f"give a list of at most {MAX_ENV} variables.")
     out, seen = [], set()
     for i, item in enumerate(value):
+        if isinstance(item, dict) and set(item) - {"name", "value"}:
+            raise _refuse(f"env[{i}]", "give only name and value.")
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             raise _refuse(f"env[{i}].name", "give a variable name (letters, digits, _; not starting with a digit).")

@@ -14,7 +14,8 @@ from conftest import wait_for
 from portal import kube
 
 WRITES = ("create", "update", "patch", "delete")
-SESSION = ("pier.dev/v1alpha1", "AgenticSession")
+# A custom resource of the test's own (Pier's AgenticSession CRD is installed for the whole run).
+SESSION = ("layer.test.pier.dev/v1alpha1", "Probe")
 
 
 @pytest.fixture(autouse=True)
@@ -206,9 +207,9 @@ def test_lists_carry_their_resource_version(ns):
 def session_crd() -> dict:
     return {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "agenticsessions.pier.dev", "labels": kube.labels(tenant="layer")},
-        "spec": {"group": "pier.dev", "scope": "Namespaced",
-                 "names": {"plural": "agenticsessions", "singular": "agenticsession", "kind": "AgenticSession"},
+        "metadata": {"name": "probes.layer.test.pier.dev", "labels": kube.labels(tenant="layer")},
+        "spec": {"group": "layer.test.pier.dev", "scope": "Namespaced",
+                 "names": {"plural": "probes", "singular": "probe", "kind": "Probe"},
                  "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
                                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                                    "spec": {"type": "object", "required": ["prompt"], "properties": {
@@ -223,7 +224,7 @@ def session_crd() -> dict:
 
 
 def session(ns: str, name: str, **env: str) -> dict:
-    return {"apiVersion": "pier.dev/v1alpha1", "kind": "AgenticSession", "metadata": meta(name, ns),
+    return {"apiVersion": "layer.test.pier.dev/v1alpha1", "kind": "Probe", "metadata": meta(name, ns),
             "spec": {"prompt": "fix the tests", "env": [{"name": k, "value": v} for k, v in env.items()]}}
 
 
@@ -234,7 +235,7 @@ def test_a_custom_resource_goes_through_the_same_functions(ns):
     try:
         established = wait_for(lambda: any(
             c["type"] == "Established" and c["status"] == "True"
-            for c in (kube.get("CustomResourceDefinition", "agenticsessions.pier.dev").get("status") or {}).get("conditions", [])),
+            for c in (kube.get("CustomResourceDefinition", "probes.layer.test.pier.dev").get("status") or {}).get("conditions", [])),
             timeout=10, message="the CRD to be established")
         assert established
         kube.refresh_discovery()  # what the installer does once its CRD is served
@@ -252,7 +253,7 @@ def test_a_custom_resource_goes_through_the_same_functions(ns):
         assert kube.get(SESSION, "s1", ns) is None
         assert kube.delete(SESSION, "s1", ns) is False
     finally:
-        kube.delete("CustomResourceDefinition", "agenticsessions.pier.dev")
+        kube.delete("CustomResourceDefinition", "probes.layer.test.pier.dev")
         kube.refresh_discovery()
 
 

@@ -83,7 +83,8 @@ def test_admin_changes_go_through_the_service(client, users, alpha, api):
     page = client.get(url).content.decode()
     # The inlines' hidden fields (management forms, ids), as the browser would send them.
     form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
-    form.update({"name": "Alpha Renamed", "max_projects": "", "max_members": "3"})
+    form.update({"name": "Alpha Renamed", "max_projects": "", "max_members": "3", "max_running_sessions": "",
+                 "runtime_mode": "shared", "runner_image": ""})
     response = client.post(url, form)
     assert response.status_code == 302, response.content.decode()[:2000]
     event = AuditEvent.objects.get(action="tenant.update", target="alpha")

@@ -89,6 +89,8 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_session(api, users
     ({"prompt": "p", "env": [{"name": "PIER_SESSION_FILE", "value": "/x"}]}, "env[0].name"),
     ({"prompt": "p", "env": [{"name": "1BAD"}]}, "env[0].name"),
     ({"prompt": "p", "env": "A=B"}, "env"),
+    ({"prompt": "p", "colour": "red"}, "colour"),
+    ({"prompt": "p", "repos": [{"url": "https://x/y.git", "token": "t"}]}, "repos[0]"),
 ])
 def test_bad_input_names_the_field_and_starts_nothing(api, users, project, body, field):
     r = api(users["bob"]).post(url(project), body, format="json")
@@ -97,10 +99,18 @@ def test_bad_input_names_the_field_and_starts_nothing(api, users, project, body,
     assert api(users["bob"]).get(url(project)).json()["count"] == 0
 
 
-def test_a_timeout_above_the_maximum_is_refused_naming_the_maximum(api, users, project, settings):
-    settings.PIER_SESSION_MAX_TIMEOUT = 3600
-    r = api(users["bob"]).post(url(project), {"prompt": "p", "timeout_seconds": 3601}, format="json")
+def test_a_timeout_above_the_maximum_is_refused_naming_the_maximum(api, users, project):
+    bob = api(users["bob"])
+    r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}", {"config_overrides": {"sessions.max_timeout": "3600"}},
+                  format="json")
+    assert r.status_code == 200, r.content
+    r = bob.post(url(project), {"prompt": "p", "timeout_seconds": 3601}, format="json")
     assert r.status_code == 400 and "3600" in r.json()["error"]["message"]
+    assert bob.post(url(project), {"prompt": "p", "timeout_seconds": 3600}, format="json").status_code == 201
+    # Above the platform's ceiling, the project cannot even raise its maximum.
+    r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}", {"config_overrides": {"sessions.max_timeout": "99999999"}},
+                  format="json")
+    assert r.status_code == 400 and "sessions.max_timeout" in str(r.json()["error"])
 
 
 def test_who_may_start_stop_and_delete(api, users, alpha, project):

@@ -1,27 +1,27 @@
 from rest_framework import serializers
 
-from portal.api import ConditionSerializer
+from portal.api import ConditionSerializer, StrictSerializer
 from sessions.models import AgenticSession, RunnerSecret
 from sessions.services import api_llm
 
 
-class LlmSerializer(serializers.Serializer):
+class LlmSerializer(StrictSerializer):
     model = serializers.CharField(required=False, allow_blank=True, max_length=200)
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
     max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
 
 
-class RepoSerializer(serializers.Serializer):
+class RepoSerializer(StrictSerializer):
     url = serializers.CharField(help_text="https://, ssh://, git:// or user@host:path")
     branch = serializers.CharField(required=False, allow_blank=True)
 
 
-class EnvSerializer(serializers.Serializer):
+class EnvSerializer(StrictSerializer):
     name = serializers.CharField(help_text="Not secret (the project's runner secret is for secrets); not PIER_*.")
     value = serializers.CharField(required=False, allow_blank=True)
 
 
-class SessionCreateSerializer(serializers.Serializer):
+class SessionCreateSerializer(StrictSerializer):
     """Validated by the service (sessions/services.py), which names the field of any error; these
     declarations are for the API's schema."""
 
@@ -35,7 +35,7 @@ class SessionCreateSerializer(serializers.Serializer):
     env = EnvSerializer(many=True, required=False)
 
 
-class CloneSerializer(serializers.Serializer):
+class CloneSerializer(StrictSerializer):
     project = serializers.CharField(required=False, help_text="The project to clone into (default: this one).")
 
 
@@ -71,12 +71,12 @@ class SessionLogSerializer(serializers.Serializer):
     truncated = serializers.BooleanField(help_text="Only the end is kept (PIER_SESSION_LOG_BYTES).")
 
 
-class RunnerSecretWriteSerializer(serializers.Serializer):
+class RunnerSecretWriteSerializer(StrictSerializer):
     data = serializers.DictField(child=serializers.CharField(trim_whitespace=False),
                                  help_text="{NAME: value}: replaces the whole secret (e.g. OPENAI_BASE_URL, OPENAI_API_KEY).")
 
 
-class RunnerSecretStateSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = RunnerSecret
-        fields = ["keys", "updated_at", "updated_by"]
+class RunnerSecretStateSerializer(serializers.Serializer):
+    keys = serializers.ListField(child=serializers.CharField(), help_text="The names set (never the values).")
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="When it was last written (null: never).")
+    updated_by = serializers.CharField(allow_blank=True)

@@ -47,9 +47,7 @@ class SessionListView(ProjectScopedMixin, generics.ListAPIView):
 
     @extend_schema(request=s.SessionCreateSerializer, responses={201: s.SessionSerializer}, parameters=[IDEMPOTENCY])
     def post(self, request, tenant_slug, project_slug):
-        data = request.data if isinstance(request.data, dict) else None
-        if data is None:
-            raise InvalidInput("input: give a JSON object.")
+        data = s.SessionCreateSerializer.known_fields(request.data)
         session, created = services.session_create(
             tenant=request.tenant, project=self.project, acting_user=request.user, access=self.access,
             prompt=data.get("prompt"), display_name=data.get("display_name", ""), llm=data.get("llm"),
@@ -93,7 +91,7 @@ class SessionCloneView(SessionScopedMixin, APIView):
     @extend_schema(request=s.CloneSerializer, responses={201: s.SessionSerializer}, parameters=[IDEMPOTENCY])
     def post(self, request, tenant_slug, project_slug, session_name):
         source = self.session()
-        target_slug = request.data.get("project") if isinstance(request.data, dict) else None
+        target_slug = s.CloneSerializer.known_fields(request.data).get("project")
         if target_slug in (None, "", self.project.slug):
             target, access = self.project, self.access
         elif not isinstance(target_slug, str):
@@ -125,7 +123,9 @@ class RunnerSecretView(ProjectScopedMixin, APIView):
 
     def _state(self) -> dict:
         row = RunnerSecret.objects.filter(project=self.project).first()
-        return s.RunnerSecretStateSerializer(row).data if row else {"keys": [], "updated_at": None, "updated_by": ""}
+        state = {"keys": row.keys, "updated_at": row.updated_at, "updated_by": row.updated_by} if row else \
+            {"keys": [], "updated_at": None, "updated_by": ""}
+        return s.RunnerSecretStateSerializer(state).data
 
     @extend_schema(responses={200: s.RunnerSecretStateSerializer})
     def get(self, request, tenant_slug, project_slug):
@@ -133,7 +133,7 @@ class RunnerSecretView(ProjectScopedMixin, APIView):
 
     @extend_schema(request=s.RunnerSecretWriteSerializer, responses={200: s.RunnerSecretStateSerializer})
     def put(self, request, tenant_slug, project_slug):
-        data = request.data.get("data") if isinstance(request.data, dict) else None
+        data = s.RunnerSecretWriteSerializer.known_fields(request.data).get("data")
         services.runner_secret_put(tenant=request.tenant, project=self.project, acting_user=request.user,
                                    access=self.access, data=data)
         return Response(self._state(), headers={"Cache-Control": "no-store"})
