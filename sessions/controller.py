@@ -150,7 +150,12 @@ class SessionController(controller.Controller):
         if s.is_finished:
             self._clean_up(s)
             limits.wake_waiting(s)
+        self._observed(s)
         return outcome
+
+    def _observed(self, s: AgenticSession) -> None:
+        """This pass carried out the row's generation (a stop asked for later is a new one)."""
+        self.record(s, only_generation=s.generation, observed_generation=s.generation)
 
     def failed(self, session_id: int, exc: Exception, *, final: bool) -> bool:
         s = AgenticSession.objects.filter(pk=session_id).first()
@@ -263,19 +268,21 @@ class SessionController(controller.Controller):
         terminated = container.get("terminated") or {}
         code = terminated.get("exitCode")
         report = result_of(s.log) or {}
+        # The pod's clock for both ends of the run (start_time is the container's startedAt too).
+        ended = parse_time(terminated.get("finishedAt"))
         if "Complete" in job_conditions and report.get("outcome", "succeeded") == "succeeded":
             self._finish(s, "Completed", "the runner finished", result=str(report.get("summary", ""))[:20000],
-                         exit_code=code)
+                         exit_code=code, ended=ended)
             return "completed"
         failed = job_conditions.get("Failed") or {}
         if failed.get("reason") == "DeadlineExceeded":
             self._finish(s, "DeadlineExceeded",
                          f"the session ran past its timeout of {s.timeout_seconds} s; the cluster stopped it",
-                         exit_code=code)
+                         exit_code=code, ended=ended)
             return "timeout"
         said = str(report.get("message", "")).strip()
         text = f"the runner exited with code {code}" if code is not None else "the runner failed"
-        self._finish(s, "RunnerError", f"{text}: {said}" if said else text, exit_code=code)
+        self._finish(s, "RunnerError", f"{text}: {said}" if said else text, exit_code=code, ended=ended)
         return "failed"
 
     def _capture(self, s: AgenticSession, pod: dict | None) -> None:
@@ -294,8 +301,9 @@ class SessionController(controller.Controller):
                                                           log_captured_at=timezone.now())
             s.log, s.log_truncated = kept, truncated
 
-    def _finish(self, s: AgenticSession, reason: str, message: str, **fields) -> None:
-        self.record(s, "Finished", TRUE, reason, message, completion_time=s.completion_time or timezone.now(),
+    def _finish(self, s: AgenticSession, reason: str, message: str, *, ended=None, **fields) -> None:
+        """`ended`: when the runner ended by the pod's clock (else now, by Pier's)."""
+        self.record(s, "Finished", TRUE, reason, message, completion_time=s.completion_time or ended or timezone.now(),
                     reconcile_attempts=0, **fields)
 
     def _stop(self, s: AgenticSession, tenant: Tenant) -> str:
@@ -312,6 +320,7 @@ class SessionController(controller.Controller):
             self._write_status(s, tenant, current)
         self._clean_up(s)
         limits.wake_waiting(s)
+        self._observed(s)
         return "stopped"
 
     def _clean_up(self, s: AgenticSession) -> str:

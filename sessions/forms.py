@@ -5,6 +5,7 @@ of any error, which `SessionStartForm.at_fields` puts back on the field it came 
 from __future__ import annotations
 
 import re
+import secrets
 
 from django import forms
 
@@ -15,7 +16,6 @@ _ENTRY = re.compile(r"^(repos|env)\[(\d+)\](?:\.\w+)?$")
 
 
 def _sentence(message: str) -> str:
-    message = str(message)
     return message[:1].upper() + message[1:]
 
 
@@ -34,12 +34,17 @@ class SessionStartForm(forms.Form):
                                       "(https://git.example.com/team/app.git main).")
     env = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, label="Environment",
                           help_text="One a line: NAME=value. Nothing secret: the project's runner secret is for secrets.")
+    # Drawn when the form is shown: a second submission of the same form (a double click, a
+    # resubmitted POST) gets the first session back instead of starting another agent.
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
 
     def __init__(self, *args, min_timeout: int, max_timeout: int, default_timeout: int, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.fields["timeout_seconds"]
         field.help_text = f"{min_timeout} to {max_timeout} seconds; empty: {default_timeout}."
         field.widget.attrs.update(min=str(min_timeout), max=str(max_timeout), placeholder=str(default_timeout))
+        if not self.is_bound:
+            self.initial["idempotency_key"] = secrets.token_urlsafe(16)
         # The line each entry came from, to name it in an error ("Line 3: …").
         self.lines: dict[str, list[int]] = {"repos": [], "env": []}
 
@@ -67,29 +72,36 @@ class SessionStartForm(forms.Form):
             self.lines["env"].append(number)
         return env
 
+    def with_new_key(self) -> dict:
+        """What was sent, with a new idempotency key (to send the form again as a new start)."""
+        data = self.data.copy()
+        data["idempotency_key"] = secrets.token_urlsafe(16)
+        return data
+
     def service_fields(self) -> dict:
         """The service's keyword arguments."""
         data = self.cleaned_data
         llm = {key: data[key] for key in ("model", "temperature", "max_tokens") if data.get(key) not in (None, "")}
         return {"prompt": data["prompt"], "display_name": data["display_name"], "llm": llm or None,
-                "timeout_seconds": data["timeout_seconds"], "repos": data["repos"], "env": data["env"]}
+                "timeout_seconds": data["timeout_seconds"], "repos": data["repos"], "env": data["env"],
+                "idempotency_key": data["idempotency_key"]}
 
     def at_fields(self, exc: PierError) -> PierError:
         """The refusal with its details named by this form's fields: `llm.temperature` is
         `temperature`, `repos[1].url` is `repos` with the line it was typed on."""
         details: dict[str, list[str]] = {}
         for name, messages in exc.details.items():
-            messages = [_sentence(m) for m in (messages if isinstance(messages, list) else [messages])]
+            messages = [str(m) for m in (messages if isinstance(messages, list) else [messages])]
             entry = _ENTRY.match(name)
             if entry:
                 field, index = entry.group(1), int(entry.group(2))
                 lines = self.lines[field]
                 number = lines[index] if index < len(lines) else index + 1
-                details.setdefault(field, []).extend(f"Line {number}: {m[:1].lower()}{m[1:]}" for m in messages)
+                details.setdefault(field, []).extend(f"Line {number}: {m}" for m in messages)
             elif name.startswith("llm.") and name[4:] in self.fields:
-                details[name[4:]] = messages
+                details[name[4:]] = [_sentence(m) for m in messages]
             else:
-                details[name] = messages
+                details[name] = [_sentence(m) for m in messages]
         return type(exc)(exc.message, code=exc.code, details=details)
 
 

@@ -224,7 +224,7 @@ def _replayed(earlier: AgenticSession, digest: str) -> tuple[AgenticSession, boo
     return earlier, False
 
 
-def _may_stop(session: AgenticSession, acting_user, access: Access) -> bool:
+def may_stop(session: AgenticSession, acting_user, access: Access) -> bool:
     if access.role == "admin":
         return True
     if getattr(acting_user, "is_access_key", False):
@@ -235,7 +235,7 @@ def _may_stop(session: AgenticSession, acting_user, access: Access) -> bool:
 def session_stop(*, tenant: Tenant, project: Project, session: AgenticSession, acting_user,
                  access: Access) -> AgenticSession:
     access.require("edit", project=project)
-    if not _may_stop(session, acting_user, access):
+    if not may_stop(session, acting_user, access):
         raise Forbidden(f"Only whoever started '{session.name}' or a project admin may stop it.")
     with transaction.atomic():
         session = AgenticSession.objects.select_for_update().get(pk=session.pk)

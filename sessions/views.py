@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal import kube
-from portal.errors import PierError, Unavailable
+from portal.errors import Conflict, PierError, Unavailable
 from portal.services import groups_of
 from sessions import limits, selectors, services
 from sessions.filtersets import SessionFilterSet
@@ -27,6 +27,7 @@ from tenants.projects.views import ProjectPage
 PAGE_SIZE = 25
 TAILS = (100, 500, 2000)  # the log's "last N lines" choices; "all" is the whole kept log
 DEFAULT_TAIL = 500
+HISTORY = 200  # the newest history rows a page shows
 STOP_POLLING = 286  # htmx: stop polling
 
 
@@ -99,7 +100,7 @@ class SessionPage(ProjectPage):
         # The service's own rule (who started it, or a project admin), so the button shows only
         # for people it would not refuse; the service checks it again.
         can_stop = (not s.is_finished and s.stop_requested_at is None and "edit" in self.access.actions
-                    and services._may_stop(s, self.request.user, self.access))
+                    and services.may_stop(s, self.request.user, self.access))
         return {**self.base_context(), "s": s, "can_stop": can_stop}
 
 
@@ -156,12 +157,20 @@ class SessionListView(SessionPage):
         if not form.is_valid():
             return render(request, self.template_name, self.get_context_data(form=form), status=400)
         try:
-            session, _created = services.session_create(tenant=request.tenant, project=project,
-                                                        acting_user=request.user, access=self.access,
-                                                        **form.service_fields())
+            session, created = services.session_create(tenant=request.tenant, project=project,
+                                                       acting_user=request.user, access=self.access,
+                                                       **form.service_fields())
         except PierError as exc:
+            if exc.code == "idempotency_key_reused":  # this form started a session before, saying other things
+                form = self.start_form(form.with_new_key())
+                form.is_valid()
+                exc = Conflict("This form already started a session with other values. Check them and send it "
+                               "again to start another.", code=exc.code)
             return self.refused(request, form.at_fields(exc), form=form)
-        messages.success(request, f"Session {session.name} is starting in namespace {project.namespace}.")
+        if created:
+            messages.success(request, f"Session {session.name} is starting in namespace {project.namespace}.")
+        else:
+            messages.warning(request, f"This form was sent before: here is the session it started, {session.name}.")
         return redirect("sessions:detail", tenant_slug=request.tenant.slug, project_slug=project.slug,
                         session_name=session.name)
 
@@ -193,7 +202,7 @@ class SessionDetailView(SessionPage):
         clone_form = clone_form or self.clone_form()
         return {
             **self.summary_context(), "log": _log(s, tail), "tail": tail, "tails": TAILS,
-            "events": s.events.all()[:200], "clone_form": clone_form,
+            "events": s.events.all()[:HISTORY], "clone_form": clone_form,
             "can_clone": bool(clone_form.fields["project"].choices), "can_delete": "delete" in self.access.actions,
             **extra,
         }
@@ -204,8 +213,8 @@ class SessionDetailView(SessionPage):
 
 class SessionStatusView(SessionPage):
     """The fragments the pages poll: a session's badge (default), its row of the list (?part=row)
-    or the top of its page (?part=summary); 286 (htmx: stop polling) once it has finished, or is
-    gone."""
+    or the top of its page with its history and conditions (?part=summary); 286 (htmx: stop
+    polling) once it has finished, or is gone."""
 
     PARTS = {"row": "sessions/_row.html", "summary": "sessions/_summary.html"}
 
@@ -218,6 +227,8 @@ class SessionStatusView(SessionPage):
                 raise
             # A page that watched it: the same answer whether it was deleted or never visible.
             return render(request, "sessions/_gone.html", {"part": part}, status=STOP_POLLING)
+        if part == "summary":  # the history and conditions come along (htmx swaps them in by id)
+            context.update(oob=True, events=context["s"].events.all()[:HISTORY])
         return render(request, self.PARTS.get(part, "sessions/_status.html"), context,
                       status=STOP_POLLING if context["s"].is_finished else 200)
 

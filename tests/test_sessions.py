@@ -312,3 +312,24 @@ def test_a_runner_pod_the_cluster_refuses_to_create_is_shown_with_the_reason(alp
     s = drive(alpha, s, until=("Running",), seconds=5)
     assert s.phase == "Creating" and s.reason == "FailedCreate", (s.reason, s.message)
     assert "serviceaccount" in s.message.lower()
+
+
+def test_a_redelivered_reconcile_of_a_finished_session_changes_nothing(alpha, users, project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.controller import reconcile_object
+
+    s = start(alpha, project, users["alice"], prompt="once pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    with tenant_context(alpha):
+        session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"], access=EDIT)
+    s = drive(alpha, s)
+    assert s.phase == "Stopped" and s.observed_generation == s.generation == 2  # the stop was a new generation
+    before = kubehelp.requests_by_verb()
+    with CaptureQueriesContext(connection) as queries:
+        reconcile_object.apply(args=["agentic_sessions.agenticsession", s.pk, alpha.schema_name]).get()
+    after = kubehelp.requests_by_verb()
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert writes == []
+    assert all(after.get(v, 0) == before.get(v, 0) for v in ("create", "patch", "update", "delete"))
