@@ -8,6 +8,7 @@ import re
 import secrets
 
 from django import forms
+from django.forms.utils import ErrorDict
 
 from portal.errors import PierError
 
@@ -114,3 +115,47 @@ class SessionCloneForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["project"].choices = [(p.slug, p.name if p.name == p.slug else f"{p.name} ({p.slug})")
                                           for p in projects]
+
+
+class RunnerSecretForm(forms.Form):
+    """The runner secret, write-only: NAME=value a line. Never shown again, not even after an
+    error (the page says which line was wrong, by its name)."""
+
+    values = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}), strip=False,
+        label="New secret", help_text="One a line: NAME=value, e.g. OPENAI_BASE_URL=https://api.openai.com/v1 and "
+                                      "OPENAI_API_KEY=sk-…. Replaces the whole secret.")
+
+    def secret_data(self) -> dict[str, str]:
+        data: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["values"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep or not name.strip():
+                raise forms.ValidationError(f"Line {number}: write NAME=value.")
+            data[name.strip()] = value
+        if not data:
+            raise forms.ValidationError("Give at least one NAME=value line.")
+        return data
+
+    def clean_values(self):
+        self.cleaned_data["values"] = self.data.get("values", "")
+        self.cleaned_data["parsed"] = self.secret_data()
+        return self.cleaned_data["values"]
+
+    def at_fields(self, exc: PierError) -> PierError:
+        """The service names `data` or `data.NAME`: both belong to the one field here."""
+        messages = [_sentence(str(m)) for ms in exc.details.values() for m in (ms if isinstance(ms, list) else [ms])]
+        return type(exc)(exc.message, code=exc.code, details={"values": messages} if messages else {})
+
+    @classmethod
+    def blank(cls, errors=()) -> RunnerSecretForm:
+        """An empty form showing `errors` at its field: what was typed held secrets, so it is
+        not shown again."""
+        form = cls(data={"values": ""})
+        form.cleaned_data = {}
+        form._errors = ErrorDict()
+        if errors:
+            form._errors["values"] = form.error_class(list(errors), renderer=form.renderer, field_id=form["values"].auto_id)
+        return form

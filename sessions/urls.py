@@ -8,6 +8,9 @@ app_name = "sessions"
 session = "projects/<slug:project_slug>/sessions/<slug:session_name>"
 urlpatterns = [
     path("projects/<slug:project_slug>/sessions", views.SessionListView.as_view(), name="list"),
+    path("projects/<slug:project_slug>/runner-secret", views.RunnerSecretView.as_view(), name="runner_secret"),
+    path("projects/<slug:project_slug>/runner-secret/delete", views.RunnerSecretDeleteView.as_view(),
+         name="runner_secret_delete"),
     path(session, views.SessionDetailView.as_view(), name="detail"),
     path(f"{session}/status", views.SessionStatusView.as_view(), name="status"),
     path(f"{session}/log", views.SessionLogView.as_view(), name="log"),

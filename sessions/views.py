@@ -18,8 +18,8 @@ from portal.errors import Conflict, PierError, Unavailable
 from portal.services import groups_of
 from sessions import limits, selectors, services
 from sessions.filtersets import SessionFilterSet
-from sessions.forms import SessionCloneForm, SessionStartForm
-from sessions.models import AgenticSession
+from sessions.forms import RunnerSecretForm, SessionCloneForm, SessionStartForm
+from sessions.models import AgenticSession, RunnerSecret
 from tenants.projects import selectors as project_selectors
 from tenants.projects.access import project_access
 from tenants.projects.views import ProjectPage
@@ -125,7 +125,7 @@ class SessionListView(SessionPage):
             raise Http404("No such key.")
         return get_object_or_404(self.get_project().keys, pk=int(raw))
 
-    def get_context_data(self, form=None, **extra):
+    def get_context_data(self, form=None, secret_form=None, **extra):
         project = self.get_project()
         rows = selectors.sessions_of(project).select_related("created_by", "created_by_key")
         key = self.key()
@@ -144,6 +144,8 @@ class SessionListView(SessionPage):
             "filtered": bool(key or cleaned.get("phase") or cleaned.get("created_by")),
             "form": (form or self.start_form()) if can_start else None,
             "ready": project.observed_generation > 0 and project.deletion_requested_at is None,
+            "secret": RunnerSecret.objects.filter(project=project).first(),
+            "secret_form": (secret_form or RunnerSecretForm()) if "configure" in self.access.actions else None,
             **extra,
         }
 
@@ -304,3 +306,46 @@ class SessionDeleteView(SessionDetailView):
                                 acting_user=request.user, access=self.access)
         messages.success(request, f"Session {s.name} is being deleted with its custom resource and runner.")
         return redirect("sessions:list", tenant_slug=request.tenant.slug, project_slug=project_slug)
+
+
+class RunnerSecretView(SessionListView):
+    """Write the project's runner secret (project admins): replaces it whole; what was typed is
+    never shown again, even next to an error."""
+
+    audit_actions = {"POST": "project.runner_secret"}
+
+    http_method_names = ["post"]  # an action: its page is the sessions list
+
+    def post(self, request, tenant_slug, project_slug):
+        project = self.get_project()
+        self.access.require("configure", project=project)
+        form = RunnerSecretForm(request.POST)
+        if not form.is_valid():
+            blank = RunnerSecretForm.blank(form.errors.get("values", []))
+            return render(request, self.template_name, self.get_context_data(secret_form=blank), status=400)
+        try:
+            row = services.runner_secret_put(tenant=request.tenant, project=project, acting_user=request.user,
+                                             access=self.access, data=form.cleaned_data["parsed"])
+        except PierError as exc:
+            exc = form.at_fields(exc)
+            return self.refused(request, exc, secret_form=RunnerSecretForm.blank(exc.details.get("values", [])))
+        messages.success(request, f"The runner secret now holds {', '.join(row.keys)}; new sessions get them.")
+        return redirect(reverse("sessions:list", kwargs={"tenant_slug": request.tenant.slug,
+                                                         "project_slug": project.slug}) + "#runner-secret")
+
+
+class RunnerSecretDeleteView(SessionListView):
+    audit_actions = {"POST": "project.runner_secret_delete"}
+
+    http_method_names = ["post"]
+
+    def post(self, request, tenant_slug, project_slug):
+        project = self.get_project()
+        try:
+            services.runner_secret_delete(tenant=request.tenant, project=project, acting_user=request.user,
+                                          access=self.access)
+        except PierError as exc:
+            return self.refused(request, exc)
+        messages.success(request, "The runner secret was removed; new sessions get none.")
+        return redirect(reverse("sessions:list", kwargs={"tenant_slug": request.tenant.slug,
+                                                         "project_slug": project.slug}) + "#runner-secret")

@@ -173,6 +173,10 @@ CASES: dict[tuple[str, str], Case] = {
                                               {"data": {"OPENAI_API_KEY": "sk-x"}}, _site_ready_in_beta),
     ("api:project-runner-secret", "DELETE"): Case("carol", 204, "project.runner_secret_delete",
                                                  prepare=_site_ready_in_beta),
+    ("sessions:runner_secret", "POST"): Case("carol", 302, "project.runner_secret",
+                                             {"values": "OPENAI_API_KEY=sk-x"}, _site_ready_in_beta),
+    ("sessions:runner_secret_delete", "POST"): Case("carol", 302, "project.runner_secret_delete",
+                                                    prepare=_site_ready_in_beta),
 }
 
 MUTATING = [(route, method) for route in pier_routes() for method in route.methods]

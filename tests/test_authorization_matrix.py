@@ -294,6 +294,8 @@ HTML_EXPECTED = {
     ("sessions:stop", "POST"): (None, _project_rule(3, 302)),
     ("sessions:clone", "POST"): (None, _project_rule(2, 302)),
     ("sessions:delete", "POST"): (None, _project_rule(3, 302)),
+    ("sessions:runner_secret", "POST"): ({"values": "OPENAI_API_KEY=sk-matrix"}, _project_rule(3, 302)),
+    ("sessions:runner_secret_delete", "POST"): (None, _project_rule(3, 302)),
 }
 PEOPLE = [a for a in ACTORS if not a.startswith("key_")]
 TENANT_PAGES = [(route, method) for route in pier_routes() if route.is_tenant_route and not route.name.startswith("api:")

@@ -382,3 +382,34 @@ def test_the_list_reads_the_same_number_of_rows_whatever_the_page_holds(client, 
     for i in range(5):
         start(world, "edna" if i % 2 else "eddie", prompt=f"more {i}")
     assert queries() == few
+
+
+def test_the_runner_secret_page_is_write_only(client, world):
+    """Project admins set and replace it; the page shows which keys it holds, never a value, not
+    even next to an error; viewers see only whether it is set."""
+    from portal import kube
+
+    base, namespace = world["base"], world["project"].namespace
+    secret_url = base.removesuffix("/sessions") + "/runner-secret"
+    bob = signed_in(client, world, "bob")
+    value = "sk-page-secret-42"
+    r = bob.post(secret_url, {"values": f"OPENAI_API_KEY={value}\nOPENAI_BASE_URL=https://llm.example/v1\n"})
+    assert r.status_code == 302
+    shown = bob.get(base).content.decode()
+    assert "OPENAI_API_KEY, OPENAI_BASE_URL" in shown and value not in shown
+    assert kube.get("Secret", "pier-runner", namespace) is not None
+    bad = bob.post(secret_url, {"values": f"PIER_X={value}"})
+    body = bad.content.decode()
+    assert bad.status_code == 400 and value not in body
+    assert "not a usable variable name" in field_error(body, "id_values")
+    broken = bob.post(secret_url, {"values": f"no equals sign {value}"})
+    assert broken.status_code == 400 and value not in broken.content.decode()
+    assert "Line 1" in field_error(broken.content.decode(), "id_values")
+    viewer = signed_in(client, world, "viv")
+    seen = viewer.get(base).content.decode()
+    assert "OPENAI_API_KEY" in seen and 'name="values"' not in seen
+    assert viewer.post(secret_url, {"values": "A=b"}).status_code == 403
+    bob = signed_in(client, world, "bob")
+    assert bob.post(secret_url.replace("runner-secret", "runner-secret/delete")).status_code == 302
+    assert kube.get("Secret", "pier-runner", namespace) is None
+    assert "Not set" in bob.get(base).content.decode()
