@@ -53,6 +53,8 @@ FINISH_REASONS = {
     "GaveUp": Phase.FAILED,
 }
 RESULT_KEY = "pier.dev/result"
+# A new session's reason and message, before the controller looked at it.
+QUEUED = ("Queued", "waiting for the controller to take it")
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 
 
@@ -109,8 +111,8 @@ class SessionController(controller.Controller):
         if admitted and admitted["status"] == TRUE:
             said = started or admitted
             return {"phase": Phase.CREATING, "reason": said["reason"], "message": said["message"]}
-        return {"phase": Phase.PENDING, "reason": (admitted or {}).get("reason", "Queued"),
-                "message": (admitted or {}).get("message", "")}
+        return {"phase": Phase.PENDING, "reason": (admitted or {}).get("reason", QUEUED[0]),
+                "message": (admitted or {}).get("message", QUEUED[1])}
 
     def history(self, s: AgenticSession, fields: dict, text: str) -> None:
         SessionEvent.objects.create(session=s, phase=fields.get("phase", s.phase), reason=fields.get("reason", s.reason),

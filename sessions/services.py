@@ -22,6 +22,7 @@ from django.utils.text import slugify
 from portal import audit, controller, kube
 from portal.errors import Conflict, Forbidden, InvalidInput, Unavailable
 from sessions import cluster, limits
+from sessions.controller import QUEUED, SESSIONS
 from sessions.models import AgenticSession, RunnerSecret
 from tenants.models import Tenant
 from tenants.projects.access import Access
@@ -200,6 +201,7 @@ def session_create(*, tenant: Tenant, project: Project, acting_user, access: Acc
                     created_by=_creator(acting_user), created_by_kind=kind, created_by_name=name,
                     created_by_key=acting_user.key if kind == "key" else None,
                     idempotency_key=key, idempotency_caller=caller, idempotency_digest=digest, cloned_from=cloned_from,
+                    reason=QUEUED[0], message=QUEUED[1],
                 )
                 session.project = project
                 audit.record(action="session.create", actor=acting_user, tenant=tenant, target_type="session",
@@ -281,8 +283,6 @@ def session_clone(*, tenant: Tenant, source: AgenticSession, target: Project, ac
 
 
 def _bump(session: AgenticSession) -> None:
-    from sessions.controller import SESSIONS
-
     SESSIONS.bump(AgenticSession.objects.filter(pk=session.pk))
 
 
@@ -294,8 +294,6 @@ def stop_all(*, reason: str, by: str, rows=None) -> int:
     if ids:
         AgenticSession.objects.filter(pk__in=ids).update(stop_requested_at=timezone.now(), stop_reason=reason,
                                                          stopped_by=by)
-        from sessions.controller import SESSIONS
-
         SESSIONS.bump(AgenticSession.objects.filter(pk__in=ids))
     return len(ids)
 
