@@ -28,6 +28,11 @@ Benchmarks (each removes the tenants, schemas and users it made, so runs can be 
   cycle         one periodic cycle (what beat enqueues per interval) at 500 tenants with one project
                 each (--tenants N) through a real Celery worker: its time from enqueue to the last
                 task, and the API's p50/p95 during it vs without it (bench/cycle.py)
+  sessions      500 agentic sessions in 50 projects of 10 tenants (--tenants N, --projects N per tenant,
+                --sessions N per project) against the emulator: Kubernetes calls and SQL statements per
+                sync cycle (sync_sessions + the reconciles it enqueues) all running, half finished, all
+                finished; Job finished -> API shows it (p50/p95, --samples N); the sessions list's
+                statements and req/s at page_size 10 and 100 (bench/sessions.py)
 
 Figures, not tests: nothing fails on a missed goal; only sanity checks (the paths did what they
 should) stop a run.
@@ -48,9 +53,11 @@ sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != R
 sys.path.append(str(ROOT / "tests"))  # the Kubernetes API emulator (a test double) lives there
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
-BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys", "emulator", "scale", "cycle")
+BENCHMARKS = ("provisioning", "routing", "list_queries", "projects", "keys", "emulator", "scale", "cycle",
+              "sessions")
 # A plain `make bench` runs these (a few minutes); `scale` (about 45 minutes at its default 1,000
-# tenants, mostly the emulator building 5,000 namespaces) and `cycle` (~5 minutes) run by name.
+# tenants, mostly the emulator building 5,000 namespaces), `cycle` (~5 minutes) and `sessions`
+# (~10 minutes at its default 500 sessions, mostly the emulator's job controller) run by name.
 DEFAULT = BENCHMARKS[:6]
 
 
@@ -196,11 +203,41 @@ def _summary(results: dict, elapsed: float) -> str:
             f"{r['during']['p95']:.1f} ms vs {r['without']['p95']:.1f} ms (p50 {r['during']['p50']:.1f} vs "
             f"{r['without']['p50']:.1f} ms) | (issue, before: 349 vs 18 ms) |",
         ]
+    if "sessions" in results:
+        r = results["sessions"]
+        c = r["cycles"]
+        where = f"{r['sessions']} sessions in {r['projects']} projects of {r['tenants']} tenants"
+        for state, s in c["states"].items():
+            per_live = (f"{s['kube'] / s['live']:.2f} Kubernetes calls and {s['sql'] / s['live']:.1f} SQL statements "
+                        f"per live session" if s["live"] else "no live session")
+            lines.append(
+                f"| Session sync cycle (`sync_sessions` + the reconciles it enqueued, in-process), {where}, "
+                f"{state} (`make bench ARGS=sessions`) | {s['kube']} Kubernetes calls "
+                f"({s['kube'] / r['tenants']:g} per tenant), {s['sql']} SQL statements ({s['sql'] / r['tenants']:.1f} "
+                f"per tenant), {s['enqueued']} reconciles, {s['seconds']:.2f} s; {per_live} | "
+                f"{'finished cost nothing' if state == 'all finished' else 'constant per tenant'} |")
+        slope = c["per_live_session"]
+        lines.append(f"| What one more live session adds to a sync cycle | {slope['kube']:.2f} Kubernetes calls, "
+                     f"{slope['sql']:.1f} SQL statements | 0 |")
+        lat = r["latency"]
+        ms = lat["ms"]
+        lines += [
+            f"| Runner Job Complete → API shows the session Completed, sync + reconciles every 0.5 s in a thread, "
+            f"{lat['samples']} sessions | p50 {ms['total'][0]:.0f} ms, p95 {ms['total'][1]:.0f} ms (of which sync "
+            f"start → visible: p50 {ms['pipeline'][0]:.0f} ms, p95 {ms['pipeline'][1]:.0f} ms) | |",
+            f"| Same at the default period (PIER_SESSION_SYNC_SECONDS={lat['period']:g}; estimate: the measured sync "
+            f"start → visible plus a uniform wait for the next sync) | p50 {lat['default_s'][0]:.2f} s, "
+            f"p95 {lat['default_s'][1]:.2f} s | |",
+        ]
+        listing = r["list"]
+        for size, count in listing["counts"].items():
+            lines.append(f"| Sessions list (`/api/v1/tenants/<t>/projects/<p>/sessions`), page_size {size} | "
+                         f"{listing['rps'][size]:.0f} req/s, {count:g} SQL statements/request | constant |")
     which = "the default benchmarks" if set(results) == set(DEFAULT) else ", ".join(results)
     lines += [
         "",
         f"Reproduce: `make bench` ({', '.join(DEFAULT)}; this run of {which} took {elapsed:.0f} s), or some of "
-        f"them by name, also `scale` and `cycle`: `make bench ARGS=\"scale --tenants 100\"`.",
+        f"them by name, also `scale`, `cycle` and `sessions`: `make bench ARGS=\"scale --tenants 100\"`.",
     ]
     return "\n".join(lines)
 

@@ -405,6 +405,9 @@ PIER_RUNNER_RESOURCES = {
 }
 # Seconds between two looks at running sessions' Jobs and pods (one label-selected LIST each).
 PIER_SESSION_SYNC_SECONDS = env_float("PIER_SESSION_SYNC_SECONDS", 5.0)
+# How often a running session's log is kept (read from its pod): what a pod deleted at its
+# deadline takes with it is at most this much.
+PIER_SESSION_LOG_SECONDS = env_float("PIER_SESSION_LOG_SECONDS", 30.0)
 # A session's timeout when it names none, and the longest any session may ask for.
 PIER_SESSION_DEFAULT_TIMEOUT = env_int("PIER_SESSION_DEFAULT_TIMEOUT", 1800)
 PIER_SESSION_MAX_TIMEOUT = env_int("PIER_SESSION_MAX_TIMEOUT", 4 * 3600)

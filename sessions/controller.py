@@ -298,10 +298,12 @@ class SessionController(controller.Controller):
                 return
             raise
         kept, truncated = safe_log(text)
+        now = timezone.now()
         if kept != s.log or truncated != s.log_truncated:
-            AgenticSession.objects.filter(pk=s.pk).update(log=kept, log_truncated=truncated,
-                                                          log_captured_at=timezone.now())
-            s.log, s.log_truncated = kept, truncated
+            AgenticSession.objects.filter(pk=s.pk).update(log=kept, log_truncated=truncated, log_captured_at=now)
+        else:  # unchanged: only when it was looked at, so the sync waits a log period again
+            AgenticSession.objects.filter(pk=s.pk).update(log_captured_at=now)
+        s.log, s.log_truncated, s.log_captured_at = kept, truncated, now
 
     def _finish(self, s: AgenticSession, reason: str, message: str, *, ended=None, **fields) -> None:
         """`ended`: when the runner ended by the pod's clock (else now, by Pier's)."""

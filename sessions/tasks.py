@@ -4,8 +4,8 @@
 - `sync_sessions` (beat, every PIER_SESSION_SYNC_SECONDS, in the public schema): one
   label-selected LIST of runner Jobs and one of runner pods across the cluster, answered from the
   API server's cache; a session whose Job or pod shows what its row does not (a pod running, a Job
-  finished), or a running one whose log was last kept PIER_SESSION_SYNC_SECONDS ago, gets its
-  reconcile enqueued. Finished sessions have no Job left, so they cost nothing.
+  finished), or a running one whose log was last kept PIER_SESSION_LOG_SECONDS ago, gets its
+  reconcile enqueued (so a running session costs one reconcile per log period, not per sync). Finished sessions have no Job left, so they cost nothing.
 - `reconcile_live_sessions` (per tenant, every PIER_RECONCILE_INTERVAL): every session not yet
   finished is reconciled, the net for what a sync cannot see (a Job deleted by hand, a session
   waiting for a slot whose wake-up was lost).
@@ -47,9 +47,9 @@ def due(row: dict, job: dict, pod: dict | None, *, now) -> bool:
     seen = _observed_phase(job, pod)
     if seen == "Finished" or seen != row["phase"]:
         return True
-    if seen == Phase.RUNNING:  # keep its log while the pod exists
+    if seen == Phase.RUNNING:  # keep its log while the pod exists, every PIER_SESSION_LOG_SECONDS
         captured = row["log_captured_at"]
-        return captured is None or now - captured >= timedelta(seconds=settings.PIER_SESSION_SYNC_SECONDS)
+        return captured is None or now - captured >= timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS)
     return seen == Phase.CREATING  # short-lived: say why it waits (unschedulable, pulling)
 
 

@@ -248,11 +248,16 @@ def test_the_sync_enqueues_what_changed_and_finished_sessions_cost_nothing(alpha
     from portal.controller import reconcile_object
     from sessions import tasks
 
-    s = start(alpha, project, users["alice"], prompt="synced pier:sleep=4")
+    s = start(alpha, project, users["alice"], prompt="synced pier:sleep=8")
     s = drive(alpha, s, until=("Creating", "Running"), seconds=10)
     sent = []
     monkeypatch.setattr(reconcile_object, "apply_async", lambda args, **kw: sent.append(tuple(args)))
     s = drive(alpha, s, until=("Running",), seconds=10)
+    # Running, its log just kept: nothing to do until the log is due again (PIER_SESSION_LOG_SECONDS).
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_sessions()
+    assert not any(args[1] == s.pk for args in sent)
     kubehelp.advance_clock(10)  # the runner finishes; only the cluster knows yet
     for _ in range(30):
         job = kube.get("Job", cluster.job_name(s), project.namespace)
