@@ -123,8 +123,8 @@ class RunnerSecretForm(forms.Form):
 
     values = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}), strip=False,
-        label="New secret", help_text="One a line: NAME=value, e.g. OPENAI_BASE_URL=https://api.openai.com/v1 and "
-                                      "OPENAI_API_KEY=sk-…. Replaces the whole secret.")
+        label="New secret", help_text="One a line: NAME=value (the reference runner reads OPENAI_BASE_URL and "
+                                      "OPENAI_API_KEY). Replaces the whole secret.")
 
     def secret_data(self) -> dict[str, str]:
         data: dict[str, str] = {}

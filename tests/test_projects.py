@@ -62,7 +62,7 @@ def test_create_answers_202_and_the_reconciler_builds_every_object(api, users, a
     assert kube.get("Namespace", f"alpha-{slug}") is None, "no cluster call in the web request"
 
     outcomes = reconcile_now(alpha, slug)
-    assert list(outcomes.values()) == ["created"] * 7
+    assert list(outcomes.values()) == ["created"] * 8
     ns = kube.get("Namespace", f"alpha-{slug}")
     assert ns["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pier"
     assert ns["metadata"]["labels"]["pier.dev/tenant"] == "alpha"
