@@ -59,6 +59,31 @@ def provision_now(slug: str, owner: str, *, name: str | None = None, acting_user
     return tenant
 
 
+def delete_now(tenant, *, acting_user=None, timeout: float = 20.0) -> None:
+    """Delete a committed tenant and run its deletion job here until its namespaces are gone (the
+    step waits for them, as the task would)."""
+    import time
+
+    from django.db import connection, transaction
+
+    from tenants import provisioning, services
+    from tenants.models import Tenant
+    from tenants.projects.reconcile import StillTerminating
+
+    connection.set_schema_to_public()
+    with transaction.atomic():
+        _t, job = services.tenant_delete(tenant=Tenant.objects.get(pk=tenant.pk), acting_user=acting_user)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            provisioning.run_job(job.pk)
+            return
+        except StillTerminating:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_test_environment, django_db_blocker):
     """The test database, always (pytest-django would skip it when no collected test carries

@@ -10,12 +10,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django_tenants.utils import tenant_context
 
-from conftest import provision_now
+from conftest import delete_now, provision_now
 from sessions import limits, services
 from sessions.controller import SESSIONS
 from sessions.models import AgenticSession
 from tenants.projects import reconcile
-from tenants.projects.reconcile import StillTerminating
 from tenants.projects import services as project_services
 from tenants.projects.access import Access
 
@@ -32,18 +31,7 @@ def org(committed, unique_slug):
         reconcile.run(project.pk)
         project.refresh_from_db()
     yield tenant, project, bob
-    from tenants import provisioning
-    from tenants import services as tenant_services
-
-    connection.set_schema_to_public()
-    tenant.refresh_from_db()
-    _, job = tenant_services.tenant_delete(tenant=tenant, acting_user=None)
-    for _ in range(100):  # its namespace terminates first: a wait, as the task would
-        try:
-            provisioning.run_job(job.pk)
-            break
-        except StillTerminating:
-            threading.Event().wait(0.2)
+    delete_now(tenant)
 
 
 def _in_threads(count: int, work) -> list:

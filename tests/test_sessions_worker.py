@@ -10,22 +10,19 @@ import time
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django_tenants.utils import tenant_context
 
 import kubehelp
-from conftest import provision_now, spawn_worker, stop_worker, wait_for
+from conftest import delete_now, provision_now, spawn_worker, stop_worker, wait_for
 from portal import kube
 from sessions import cluster
 from sessions import services as session_services
 from sessions.models import AgenticSession
 from sessions.tasks import sync_sessions
-from tenants import provisioning, services
-from tenants.models import Tenant
 from tenants.projects import reconcile
 from tenants.projects import services as project_services
 from tenants.projects.access import Access
-from tenants.projects.reconcile import StillTerminating
 
 pytestmark = pytest.mark.worker
 
@@ -47,15 +44,7 @@ def org(committed, unique_slug):
         project.refresh_from_db()
     yield tenant, project, bob
     kubehelp.clear_faults()
-    connection.set_schema_to_public()
-    with transaction.atomic():
-        _t, job = services.tenant_delete(tenant=Tenant.objects.get(pk=tenant.pk), acting_user=staff)
-    for _ in range(100):
-        try:
-            provisioning.run_job(job.pk)
-            break
-        except StillTerminating:
-            time.sleep(0.2)
+    delete_now(tenant, acting_user=staff)
 
 
 def _session(tenant, pk) -> AgenticSession:
