@@ -394,15 +394,9 @@ PIER_KUBE_USERNAME_PREFIX = os.environ.get("PIER_KUBE_USERNAME_PREFIX", "")
 # No organization and project can be named into it (tenants.validators.validate_namespace_name).
 PIER_KEYS_NAMESPACE = os.environ.get("PIER_KEYS_NAMESPACE", "pier-keys")
 # --- Agentic sessions (sessions/) ----------------------------------------------------------
-# The runner: its image (runner/Containerfile builds the reference runner) and its container's
-# resources (the project's LimitRange and quota apply on top).
+# The runner's image (runner/Containerfile builds the reference runner). Its container's resources
+# are settings of the effective configuration (sessions.runner.*, defaults below).
 PIER_RUNNER_IMAGE = os.environ.get("PIER_RUNNER_IMAGE", "ghcr.io/pier-dev/pier-runner:0.1")
-PIER_RUNNER_RESOURCES = {
-    "requests": {"cpu": os.environ.get("PIER_RUNNER_CPU_REQUEST", "100m"),
-                 "memory": os.environ.get("PIER_RUNNER_MEMORY_REQUEST", "256Mi")},
-    "limits": {"cpu": os.environ.get("PIER_RUNNER_CPU_LIMIT", "1"),
-               "memory": os.environ.get("PIER_RUNNER_MEMORY_LIMIT", "1Gi")},
-}
 # Seconds between two looks at running sessions' Jobs and pods (one label-selected LIST each).
 PIER_SESSION_SYNC_SECONDS = env_float("PIER_SESSION_SYNC_SECONDS", 5.0)
 # How often a running session's log is kept (read from its pod): what a pod deleted at its
@@ -435,6 +429,10 @@ PIER_PROJECT_DEFAULTS = {
     "limits.request.memory": os.environ.get("PIER_LIMIT_REQUEST_MEMORY", "128Mi"),
     "sessions.running": str(PIER_SESSION_RUNNING_PER_PROJECT),
     "sessions.max_timeout": str(PIER_SESSION_MAX_TIMEOUT),
+    "sessions.runner.requests.cpu": os.environ.get("PIER_RUNNER_CPU_REQUEST", "100m"),
+    "sessions.runner.requests.memory": os.environ.get("PIER_RUNNER_MEMORY_REQUEST", "256Mi"),
+    "sessions.runner.limits.cpu": os.environ.get("PIER_RUNNER_CPU_LIMIT", "1"),
+    "sessions.runner.limits.memory": os.environ.get("PIER_RUNNER_MEMORY_LIMIT", "1Gi"),
     "sessions.egress": env_list("PIER_RUNNER_EGRESS", "0.0.0.0/0:443"),
     "network.allow_from": PIER_NETWORK_ALLOW_FROM,
 }
@@ -453,6 +451,10 @@ PIER_PROJECT_CEILINGS = {
     "limits.request.memory": "64Gi",
     "sessions.running": str(env_int("PIER_SESSION_RUNNING_CEILING", 50)),
     "sessions.max_timeout": str(PIER_SESSION_MAX_TIMEOUT),
+    "sessions.runner.requests.cpu": "8",
+    "sessions.runner.requests.memory": "32Gi",
+    "sessions.runner.limits.cpu": "16",
+    "sessions.runner.limits.memory": "64Gi",
 }
 for _item in env_list("PIER_PROJECT_CEILINGS"):
     _key, _, _value = _item.partition("=")

@@ -120,9 +120,10 @@ def job_name(session) -> str:
     return f"{session.name}-runner"
 
 
-def runner_objects(session, owner: dict, *, tenant_slug: str, image: str, placement: dict | None = None) -> list[dict]:
+def runner_objects(session, owner: dict, *, tenant_slug: str, placement: dict | None = None) -> list[dict]:
     """The ConfigMaps, ServiceAccount and Job, owned by the custom resource `owner` (as read back,
-    with its uid). `placement`: the tolerations of a dedicated runtime (None: shared)."""
+    with its uid), with the image and resources the session was admitted with. `placement`: the
+    tolerations of a dedicated runtime (None: shared)."""
     ns = session.project.namespace
     base = labels(session, tenant_slug=tenant_slug)
     owned = [{"apiVersion": API_VERSION, "kind": KIND, "name": owner["metadata"]["name"],
@@ -145,13 +146,13 @@ def runner_objects(session, owner: dict, *, tenant_slug: str, image: str, placem
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [{
             "name": "runner",
-            "image": image,
+            "image": session.runner_image or settings.PIER_RUNNER_IMAGE,
             "env": env,
             # The session's env first, the runner secret last: where both name a variable, the
             # secret wins (the later source does), so no session can redirect the secret's key.
             "envFrom": [{"configMapRef": {"name": f"{session.name}-env"}},
                         {"secretRef": {"name": RUNNER_SECRET, "optional": True}}],
-            "resources": settings.PIER_RUNNER_RESOURCES,
+            "resources": session.runner_resources,
             "volumeMounts": [{"name": "session", "mountPath": SESSION_FILE_DIR, "readOnly": True}],
             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         }],

@@ -182,7 +182,10 @@ class SessionController(controller.Controller):
         if waiting:
             self.record(s, "Admitted", FALSE, "WaitingForSlot", waiting)
             return False
-        self.record(s, "Admitted", TRUE, "Admitted", "a running slot is free", runtime_mode=limits.runtime_mode(tenant))
+        mode = limits.runtime_mode(tenant)
+        self.record(s, "Admitted", TRUE, "Admitted", "a running slot is free", runtime_mode=mode,
+                    runner_image=limits.runner_image(mode, tenant),
+                    runner_resources=limits.runner_resources(s.project, tenant))
         return True
 
     def _custom_resource(self, s: AgenticSession, tenant: Tenant) -> dict | None:
@@ -198,8 +201,7 @@ class SessionController(controller.Controller):
         return current
 
     def _create_runner(self, s: AgenticSession, tenant: Tenant, owner: dict) -> None:
-        objects = cluster.runner_objects(s, owner, tenant_slug=tenant.slug, image=limits.runner_image(s, tenant),
-                                         placement=limits.placement(s, tenant))
+        objects = cluster.runner_objects(s, owner, tenant_slug=tenant.slug, placement=limits.placement(s, tenant))
         job = None
         for desired in objects:
             if desired["kind"] == "Job":

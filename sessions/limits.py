@@ -5,7 +5,8 @@ ceilings staff set): `sessions.running` per project and `sessions.max_timeout`; 
 the Tenant's `max_running_sessions` (staff; PIER_SESSION_RUNNING_PER_TENANT by default). Where:
 a `dedicated` organization's runners go to its own nodes (the namespace's node selector, which
 Pier's project controller sets, and a toleration of the tenant's taint), with its runner image if
-staff set one. A session past a limit waits as `Pending`, saying why, and is
+staff set one; the runner's resources are the project's effective `sessions.runner.*`. Both are
+fixed when a session is admitted. A session past a limit waits as `Pending`, saying why, and is
 admitted when a slot frees, oldest first: a session is admitted only if the running ones plus the
 older waiting ones leave room.
 """
@@ -75,6 +76,14 @@ def runtime_mode(tenant) -> str:
     return tenant.runtime_mode
 
 
+def runner_resources(project, tenant) -> dict:
+    """The runner container's requests and limits: the project's effective `sessions.runner.*`
+    (within the ceilings staff set; a dedicated organization's larger ones are its defaults)."""
+    values = effective(project, tenant)
+    return {part: {kind: values[f"sessions.runner.{part}.{kind}"] for kind in ("cpu", "memory")}
+            for part in ("requests", "limits")}
+
+
 def placement(s: AgenticSession, tenant) -> dict | None:
     """The runner pod's tolerations on a dedicated runtime (the namespace's node selector, set by
     the project controller and enforced at admission, places it). None: shared nodes. A session
@@ -85,7 +94,8 @@ def placement(s: AgenticSession, tenant) -> dict | None:
                              "effect": "NoSchedule"}]}
 
 
-def runner_image(s: AgenticSession, tenant) -> str:
-    if s.runtime_mode == AgenticSession.Mode.DEDICATED and tenant.runner_image:
+def runner_image(mode: str, tenant) -> str:
+    """A dedicated organization's own runner image if staff set one, else the platform's."""
+    if mode == AgenticSession.Mode.DEDICATED and tenant.runner_image:
         return tenant.runner_image
     return settings.PIER_RUNNER_IMAGE

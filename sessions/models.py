@@ -50,7 +50,10 @@ class AgenticSession(Reconciled):
     idempotency_key = models.CharField(max_length=255, blank=True)
     idempotency_caller = models.CharField(max_length=255, blank=True)
     idempotency_digest = models.CharField(max_length=64, blank=True)
+    # Where and with what it runs, fixed when it is admitted (later changes affect new sessions only).
     runtime_mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.SHARED)
+    runner_image = models.CharField(max_length=500, blank=True)
+    runner_resources = models.JSONField(default=dict, blank=True)  # {"requests": {cpu, memory}, "limits": {…}}
     # Derived from the conditions (SessionController.derive).
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.PENDING, db_index=True)
     reason = models.CharField(max_length=64, blank=True)

@@ -243,6 +243,60 @@ def test_a_dedicated_organization_runs_new_sessions_on_its_own_nodes(alpha, user
             pass
 
 
+def test_runner_image_and_resources_come_from_the_configuration_and_stay_with_the_session(alpha, users, project):
+    from portal.errors import InvalidInput
+    from tenants import services as tenant_services
+
+    def runner(s):
+        job = kube.get("Job", cluster.job_name(s), project.namespace)
+        return job["spec"]["template"]["spec"]["containers"][0]
+
+    first = drive(alpha, start(alpha, project, users["alice"], prompt="defaults pier:sleep=600"),
+                  until=("Creating", "Running"), seconds=10)
+    assert runner(first)["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                          "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert runner(first)["image"] == settings_image()
+    with tenant_context(alpha):
+        # A project admin asks for more, within the platform's ceilings; a request above its
+        # limit, or a limit above the ceiling, is refused naming the setting.
+        with pytest.raises(InvalidInput) as refused:
+            project_services.project_update(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN,
+                                            merge=True, config_overrides={"sessions.runner.requests.memory": "2Gi"})
+        assert "config_overrides.sessions.runner.requests.memory" in refused.value.details
+        with pytest.raises(InvalidInput) as refused:
+            project_services.project_update(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN,
+                                            merge=True, config_overrides={"sessions.runner.limits.memory": "65Gi"})
+        assert "config_overrides.sessions.runner.limits.memory" in refused.value.details
+        project_services.project_update(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN,
+                                        merge=True, config_overrides={"sessions.runner.limits.memory": "4Gi",
+                                                                      "sessions.runner.requests.memory": "2Gi"})
+    # A dedicated organization with its own image (staff).
+    tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="dedicated",
+                                  runner_image="registry.example.com/alpha/runner:2")
+    alpha.refresh_from_db()
+    try:
+        second = drive(alpha, start(alpha, project, users["alice"], prompt="bigger pier:sleep=600"),
+                       until=("Creating", "Running"), seconds=6)
+        assert runner(second)["image"] == "registry.example.com/alpha/runner:2"
+        assert runner(second)["resources"]["limits"]["memory"] == "4Gi"
+        assert runner(second)["resources"]["requests"] == {"cpu": "100m", "memory": "2Gi"}
+        assert second.runner_resources["limits"]["memory"] == "4Gi"
+        assert second.runner_image == "registry.example.com/alpha/runner:2"
+        # The first session keeps what it was admitted with.
+        with tenant_context(alpha):
+            first.refresh_from_db()
+        assert first.runner_resources["limits"]["memory"] == "1Gi" and first.runtime_mode == "shared"
+        assert runner(first)["resources"]["limits"]["memory"] == "1Gi"
+    finally:
+        tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="shared", runner_image="")
+
+
+def settings_image() -> str:
+    from django.conf import settings
+
+    return settings.PIER_RUNNER_IMAGE
+
+
 def test_the_sync_enqueues_what_changed_and_finished_sessions_cost_nothing(alpha, users, project, monkeypatch,
                                                                            django_capture_on_commit_callbacks):
     from portal.controller import reconcile_object

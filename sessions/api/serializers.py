@@ -55,7 +55,7 @@ class SessionSerializer(serializers.ModelSerializer):
         model = AgenticSession
         fields = ["name", "project", "display_name", "prompt", "llm", "timeout_seconds", "repos", "env", "phase",
                   "reason", "message", "finished", "start_time", "completion_time", "result", "exit_code",
-                  "runtime_mode", "created_by", "created_at", "cloned_from", "stop_requested_at", "generation",
+                  "runtime_mode", "runner_image", "runner_resources", "created_by", "created_at", "cloned_from", "stop_requested_at", "generation",
                   "observed_generation", "conditions"]
 
     def get_llm(self, s) -> dict:

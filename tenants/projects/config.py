@@ -51,6 +51,10 @@ KEYS: dict[str, Key] = {
     "network.allow_from": Key("namespaces", "namespaces whose pods may reach this project's pods"),
     "sessions.running": Key("quantity", "agentic sessions running at once (more wait, oldest first)"),
     "sessions.max_timeout": Key("quantity", "the longest timeout a session may ask for (seconds)"),
+    "sessions.runner.requests.cpu": Key("quantity", "the CPU a session runner's container requests"),
+    "sessions.runner.requests.memory": Key("quantity", "the memory a session runner's container requests"),
+    "sessions.runner.limits.cpu": Key("quantity", "the CPU limit of a session runner's container"),
+    "sessions.runner.limits.memory": Key("quantity", "the memory limit of a session runner's container"),
     "sessions.egress": Key("destinations", "where session runners may connect: CIDR or CIDR:port (DNS is always "
                                            "allowed), within the platform's PIER_RUNNER_EGRESS_ALLOWED"),
 }
@@ -65,6 +69,8 @@ REQUEST_LIMIT_PAIRS = (
     ("quota.requests.memory", "quota.limits.memory"),
     ("limits.request.cpu", "limits.default.cpu"),
     ("limits.request.memory", "limits.default.memory"),
+    ("sessions.runner.requests.cpu", "sessions.runner.limits.cpu"),
+    ("sessions.runner.requests.memory", "sessions.runner.limits.memory"),
 )
 MAX_QUANTITY = Decimal(2**63 - 1)
 # apimachinery's quantity grammar (resource.ParseQuantity), ASCII digits only: no spaces,
