@@ -33,6 +33,32 @@ class InvalidInput(PierError):
     code = "invalid"
 
 
+class Refusals:
+    """Every bad field of one request reported at once: run each check with `check(clean, …)`
+    (its InvalidInput is kept, None returned), then `raise_any()` raises one InvalidInput whose
+    details name every field refused."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.details: dict[str, list[str]] = {}
+
+    def check(self, clean, *args, **kwargs) -> Any:
+        try:
+            return clean(*args, **kwargs)
+        except InvalidInput as exc:
+            self.messages.append(exc.message)
+            for name, said in exc.details.items():
+                self.details.setdefault(name, []).extend(said if isinstance(said, list) else [said])
+            return None
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
+
+    def raise_any(self) -> None:
+        if self.messages:
+            raise InvalidInput("; ".join(self.messages), details=self.details)
+
+
 class Conflict(PierError):
     status = 409
     code = "conflict"

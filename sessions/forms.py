@@ -80,12 +80,25 @@ class SessionStartForm(forms.Form):
         return data
 
     def service_fields(self) -> dict:
-        """The service's keyword arguments."""
+        """The service's keyword arguments (of an invalid form: those of the fields that parsed)."""
         data = self.cleaned_data
         llm = {key: data[key] for key in ("model", "temperature", "max_tokens") if data.get(key) not in (None, "")}
-        return {"prompt": data["prompt"], "display_name": data["display_name"], "llm": llm or None,
-                "timeout_seconds": data["timeout_seconds"], "repos": data["repos"], "env": data["env"],
-                "idempotency_key": data["idempotency_key"]}
+        fields = {"prompt": data.get("prompt"), "display_name": data.get("display_name", ""), "llm": llm or None,
+                  "timeout_seconds": data.get("timeout_seconds"), "repos": data.get("repos"), "env": data.get("env"),
+                  "idempotency_key": data.get("idempotency_key", "")}
+        return fields
+
+    def check_the_rest(self, clean) -> None:
+        """On a form with errors of its own, the service's checks too (`clean(**fields)`), so
+        every bad field is marked at once: the service's errors go to the fields that parsed."""
+        fields = self.service_fields()
+        fields.pop("idempotency_key")
+        try:
+            clean(**fields)
+        except PierError as exc:
+            for name, messages in self.at_fields(exc).details.items():
+                if name in self.fields and name not in self.errors:
+                    self.add_error(name, messages)
 
     def at_fields(self, exc: PierError) -> PierError:
         """The refusal with its details named by this form's fields: `llm.temperature` is

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from portal import audit, controller, kube
-from portal.errors import Conflict, Forbidden, InvalidInput, Unavailable
+from portal.errors import Conflict, Forbidden, InvalidInput, Refusals, Unavailable
 from sessions import cluster, limits
 from sessions.controller import QUEUED, SESSIONS
 from sessions.models import AgenticSession, RunnerSecret
@@ -56,6 +56,18 @@ def _text(value: Any, field: str, *, limit: int, required: bool = False) -> str:
     return value
 
 
+def _temperature(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 2:
+        raise _refuse("llm.temperature", "give a number from 0 to 2.")
+    return float(value)
+
+
+def _max_tokens(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise _refuse("llm.max_tokens", "give a whole number from 1 to 1000000.")
+    return value
+
+
 def clean_llm(value: Any) -> dict:
     """The API's {model, temperature, max_tokens} as the custom resource spells it (maxTokens)."""
     if value in (None, ""):
@@ -65,19 +77,12 @@ def clean_llm(value: Any) -> dict:
     unknown = set(value) - {"model", "temperature", "max_tokens"}
     if unknown:
         raise _refuse("llm", f"unknown key(s): {', '.join(sorted(map(str, unknown)))[:200]}.")
-    out: dict[str, Any] = {}
-    if value.get("model") not in (None, ""):
-        out["model"] = _text(value["model"], "llm.model", limit=200)
-    temperature = value.get("temperature")
-    if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-            raise _refuse("llm.temperature", "give a number from 0 to 2.")
-        out["temperature"] = float(temperature)
-    tokens = value.get("max_tokens")
-    if tokens is not None:
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 1_000_000:
-            raise _refuse("llm.max_tokens", "give a whole number from 1 to 1000000.")
-        out["maxTokens"] = tokens
+    refusals, out = Refusals(), {}
+    for key, name, clean in (("model", "model", lambda v: _text(v, "llm.model", limit=200)),
+                             ("temperature", "temperature", _temperature), ("max_tokens", "maxTokens", _max_tokens)):
+        if value.get(key) not in (None, ""):
+            out[name] = refusals.check(clean, value[key])
+    refusals.raise_any()
     return out
 
 
@@ -97,45 +102,55 @@ def clean_timeout(value: Any, project: Project, tenant: Tenant) -> int:
     return value
 
 
+def _repo(i: int, repo: Any) -> dict:
+    if isinstance(repo, dict) and set(repo) - {"url", "branch"}:
+        raise _refuse(f"repos[{i}]", "give only url and branch.")
+    if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not _REPO_URL.match(repo["url"]):
+        raise _refuse(f"repos[{i}].url", "give a git URL (https://, ssh://, git:// or user@host:path).")
+    entry = {"url": repo["url"]}
+    branch = repo.get("branch")
+    if branch not in (None, ""):
+        if not isinstance(branch, str) or not _BRANCH.match(branch):
+            raise _refuse(f"repos[{i}].branch", "give a branch name (letters, digits, . _ - /).")
+        entry["branch"] = branch
+    return entry
+
+
 def clean_repos(value: Any) -> list[dict]:
+    """Every bad entry is named (repos[2].url), not only the first."""
     if value in (None, ""):
         return []
     if not isinstance(value, list) or len(value) > MAX_REPOS:
         raise _refuse("repos", f"give a list of at most {MAX_REPOS} repositories.")
-    out = []
-    for i, repo in enumerate(value):
-        if isinstance(repo, dict) and set(repo) - {"url", "branch"}:
-            raise _refuse(f"repos[{i}]", "give only url and branch.")
-        if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not _REPO_URL.match(repo["url"]):
-            raise _refuse(f"repos[{i}].url", "give a git URL (https://, ssh://, git:// or user@host:path).")
-        entry = {"url": repo["url"]}
-        branch = repo.get("branch")
-        if branch not in (None, ""):
-            if not isinstance(branch, str) or not _BRANCH.match(branch):
-                raise _refuse(f"repos[{i}].branch", "give a branch name (letters, digits, . _ - /).")
-            entry["branch"] = branch
-        out.append(entry)
+    refusals = Refusals()
+    out = [refusals.check(_repo, i, repo) for i, repo in enumerate(value)]
+    refusals.raise_any()
     return out
 
 
+def _variable(i: int, item: Any, seen: set[str]) -> dict:
+    if isinstance(item, dict) and set(item) - {"name", "value"}:
+        raise _refuse(f"env[{i}]", "give only name and value.")
+    name = item.get("name") if isinstance(item, dict) else None
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
+        raise _refuse(f"env[{i}].name", "give a variable name (letters, digits, _; not starting with a digit).")
+    if name.upper().startswith("PIER_"):
+        raise _refuse(f"env[{i}].name", "names starting with PIER_ are Pier's.")
+    if name in seen:
+        raise _refuse(f"env[{i}].name", f"{name} is given twice.")
+    seen.add(name)
+    return {"name": name, "value": _text(item.get("value", ""), f"env[{i}].value", limit=32_768)}
+
+
 def clean_env(value: Any) -> list[dict]:
+    """Every bad variable is named (env[1].name), not only the first."""
     if value in (None, ""):
         return []
     if not isinstance(value, list) or len(value) > MAX_ENV:
         raise _refuse("env", f"give a list of at most {MAX_ENV} variables.")
-    out, seen = [], set()
-    for i, item in enumerate(value):
-        if isinstance(item, dict) and set(item) - {"name", "value"}:
-            raise _refuse(f"env[{i}]", "give only name and value.")
-        name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise _refuse(f"env[{i}].name", "give a variable name (letters, digits, _; not starting with a digit).")
-        if name.upper().startswith("PIER_"):
-            raise _refuse(f"env[{i}].name", "names starting with PIER_ are Pier's.")
-        if name in seen:
-            raise _refuse(f"env[{i}].name", f"{name} is given twice.")
-        seen.add(name)
-        out.append({"name": name, "value": _text(item.get("value", ""), f"env[{i}].value", limit=32_768)})
+    refusals, seen = Refusals(), set()
+    out = [refusals.check(_variable, i, item, seen) for i, item in enumerate(value)]
+    refusals.raise_any()
     return out
 
 
@@ -170,20 +185,30 @@ def _digest(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def clean_session_fields(*, tenant: Tenant, project: Project, prompt: Any = None, display_name: Any = "",
+                         llm: Any = None, timeout_seconds: Any = None, repos: Any = None, env: Any = None) -> dict:
+    """A new session's fields, checked: one InvalidInput naming every bad field (and entry)."""
+    refusals = Refusals()
+    fields = {
+        "prompt": refusals.check(_text, prompt, "prompt", limit=MAX_PROMPT, required=True),
+        "display_name": refusals.check(_text, display_name, "display_name", limit=200),
+        "llm": refusals.check(clean_llm, llm),
+        "timeout_seconds": refusals.check(clean_timeout, timeout_seconds, project, tenant),
+        "repos": refusals.check(clean_repos, repos),
+        "env": refusals.check(clean_env, env),
+    }
+    refusals.raise_any()
+    return fields
+
+
 def session_create(*, tenant: Tenant, project: Project, acting_user, access: Access, prompt: Any,
                    display_name: Any = "", llm: Any = None, timeout_seconds: Any = None, repos: Any = None,
                    env: Any = None, idempotency_key: str = "", cloned_from: str = "") -> tuple[AgenticSession, bool]:
     """A new session (enqueued to start after the commit). Returns (session, created): with an
     `idempotency_key` the caller used before for the same request, the first session and False."""
     access.require("edit", project=project)
-    fields = {
-        "prompt": _text(prompt, "prompt", limit=MAX_PROMPT, required=True),
-        "display_name": _text(display_name, "display_name", limit=200),
-        "llm": clean_llm(llm),
-        "timeout_seconds": clean_timeout(timeout_seconds, project, tenant),
-        "repos": clean_repos(repos),
-        "env": clean_env(env),
-    }
+    fields = clean_session_fields(tenant=tenant, project=project, prompt=prompt, display_name=display_name, llm=llm,
+                                  timeout_seconds=timeout_seconds, repos=repos, env=env)
     kind, name = _who(acting_user)
     key = _text(idempotency_key, "Idempotency-Key", limit=255)
     caller = f"{kind}:{acting_user.key.pk if kind == 'key' else acting_user.pk}" if key else ""

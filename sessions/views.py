@@ -5,6 +5,8 @@ mechanism: htmx polls every 2 s, the server answers 286 once nothing will change
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -157,6 +159,7 @@ class SessionListView(SessionPage):
         self.access.require("edit", project=project)  # a viewer is refused before their input is read
         form = self.start_form(request.POST)
         if not form.is_valid():
+            form.check_the_rest(functools.partial(services.clean_session_fields, tenant=request.tenant, project=project))
             return render(request, self.template_name, self.get_context_data(form=form), status=400)
         try:
             session, created = services.session_create(tenant=request.tenant, project=project,

@@ -99,6 +99,17 @@ def test_bad_input_names_the_field_and_starts_nothing(api, users, project, body,
     assert api(users["bob"]).get(url(project)).json()["count"] == 0
 
 
+def test_every_bad_field_is_named_at_once(api, users, project):
+    body = {"prompt": "  ", "timeout_seconds": 10**9, "llm": {"temperature": 9, "max_tokens": 0},
+            "repos": [{"url": "https://x/y.git"}, {"url": "nope"}, {"url": "https://x/z.git", "branch": "../etc"}],
+            "env": [{"name": "1BAD"}, {"name": "OK", "value": "1"}, {"name": "PIER_X"}]}
+    r = api(users["bob"]).post(url(project), body, format="json")
+    assert r.status_code == 400, r.content
+    assert set(r.json()["error"]["details"]) == {"prompt", "timeout_seconds", "llm.temperature", "llm.max_tokens",
+                                                  "repos[1].url", "repos[2].branch", "env[0].name", "env[2].name"}
+    assert api(users["bob"]).get(url(project)).json()["count"] == 0
+
+
 def test_a_timeout_above_the_maximum_is_refused_naming_the_maximum(api, users, project):
     bob = api(users["bob"])
     r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}", {"config_overrides": {"sessions.max_timeout": "3600"}},

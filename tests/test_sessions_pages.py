@@ -200,6 +200,21 @@ def test_bad_input_is_shown_at_its_field_and_what_was_typed_is_kept(client, worl
         assert not AgenticSession.objects.filter(project=world["project"]).exists()
 
 
+def test_every_bad_field_is_marked_at_once_the_forms_checks_and_the_services(client, world):
+    signed_in(client, world, "eddie")
+    typed = {**GOOD, "timeout_seconds": "5", "temperature": "7", "env": "JUST_A_NAME",
+             "repos": "https://git.example.com/a.git\nnot-a-url"}
+    response = client.post(world["base"], typed)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Line 1: write NAME=value" in field_error(html, "id_env")  # the form's own check
+    assert "60 to" in field_error(html, "id_timeout_seconds")  # the service's, on the same answer
+    assert "0 to 2" in field_error(html, "id_temperature")
+    assert "Line 2: give a git URL" in field_error(html, "id_repos")
+    with tenant_context(world["tenant"]):
+        assert not AgenticSession.objects.filter(project=world["project"]).exists()
+
+
 def test_an_editor_stops_their_own_session_and_not_another_editors(client, world):
     s = start(world, "eddie", prompt="long one pier:sleep=600")
     s = drive(world, s, until=("Running",))

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 from django.conf import settings
 
-from portal.errors import InvalidInput, QuotaExceeded
+from portal.errors import InvalidInput, QuotaExceeded, Refusals
 from portal.input_guard import describe
 
 
@@ -171,20 +171,19 @@ def clean_overrides(overrides: Any, *, field: str = "config") -> dict[str, Any]:
         return {}
     if not isinstance(overrides, dict):
         raise InvalidInput(f"{field}: give an object of settings.", details={field: ["Must be an object."]})
-    cleaned, messages, details = {}, [], {}
+    cleaned, refusals = {}, Refusals()
+
+    def clean(key: str, value: Any) -> None:
+        if key not in KEYS:
+            shown = key if len(key) <= 60 else key[:60] + "…"
+            raise InvalidInput(f"{field}.{shown}: unknown setting; known: {', '.join(KEYS)}.",
+                               details={f"{field}.{shown}": [f"Unknown setting; known: {', '.join(KEYS)}."]})
+        if value is not None:
+            cleaned[key] = _clean_value(key, value, field)
+
     for key, value in overrides.items():  # every bad value is reported at once
-        try:
-            if key not in KEYS:
-                shown = key if len(key) <= 60 else key[:60] + "…"
-                raise InvalidInput(f"{field}.{shown}: unknown setting; known: {', '.join(KEYS)}.",
-                                   details={f"{field}.{shown}": [f"Unknown setting; known: {', '.join(KEYS)}."]})
-            if value is not None:
-                cleaned[key] = _clean_value(key, value, field)
-        except InvalidInput as exc:
-            messages.append(exc.message)
-            details.update(exc.details)
-    if messages:
-        raise InvalidInput("; ".join(messages), details=details)
+        refusals.check(clean, key, value)
+    refusals.raise_any()
     return cleaned
 
 
