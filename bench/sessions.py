@@ -124,7 +124,7 @@ class Published:
 
     def __call__(self, args=(), kwargs=None, **options) -> None:
         with self._lock:
-            self._messages.append(tuple(args))
+            self._messages.append((*args, (kwargs or {}).get("hint")))
 
     def take(self) -> list[tuple]:
         with self._lock:
@@ -142,10 +142,10 @@ def _work(published: Published) -> list[tuple]:
         messages = published.take()
         if not messages:
             break
-        for label, pk, schema in messages:
+        for label, pk, schema, hint in messages:
             start, error = time.perf_counter(), None
             try:
-                reconcile_object(label, pk, schema)
+                reconcile_object(label, pk, schema, hint=hint)
             except Exception as exc:  # the task would retry it; here it is counted and shown
                 error = f"{type(exc).__name__}: {exc}"
             done.append((label, pk, schema, start, time.perf_counter(), error))

@@ -123,13 +123,19 @@ class SessionController(controller.Controller):
 
     # -- the pass --
 
-    def reconcile(self, session_id: int, **context) -> str:
+    def reconcile(self, session_id: int, log_pod: str = "", **context) -> str:
+        """`log_pod` (a hint from the sync): nothing changed but the log is due, and this is the
+        runner's pod (the sync matched it to the row's Job by uid); only its log is read."""
         s = AgenticSession.objects.select_related("project").filter(pk=session_id).first()
         if s is None:
             return "gone"
         tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
         if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
             return "tenant going"  # its namespaces and schema go with it
+        if (log_pod and s.phase == Phase.RUNNING and tenant.status == Tenant.Status.ACTIVE
+                and s.observed_generation == s.generation and s.deletion_requested_at is None
+                and self._capture(s, {"metadata": {"name": log_pod}, "status": {"phase": "Running"}})):
+            return "log kept"
         if s.deletion_requested_at is not None:
             return self._remove(s)
         if s.is_finished:
@@ -289,15 +295,16 @@ class SessionController(controller.Controller):
         self._finish(s, "RunnerError", f"{text}: {said}" if said else text, exit_code=code, ended=ended)
         return "failed"
 
-    def _capture(self, s: AgenticSession, pod: dict | None) -> None:
-        """Keep the end of the runner's log while its pod exists (it goes with the pod)."""
+    def _capture(self, s: AgenticSession, pod: dict | None) -> bool:
+        """Keep the end of the runner's log while its pod exists (it goes with the pod). False:
+        there was no log to read."""
         if pod is None or pod.get("status", {}).get("phase") == "Pending":
-            return
+            return False
         try:
             text = kube.pod_log(s.project.namespace, pod["metadata"]["name"], container="runner")
         except kube.KubeError as exc:
             if exc.status == 404:
-                return
+                return False
             raise
         kept, truncated = safe_log(text)
         now = timezone.now()
@@ -306,6 +313,7 @@ class SessionController(controller.Controller):
         else:  # unchanged: only when it was looked at, so the sync waits a log period again
             AgenticSession.objects.filter(pk=s.pk).update(log_captured_at=now)
         s.log, s.log_truncated, s.log_captured_at = kept, truncated, now
+        return True
 
     def _finish(self, s: AgenticSession, reason: str, message: str, *, ended=None, **fields) -> None:
         """`ended`: when the runner ended by the pod's clock (else now, by Pier's)."""

@@ -5,7 +5,9 @@
   label-selected LIST of runner Jobs and one of runner pods across the cluster, answered from the
   API server's cache; a session whose Job or pod shows what its row does not (a pod running, a Job
   finished), or a running one whose log was last kept PIER_SESSION_LOG_SECONDS ago, gets its
-  reconcile enqueued (so a running session costs one reconcile per log period, not per sync). Finished sessions have no Job left, so they cost nothing.
+  reconcile enqueued; for the log alone, with the pod's name as a hint (`log_pod`), so that pass
+  reads only that log: a running session costs one Kubernetes call per log period, not a pass per
+  sync. Finished sessions have no Job left, so they cost nothing.
 - `reconcile_live_sessions` (per tenant, every PIER_RECONCILE_INTERVAL): every session not yet
   finished is reconciled, the net for what a sync cannot see (a Job deleted by hand, a session
   waiting for a slot whose wake-up was lost).
@@ -42,14 +44,20 @@ def _observed_phase(job: dict, pod: dict | None) -> str:
     return Phase.CREATING
 
 
-def due(row: dict, job: dict, pod: dict | None, *, now) -> bool:
-    """Does this live session need its reconcile now?"""
+LOG_ONLY = "log"
+
+
+def due(row: dict, job: dict, pod: dict | None, *, now) -> bool | str:
+    """Does this live session need its reconcile now? True: a whole pass; LOG_ONLY: nothing
+    changed but its log is due; False: nothing to do."""
     seen = _observed_phase(job, pod)
     if seen == "Finished" or seen != row["phase"]:
         return True
     if seen == Phase.RUNNING:  # keep its log while the pod exists, every PIER_SESSION_LOG_SECONDS
         captured = row["log_captured_at"]
-        return captured is None or now - captured >= timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS)
+        if captured is None or now - captured >= timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS):
+            return LOG_ONLY
+        return False
     return seen == Phase.CREATING  # short-lived: say why it waits (unschedulable, pulling)
 
 
@@ -81,8 +89,11 @@ def sync_sessions() -> dict:
                 job = found[row["name"]]
                 if row["job_uid"] != job["metadata"].get("uid"):
                     continue  # not the Job this row made (the controller's own pass decides)
-                if due(row, job, newest_pod.get(row["job_uid"]), now=now):
-                    controller.enqueue(LABEL, row["pk"], schema=tenant.schema_name)
+                pod = newest_pod.get(row["job_uid"])
+                needed = due(row, job, pod, now=now)
+                if needed:
+                    hint = {"log_pod": pod["metadata"]["name"]} if needed == LOG_ONLY else None
+                    controller.enqueue(LABEL, row["pk"], schema=tenant.schema_name, hint=hint)
                     enqueued += 1
     return {"jobs": len(jobs), "enqueued": enqueued}
 

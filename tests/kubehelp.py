@@ -43,6 +43,11 @@ def requests_by_verb() -> dict[str, int]:
     return counts
 
 
+def requests_by_resource() -> dict[str, int]:
+    """How many requests were served, as {"<verb> <resource>": n} ("get pods/log")."""
+    return {f"{row['verb']} {row['resource']}": row["count"] for row in _control("GET", "/_emulator/stats")["requests"]}
+
+
 def add_user(name: str, groups: list[str] | None = None) -> str:
     """Register a user in the emulator (with `system:authenticated`); its bearer token. What it
     may do is up to the RBAC objects that name it or its groups."""

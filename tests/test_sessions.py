@@ -333,6 +333,40 @@ def test_the_sync_enqueues_what_changed_and_finished_sessions_cost_nothing(alpha
     assert after.get("list", 0) - before.get("list", 0) <= 2 and after.get("get", 0) == before.get("get", 0)
 
 
+def test_a_running_sessions_log_pass_reads_only_its_log_and_a_stale_hint_never_skips_a_stop(
+        alpha, users, project, monkeypatch, django_capture_on_commit_callbacks):
+    from portal.controller import reconcile_object
+    from sessions import tasks
+
+    s = start(alpha, project, users["alice"], prompt="logged pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    pod = kube.list_objects("Pod", project.namespace, label_selector=f"pier.dev/session={s.name}")[0]
+    kubehelp.append_pod_log(project.namespace, pod["metadata"]["name"], "agent: a later line")
+    with tenant_context(alpha):
+        AgenticSession.objects.filter(pk=s.pk).update(log_captured_at=None)  # its log is due
+    sent = []
+    monkeypatch.setattr(reconcile_object, "apply_async", lambda args, kwargs=None, **kw: sent.append((args, kwargs)))
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_sessions()
+    [(args, kwargs)] = [m for m in sent if m[0][1] == s.pk]
+    assert kwargs == {"hint": {"log_pod": pod["metadata"]["name"]}}
+    before = kubehelp.requests_by_resource()
+    reconcile_object(*args, **kwargs)
+    after = kubehelp.requests_by_resource()
+    assert {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)} == {"get pods/log": 1}
+    with tenant_context(alpha):
+        s.refresh_from_db()
+    assert "agent: a later line" in s.log and s.log_captured_at is not None and s.phase == "Running"
+    # Stopped since the sync looked: the hint is stale, and the pass is a whole one that stops it.
+    with tenant_context(alpha):
+        session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"],
+                                      access=EDIT)
+    reconcile_object(*args, **kwargs)
+    with tenant_context(alpha):
+        s.refresh_from_db()
+    assert s.phase == "Stopped" and kube.get("Job", cluster.job_name(s), project.namespace) is None
+
+
 def test_deleting_a_project_removes_its_sessions_first(alpha, users, project):
     s = start(alpha, project, users["alice"], prompt="doomed pier:sleep=600")
     s = drive(alpha, s, until=("Running",), seconds=15)
