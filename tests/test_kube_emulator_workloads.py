@@ -214,6 +214,21 @@ def test_active_deadline_fails_the_job_and_deletes_its_running_pods(batch, core,
     wait_until(lambda: "Killing" in reasons(core, ns, pod), TIMEOUT)
 
 
+def test_a_job_whose_status_has_not_changed_is_not_written_again(batch, core, ns):
+    """The job controller writes a Job only when its status changes, as the real one does, so a
+    watcher of a running Job sees no MODIFIED events while nothing happens to it."""
+    batch.create_namespaced_job(ns, job("steady", "--pier-emulator-sleep=3600"))
+    pod = the_pod(core, ns, "steady")
+    wait_phase(core, ns, pod.metadata.name, "Running")
+    wait_until(lambda: batch.read_namespaced_job("steady", ns).status.ready == 1, TIMEOUT)
+    before = batch.read_namespaced_job("steady", ns).metadata.resource_version
+    for n in range(3):  # every write starts a controller pass over the whole store
+        batch.create_namespaced_job(ns, job(f"other-{n}"))
+        the_pod(core, ns, f"other-{n}")
+    wait_until(lambda: job_condition(batch, ns, "other-2", "Complete") is not None, TIMEOUT)
+    assert batch.read_namespaced_job("steady", ns).metadata.resource_version == before
+
+
 def test_a_running_pod_deleted_by_hand_is_replaced(batch, core, ns):
     batch.create_namespaced_job(ns, job("replaced", "--pier-emulator-sleep=3600"))
     first = the_pod(core, ns, "replaced")

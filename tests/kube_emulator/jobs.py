@@ -190,8 +190,8 @@ class JobController:
         status["terminating"] = 0
         status["uncountedTerminatedPods"] = {}
         current = txn.get(jobs_type, job["metadata"]["namespace"], job["metadata"]["name"])
-        if current is None:
-            return
+        if current is None or current.get("status") == status:
+            return  # unchanged: no write (as the real controller), and no copy of the Job
         updated = copy.deepcopy(current)
         updated["status"] = status
         txn.put(jobs_type, updated)
