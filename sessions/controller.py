@@ -79,6 +79,16 @@ def safe_log(text: str) -> tuple[str, bool]:
     return tail[tail.find("\n") + 1:] if "\n" in tail else tail, True
 
 
+def runner_left(s: AgenticSession) -> bool:
+    """Was a runner Job made for `s` and not yet removed?"""
+    done = condition(s.conditions, "RunnerRemoved")
+    return bool(s.job_uid) and not (done and done["status"] == TRUE)
+
+
+# Rows (finished) whose runner Job may still exist: the net pass removes it.
+RUNNER_REMOVED = [{"type": "RunnerRemoved", "status": TRUE}]
+
+
 def result_of(text: str) -> dict | None:
     """The runner's report: its last non-empty log line, if that is {"pier.dev/result": {…}}."""
     for line in reversed(text.splitlines()):
@@ -138,8 +148,13 @@ class SessionController(controller.Controller):
             return "log kept"
         if s.deletion_requested_at is not None:
             return self._remove(s)
-        if s.is_finished:
-            return self._clean_up(s)
+        if s.is_finished:  # a retry after the runner's removal or the status write failed
+            self._clean_up(s)
+            current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace) if s.job_uid else None
+            if current is not None:
+                self._write_status(s, tenant, current)
+            self._observed(s)
+            return "finished"
         if tenant.status == Tenant.Status.SUSPENDED and s.stop_requested_at is None:
             s.stop_reason, s.stopped_by = "TenantSuspended", "the organization was suspended"
         if s.stop_requested_at is not None or s.stop_reason:
@@ -154,9 +169,10 @@ class SessionController(controller.Controller):
         if not s.job_uid:
             self._create_runner(s, tenant, owner)
         outcome = self._follow(s, tenant)
-        self._write_status(s, tenant, owner)
         if s.is_finished:
             self._clean_up(s)
+        self._write_status(s, tenant, owner)
+        if s.is_finished:
             limits.wake_waiting(s)
         self._observed(s)
         return outcome
@@ -167,10 +183,15 @@ class SessionController(controller.Controller):
 
     def failed(self, session_id: int, exc: Exception, *, final: bool) -> bool:
         s = AgenticSession.objects.filter(pk=session_id).first()
-        if s is None or s.is_finished:
+        if s is None:
             return False
         message = f"{type(exc).__name__}: {exc}"
         attempts = s.reconcile_attempts + 1
+        if s.is_finished:  # its phase stands; what is left (remove the runner, mirror the status) is retried
+            self.record(s, reconcile_attempts=attempts)
+            if final:  # the net pass (reconcile_live_sessions) still removes a runner left behind
+                log.error("session %s: finishing up failed for good: %s", s.name, message)
+            return not final
         if final:
             self.record(s, "Finished", TRUE, "GaveUp", f"gave up after {attempts} attempts: {message}",
                         reconcile_attempts=attempts, completion_time=timezone.now())
@@ -321,26 +342,29 @@ class SessionController(controller.Controller):
                     reconcile_attempts=0, **fields)
 
     def _stop(self, s: AgenticSession, tenant: Tenant) -> str:
+        """Keep the log, delete the runner Job, then say Stopped: the slot frees only once nothing
+        runs (a failed delete is retried with the session still occupying its slot)."""
         if s.job_uid:
             pods = self._pods(s)
             self._capture(s, pods[-1] if pods else None)
+            kube.delete("Job", cluster.job_name(s), s.project.namespace)  # Background: its pod goes too
         reason = s.stop_reason or "StoppedByUser"
         who = s.stopped_by or "someone"
         message = {"TenantSuspended": "stopped: the organization was suspended",
                    "KeyRevoked": f"stopped: {who}"}.get(reason, f"stopped by {who}")
         self._finish(s, reason, message, stop_reason=reason)
+        if s.job_uid:
+            self.record(s, "RunnerRemoved", TRUE, "Deleted", "the runner Job was removed")
         current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
         if current is not None:
             self._write_status(s, tenant, current)
-        self._clean_up(s)
         limits.wake_waiting(s)
         self._observed(s)
         return "stopped"
 
     def _clean_up(self, s: AgenticSession) -> str:
         """A finished session keeps its custom resource (with its status) and nothing that runs."""
-        done = condition(s.conditions, "RunnerRemoved")
-        if s.job_uid and not (done and done["status"] == TRUE):
+        if runner_left(s):
             kube.delete("Job", cluster.job_name(s), s.project.namespace)  # Background: its pod goes too
             self.record(s, "RunnerRemoved", TRUE, "Deleted", "the runner Job was removed")
         return "finished"

@@ -9,8 +9,9 @@
   reads only that log: a running session costs one Kubernetes call per log period, not a pass per
   sync. Finished sessions have no Job left, so they cost nothing.
 - `reconcile_live_sessions` (per tenant, every PIER_RECONCILE_INTERVAL): every session not yet
-  finished is reconciled, the net for what a sync cannot see (a Job deleted by hand, a session
-  waiting for a slot whose wake-up was lost).
+  finished is reconciled, and every finished one whose runner Job is not yet removed (its removal
+  failed past its retries): the net for what a sync cannot see (a Job deleted by hand, a session
+  waiting for a slot whose wake-up was lost, a runner left behind).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -102,13 +104,16 @@ def sync_sessions() -> dict:
 def reconcile_live_sessions() -> dict:
     """Per tenant (fan-out from beat, in its schema): every unfinished session, and finished ones
     whose runner is not yet removed."""
-    from sessions.controller import SESSIONS
+    from sessions.controller import RUNNER_REMOVED, SESSIONS
 
     if connection.schema_name == "public":
         raise RuntimeError("reconcile_live_sessions runs in a tenant schema (enqueue it per tenant)")
     outcomes: dict[str, int] = {}
     with audit.source("task"):
-        for pk in AgenticSession.objects.exclude(phase__in=AgenticSession.TERMINAL).values_list("pk", flat=True):
+        runner_left = (Q(phase__in=AgenticSession.TERMINAL) & ~Q(job_uid="")
+                       & ~Q(conditions__contains=RUNNER_REMOVED))
+        rows = AgenticSession.objects.filter(~Q(phase__in=AgenticSession.TERMINAL) | runner_left)
+        for pk in rows.values_list("pk", flat=True):
             try:
                 outcome = SESSIONS.run(pk)
             except locks.Busy:

@@ -96,6 +96,45 @@ def test_a_stopped_session_has_its_runner_removed_and_says_who_stopped_it(alpha,
     assert kube.get("Job", cluster.job_name(s), project.namespace) is None
 
 
+def test_a_stop_whose_runner_delete_fails_keeps_its_slot_and_is_retried_until_nothing_runs(alpha, users, project):
+    s = start(alpha, project, users["alice"], prompt="long one pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    with tenant_context(alpha):
+        session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"], access=EDIT)
+    kubehelp.inject_fault(verb="delete", resource="jobs", status=503, times=1)
+    with tenant_context(alpha):
+        with pytest.raises(kube.KubeError) as failure:
+            SESSIONS.run(s.pk)
+        s.refresh_from_db()
+        assert s.phase == "Running"  # not Stopped while its runner may still run: the slot stays taken
+        assert kube.get("Job", cluster.job_name(s), project.namespace) is not None
+        assert SESSIONS.failed(s.pk, failure.value, final=False) is True  # the kernel retries it
+    s = drive(alpha, s)
+    assert s.phase == "Stopped" and s.reason == "StoppedByUser"
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+    assert kube.get(cluster.SESSION_KIND, s.name, project.namespace)["status"]["phase"] == "Stopped"
+
+
+def test_a_session_that_gave_up_has_its_runner_removed_by_the_net_pass(alpha, users, project):
+    from sessions.tasks import reconcile_live_sessions
+
+    s = start(alpha, project, users["alice"], prompt="stubborn pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    with tenant_context(alpha):
+        SESSIONS.failed(s.pk, RuntimeError("the cluster kept refusing"), final=True)
+        s.refresh_from_db()
+        assert (s.phase, s.reason) == ("Failed", "GaveUp")
+        assert kube.get("Job", cluster.job_name(s), project.namespace) is not None
+        reconcile_live_sessions()
+        s.refresh_from_db()
+    assert (s.phase, s.reason) == ("Failed", "GaveUp")  # its phase stands
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is None  # and nothing runs any more
+    with tenant_context(alpha):
+        before = kubehelp.requests_by_verb()
+        reconcile_live_sessions()  # done: the net pass leaves it alone from now on
+    assert kubehelp.requests_by_verb() == before
+
+
 def test_a_session_past_its_timeout_is_stopped_by_the_cluster(alpha, users, project):
     s = start(alpha, project, users["alice"], prompt="think forever pier:sleep=600", timeout_seconds=60)
     s = drive(alpha, s, seconds=40, step=15)
