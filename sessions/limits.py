@@ -13,8 +13,6 @@ older waiting ones leave room.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.conf import settings
 from django.db.models import Count, Q
 
@@ -33,12 +31,19 @@ def effective(project, tenant) -> dict:
     return config.values(config.effective(policy=policy_for(tenant), overrides=project.config_overrides))
 
 
+def _count(project, tenant, key: str) -> int:
+    """A whole-number key as a number: any quantity the configuration accepts ("4k" too)."""
+    from tenants.projects.config import parse_quantity
+
+    return int(parse_quantity(effective(project, tenant)[key]))
+
+
 def project_limit(project, tenant) -> int:
-    return int(Decimal(effective(project, tenant)["sessions.running"]))
+    return _count(project, tenant, "sessions.running")
 
 
 def max_timeout(project, tenant) -> int:
-    return int(Decimal(effective(project, tenant)["sessions.max_timeout"]))
+    return _count(project, tenant, "sessions.max_timeout")
 
 
 def tenant_limit(tenant) -> int:
@@ -47,28 +52,52 @@ def tenant_limit(tenant) -> int:
 
 def waiting_reason(s: AgenticSession, tenant) -> str:
     """Why `s` cannot start now ("" if it can): the running sessions plus the older waiting ones
-    fill a limit. Each scope is counted in one statement (one snapshot), so two workers admitting
-    at once cannot both pass: each sees the other either still waiting and older (counted as
-    ahead), or admitted (counted as running), never neither."""
+    that would start before it fill a limit. In the project, every older waiting session is
+    ahead of it; in the organization, only those their own project's limit lets start (a queue
+    held back in one project does not hold back the others).
+
+    The counts come from one statement (one snapshot), so two workers admitting at once cannot
+    both pass: each sees the other either still waiting and older (counted as ahead), or
+    admitted (counted as running), never neither."""
     older_waiting = Q(phase=Phase.PENDING) & (Q(created_at__lt=s.created_at) | Q(created_at=s.created_at, pk__lt=s.pk))
-    live = AgenticSession.objects.filter(deletion_requested_at__isnull=True).exclude(pk=s.pk)
-    for scope, rows, limit in (
-        ("this project", live.filter(project_id=s.project_id), project_limit(s.project, tenant)),
-        ("this organization", live, tenant_limit(tenant)),
-    ):
-        counts = rows.aggregate(running=Count("pk", filter=Q(phase__in=OCCUPYING)), ahead=Count("pk", filter=older_waiting))
-        running, ahead = counts["running"], counts["ahead"]
-        if running + ahead >= limit:
-            queue = f", {ahead} waiting before it" if ahead else ""
-            return f"waiting: {running} of {limit} running in {scope}{queue}"
+    live = (AgenticSession.objects.filter(deletion_requested_at__isnull=True, phase__in=(*OCCUPYING, Phase.PENDING))
+            .exclude(pk=s.pk))
+    per_project = {row["project_id"]: row for row in live.order_by().values("project_id").annotate(
+        running=Count("pk", filter=Q(phase__in=OCCUPYING)), ahead=Count("pk", filter=older_waiting))}
+    own = per_project.pop(s.project_id, {"running": 0, "ahead": 0})
+    limit = project_limit(s.project, tenant)
+    if own["running"] + own["ahead"] >= limit:
+        return _waiting(own["running"], own["ahead"], limit, "this project")
+    running = own["running"] + sum(row["running"] for row in per_project.values())
+    ahead = own["ahead"]
+    queued = [pk for pk, row in per_project.items() if row["ahead"]]
+    if queued:
+        from tenants.projects.models import Project
+
+        for project in Project.objects.filter(pk__in=queued):
+            row = per_project[project.pk]
+            ahead += min(row["ahead"], max(0, project_limit(project, tenant) - row["running"]))
+    limit = tenant_limit(tenant)
+    if running + ahead >= limit:
+        return _waiting(running, ahead, limit, "this organization")
     return ""
 
 
+def _waiting(running: int, ahead: int, limit: int, scope: str) -> str:
+    queue = f", {ahead} waiting before it" if ahead else ""
+    return f"waiting: {running} of {limit} running in {scope}{queue}"
+
+
 def wake_waiting(s: AgenticSession) -> None:
-    """A slot may have freed: the oldest waiting sessions of the organization look again."""
-    limit = max(settings.PIER_SESSION_RUNNING_PER_TENANT, 10)
-    for pk in (AgenticSession.objects.filter(phase=Phase.PENDING, deletion_requested_at__isnull=True)
-               .exclude(pk=s.pk).order_by("created_at", "pk").values_list("pk", flat=True)[:limit]):
+    """A slot may have freed: the oldest waiting sessions of the organization, and the oldest of
+    each project (one held back by its own project's limit must not hide another project's), look
+    again."""
+    waiting = (AgenticSession.objects.filter(phase=Phase.PENDING, deletion_requested_at__isnull=True)
+               .exclude(pk=s.pk))
+    oldest = list(waiting.order_by("created_at", "pk").values_list("pk", flat=True)
+                  [:max(settings.PIER_SESSION_RUNNING_PER_TENANT, 10)])
+    heads = waiting.order_by("project_id", "created_at", "pk").distinct("project_id").values_list("pk", flat=True)
+    for pk in dict.fromkeys([*oldest, *heads[:200]]):
         controller.enqueue(AgenticSession._meta.label_lower, pk)
 
 

@@ -62,7 +62,7 @@ def _tail(request) -> int | None:
     raw = request.GET.get("tail", "")
     if raw == "all":
         return None
-    if raw.isdigit() and len(raw) <= 6 and int(raw) > 0:
+    if raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) > 0:
         return int(raw)
     return DEFAULT_TAIL
 
@@ -123,7 +123,7 @@ class SessionListView(SessionPage):
         raw = self.request.GET.get("key", "")
         if not raw:
             return None
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise Http404("No such key.")
         return get_object_or_404(self.get_project().keys, pk=int(raw))
 

@@ -196,6 +196,62 @@ def test_a_session_past_the_running_limit_waits_and_starts_when_a_slot_frees(alp
     assert second.phase == "Completed"
 
 
+def test_the_organization_limit_is_shared_in_order_and_one_projects_queue_holds_back_no_other(
+        alpha, users, project, unique_slug):
+    from tenants.models import Tenant
+
+    with tenant_context(alpha):
+        other = project_services.project_create(tenant=alpha, slug=unique_slug("sess"), acting_user=users["alice"])
+        reconcile.run(other.pk)
+        other.refresh_from_db()
+        project_services.project_update(tenant=alpha, project=project, acting_user=users["alice"], access=ADMIN,
+                                        merge=True, config_overrides={"sessions.running": "1"})
+    Tenant.objects.filter(pk=alpha.pk).update(max_running_sessions=3)  # staff's limit (rolled back after)
+    a1, a2, a3 = (start(alpha, project, users["alice"], prompt=f"a{n} pier:sleep=600") for n in (1, 2, 3))
+
+    def run(*sessions):
+        with tenant_context(alpha):
+            for s in sessions:
+                SESSIONS.run(s.pk)
+                s.refresh_from_db()
+
+    run(a1, a2, a3)
+    assert (a1.phase, a2.phase, a3.phase) == ("Creating", "Pending", "Pending")
+    assert a3.message == "waiting: 1 of 1 running in this project, 1 waiting before it"
+    # a2 and a3 wait for their project's slot, not the organization's: b1 and b2 start.
+    b1, b2, b3 = (start(alpha, other, users["alice"], prompt=f"b{n} pier:sleep=600") for n in (1, 2, 3))
+    run(b1, b2, b3)
+    assert (b1.phase, b2.phase, b3.phase) == ("Creating", "Creating", "Pending")
+    assert b3.message == "waiting: 3 of 3 running in this organization"
+    # a1 stops: a2, older than b3, takes the organization's slot it frees.
+    with tenant_context(alpha):
+        session_services.session_stop(tenant=alpha, project=project, session=a1, acting_user=users["alice"],
+                                      access=ADMIN)
+    run(a1, b3)
+    assert (a1.phase, b3.phase) == ("Stopped", "Pending")  # even when b3 looks first
+    assert b3.message == "waiting: 2 of 3 running in this organization, 1 waiting before it"
+    run(a2, a3, b3)
+    assert (a2.phase, a3.phase, b3.phase) == ("Creating", "Pending", "Pending")
+    assert b3.message == "waiting: 3 of 3 running in this organization"
+
+
+def test_a_freed_slot_wakes_each_projects_oldest_waiting_session_past_a_long_queue(
+        alpha, users, project, unique_slug, monkeypatch):
+    from sessions import limits
+
+    with tenant_context(alpha):
+        other = project_services.project_create(tenant=alpha, slug=unique_slug("sess"), acting_user=users["alice"])
+        reconcile.run(other.pk)
+        other.refresh_from_db()
+    queue = [start(alpha, project, users["alice"], prompt=f"a{n}") for n in range(12)]  # more than the oldest ten
+    late = start(alpha, other, users["alice"], prompt="b, behind them all")
+    woken = []
+    monkeypatch.setattr(limits.controller, "enqueue", lambda label, pk, **kw: woken.append(pk))
+    with tenant_context(alpha):
+        limits.wake_waiting(queue[0])
+    assert late.pk in woken and set(woken) <= {s.pk for s in [*queue[1:], late]}
+
+
 def test_suspending_the_organization_stops_its_sessions_and_refuses_new_ones(alpha, users, project):
     from tenants import services as tenant_services
 

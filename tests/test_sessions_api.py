@@ -118,6 +118,13 @@ def test_a_timeout_above_the_maximum_is_refused_naming_the_maximum(api, users, p
     r = bob.post(url(project), {"prompt": "p", "timeout_seconds": 3601}, format="json")
     assert r.status_code == 400 and "3600" in r.json()["error"]["message"]
     assert bob.post(url(project), {"prompt": "p", "timeout_seconds": 3600}, format="json").status_code == 201
+    # Any whole quantity the configuration accepts is a maximum (and a running limit): "4k" is 4000.
+    r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}",
+                  {"config_overrides": {"sessions.max_timeout": "4k", "sessions.running": "2"}}, format="json")
+    assert r.status_code == 200, r.content
+    r = bob.post(url(project), {"prompt": "p", "timeout_seconds": 4001}, format="json")
+    assert r.status_code == 400 and "4000" in r.json()["error"]["message"]
+    assert bob.post(url(project), {"prompt": "p", "timeout_seconds": 4000}, format="json").status_code == 201
     # Above the platform's ceiling, the project cannot even raise its maximum.
     r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}", {"config_overrides": {"sessions.max_timeout": "99999999"}},
                   format="json")
@@ -213,7 +220,8 @@ def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, 
         SESSIONS.run(s.pk)
     after = bob.get(url(project, f"/{name}/logs")).json()
     assert after["source"] == "captured" and "prompt of" in after["text"]
-    assert bob.get(url(project, f"/{name}/logs?tail=x")).status_code == 400
+    for bad in ("x", "\u00b2", "-1", "9" * 40):  # "²" passes str.isdigit(), not int()
+        assert bob.get(url(project, f"/{name}/logs"), {"tail": bad}).status_code == 400, bad
 
 
 def test_the_runner_secret_is_write_only_and_never_echoed_or_logged(api, users, alpha, project, caplog):

@@ -307,6 +307,7 @@ def test_the_log_is_live_while_the_runner_runs_with_its_tail(client, world):
     assert f'hx-get="{url}/log?tail=500"' in page
     log = client.get(f"{url}/log?tail=1", HTTP_HX_REQUEST="true")
     assert log.status_code == 200 and "the last 1 line" in log.content.decode()
+    assert client.get(f"{url}/log", {"tail": "\u00b2"}, HTTP_HX_REQUEST="true").status_code == 200  # the default tail
     text = re.search(r'<pre[^>]*id="log-text"[^>]*>(.*?)</pre>', log.content.decode(), re.S).group(1)
     assert len(text.strip().splitlines()) == 1
     # The cluster does not answer: Pier's copy, saying why, and the page keeps polling.
@@ -374,6 +375,7 @@ def test_a_keys_sessions_are_a_link_away_and_the_list_filters(client, world, use
     row = listed.split(f'data-session="{by_key}"')[1].split("</tr>")[0]
     assert "creator-key" in row and ">key</span>" in row and "ci" in row and "issued by bob" in row
     assert client.get(f"{world['base']}?key=999999").status_code == 404
+    assert client.get(world["base"], {"key": "\u00b2"}).status_code == 404  # "²" is no key's number
 
     everyone = client.get(world["base"]).content.decode()
     assert f'data-session="{by_key}"' in everyone and f'data-session="{by_person}"' in everyone

@@ -110,7 +110,7 @@ class SessionLogView(SessionScopedMixin, APIView):
     def get(self, request, tenant_slug, project_slug, session_name):
         tail = request.query_params.get("tail")
         if tail is not None:
-            if not tail.isdigit() or len(tail) > 7:
+            if not (tail.isascii() and tail.isdigit()) or len(tail) > 7:
                 raise InvalidInput("tail: give a whole number of lines.", details={"tail": ["A whole number."]})
             tail = int(tail)
         return Response(selectors.log_of(self.session(), tail=tail))

@@ -123,7 +123,7 @@ def parse_destination(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6
     port = None
     if "/" in text and text.rfind(":") > text.rfind("/"):
         text, _, port_text = text.rpartition(":")
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
             raise ValueError("port")
         port = int(port_text)
     return ipaddress.ip_network(text, strict=True), port
