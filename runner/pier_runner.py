@@ -173,7 +173,8 @@ def parse_spec(spec: dict[str, Any]) -> dict[str, Any]:
     env = spec.get("env") or []
     if not isinstance(env, list):
         _config_error("env must be a list")
-    env_names = {entry.get("name") for entry in env if isinstance(entry, dict)}
+    session_env = {entry["name"]: str(entry.get("value", "")) for entry in env
+                   if isinstance(entry, dict) and isinstance(entry.get("name"), str)}
 
     return {
         "prompt": prompt,
@@ -182,17 +183,22 @@ def parse_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "max_tokens": max_tokens,
         "timeout": timeout,
         "repos": [{"url": repo["url"].strip(), "branch": repo.get("branch") or None} for repo in repos],
-        "env_names": env_names,
+        "env": session_env,
     }
 
 
-def refuse_key_redirect(env_names: set[str]) -> None:
-    """spec.env reaches the container as `env`, which wins over the runner secret's `envFrom`: a
-    session that sets OPENAI_BASE_URL alone would have the secret's key sent to its own URL."""
-    if "OPENAI_BASE_URL" in env_names and "OPENAI_API_KEY" not in env_names and os.environ.get("OPENAI_API_KEY"):
+def refuse_key_redirect(session_env: dict[str, str]) -> None:
+    """The runner secret reaches the container after the session's own env (Pier lists it last in
+    `envFrom`), so where both name a variable the secret's value is the one in effect. A session
+    can still set OPENAI_BASE_URL where the secret does not, and have the secret's key sent to
+    its own host; refused unless the key in effect is the session's own (it brings both, and the
+    secret's key is not involved). Compared by value: naming OPENAI_API_KEY is not enough."""
+    url, key = os.environ.get("OPENAI_BASE_URL"), os.environ.get("OPENAI_API_KEY")
+    url_is_the_sessions = "OPENAI_BASE_URL" in session_env and url == session_env["OPENAI_BASE_URL"]
+    if url_is_the_sessions and key and key != session_env.get("OPENAI_API_KEY"):
         raise RunnerError(
-            "the session's env sets OPENAI_BASE_URL without its own OPENAI_API_KEY: the runner secret's key "
-            "is not sent to a URL the session chose",
+            "the session's env sets OPENAI_BASE_URL and the API key in effect is the runner secret's: the "
+            "runner secret's key is not sent to a URL the session chose",
             exit_code=EXIT_CONFIG,
         )
 
@@ -379,7 +385,7 @@ def run(out: Output) -> dict[str, Any]:
     name = os.environ.get("PIER_SESSION_NAME") or metadata.get("name") or "(unnamed)"
     project = os.environ.get("PIER_PROJECT") or metadata.get("namespace") or "(unknown)"
 
-    refuse_key_redirect(spec["env_names"])
+    refuse_key_redirect(spec["env"])
     base_url = (os.environ.get("OPENAI_BASE_URL") or "").strip().rstrip("/")
     if not base_url:
         raise RunnerError("OPENAI_BASE_URL is not set: add it to the project's runner secret", exit_code=EXIT_CONFIG)

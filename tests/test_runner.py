@@ -209,9 +209,8 @@ def test_without_openai_base_url_the_runner_reports_a_configuration_error(endpoi
 
 
 def test_a_session_cannot_redirect_the_secrets_api_key_to_its_own_url(endpoint, run_runner):
-    # spec.env wins over the runner secret in the container: here the session's OPENAI_BASE_URL
-    # (the fake endpoint, standing for a host the session's author controls) beside the
-    # secret's OPENAI_API_KEY.
+    # The session's OPENAI_BASE_URL (the fake endpoint, standing for a host the session's author
+    # controls) where the secret names no URL, beside the secret's OPENAI_API_KEY.
     spec = {**FULL_SPEC, "env": [{"name": "OPENAI_BASE_URL", "value": endpoint.url}]}
     endpoint.answer("thanks for the key")
 
@@ -221,6 +220,31 @@ def test_a_session_cannot_redirect_the_secrets_api_key_to_its_own_url(endpoint, 
     assert run.result["outcome"] == "failed" and "OPENAI_BASE_URL" in run.result["message"]
     assert endpoint.requests == []
     run.assert_no_secret()
+
+
+def test_naming_a_key_of_its_own_does_not_let_a_session_redirect_the_secrets_key(endpoint, run_runner):
+    # The session sets a URL and a dummy key; the secret holds only the key, and wins: the key in
+    # effect is the secret's, so it must not go to the session's URL.
+    spec = {**FULL_SPEC, "env": [{"name": "OPENAI_BASE_URL", "value": endpoint.url},
+                                 {"name": "OPENAI_API_KEY", "value": "dummy"}]}
+    endpoint.answer("thanks for the key")
+
+    run = run_runner(spec, env={"OPENAI_BASE_URL": endpoint.url, "OPENAI_API_KEY": API_KEY})
+
+    assert run.code == 2 and "OPENAI_BASE_URL" in run.result["message"]
+    assert endpoint.requests == []
+    run.assert_no_secret()
+
+
+def test_a_session_bringing_its_own_url_and_key_is_accepted(endpoint, run_runner):
+    spec = {**FULL_SPEC, "env": [{"name": "OPENAI_BASE_URL", "value": endpoint.url},
+                                 {"name": "OPENAI_API_KEY", "value": "sessions-own-key"}]}
+    endpoint.answer("fine")
+
+    run = run_runner(spec, env={"OPENAI_BASE_URL": endpoint.url, "OPENAI_API_KEY": "sessions-own-key"})
+
+    assert run.code == 0 and run.result["outcome"] == "succeeded"
+    assert len(endpoint.requests) == 1
 
 
 def test_a_session_file_that_is_not_json_is_a_configuration_error(endpoint, run_runner):
