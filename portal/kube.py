@@ -3,7 +3,8 @@
 Configuration: in-cluster (PIER_KUBE_IN_CLUSTER), a kubeconfig (KUBECONFIG), or, for local runs
 and tests, the kubeconfig the launcher writes for Pier's Kubernetes API emulator
 (tests/kube_emulator, a test double). Every call, discovery included, has the timeout
-PIER_KUBE_CONNECT_TIMEOUT/PIER_KUBE_READ_TIMEOUT. The Python client has no QPS throttle (that is
+PIER_KUBE_CONNECT_TIMEOUT/PIER_KUBE_READ_TIMEOUT, or inside a web request (`in_request`) the
+shorter PIER_KUBE_REQUEST_CONNECT_TIMEOUT/PIER_KUBE_REQUEST_READ_TIMEOUT. The Python client has no QPS throttle (that is
 the Go client); we do not set `socket_options`, which would replace the client's default that
 disables Nagle's algorithm.
 
@@ -48,6 +49,8 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -160,6 +163,21 @@ def cluster_label() -> str:
 
 # --- Raw requests: one place for timeouts and error translation ------------------------------
 
+_timeout: ContextVar[tuple[float, float] | None] = ContextVar("pier_kube_timeout", default=None)
+
+
+@contextmanager
+def in_request():
+    """The calls made inside a web request (minting a key's token, writing a runner secret,
+    reading a live log) get PIER_KUBE_REQUEST_CONNECT_TIMEOUT/PIER_KUBE_REQUEST_READ_TIMEOUT,
+    shorter than a task's, so a cluster that does not answer is a 503 within seconds."""
+    token = _timeout.set(settings.PIER_KUBE_REQUEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        _timeout.reset(token)
+
+
 
 def _request(method: str, path: str, *, query: list[tuple[str, Any]] | None = None, body: Any = None,
              content_type: str = "application/json", text: bool = False, what: str = "") -> Any:
@@ -174,7 +192,7 @@ def _request(method: str, path: str, *, query: list[tuple[str, Any]] | None = No
         response = api_client().call_api(
             path, method, query_params=query or [], header_params=headers, body=body,
             auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
-            _request_timeout=settings.PIER_KUBE_TIMEOUT,
+            _request_timeout=_timeout.get() or settings.PIER_KUBE_TIMEOUT,
         )
         data = response.data
     except ApiException as exc:

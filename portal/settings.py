@@ -385,6 +385,9 @@ PIER_KUBE_IN_CLUSTER = env_bool("PIER_KUBE_IN_CLUSTER", False)
 PIER_KUBE_SIMULATED = env_bool("PIER_KUBE_SIMULATED", False)
 # (connect, read) seconds for every call to the cluster.
 PIER_KUBE_TIMEOUT = (env_float("PIER_KUBE_CONNECT_TIMEOUT", 3.0), env_float("PIER_KUBE_READ_TIMEOUT", 10.0))
+# The same for the few calls made inside a web request (a key's token, a runner secret, a live log).
+PIER_KUBE_REQUEST_TIMEOUT = (env_float("PIER_KUBE_REQUEST_CONNECT_TIMEOUT", 2.0),
+                             env_float("PIER_KUBE_REQUEST_READ_TIMEOUT", 4.0))
 # How a person is named in RoleBinding subjects: which user field, and the prefix the cluster's
 # authenticator adds (OpenShift and OIDC setups prefix usernames, e.g. "oidc:").
 PIER_KUBE_USERNAME_FIELD = os.environ.get("PIER_KUBE_USERNAME_FIELD", "username")

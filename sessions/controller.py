@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from portal import controller, kube
+from portal import audit, controller, kube
 from portal.controller import FALSE, TRUE, condition
 from sessions import cluster, limits
 from sessions.models import AgenticSession, SessionEvent
@@ -49,6 +49,7 @@ FINISH_REASONS = {
     "RunnerError": Phase.FAILED,
     "DeadlineExceeded": Phase.FAILED,
     "RunnerVanished": Phase.FAILED,
+    "RunnerTampered": Phase.FAILED,
     "Unschedulable": Phase.FAILED,
     "GaveUp": Phase.FAILED,
 }
@@ -135,14 +136,16 @@ class SessionController(controller.Controller):
 
     def reconcile(self, session_id: int, log_pod: str = "", **context) -> str:
         """`log_pod` (a hint from the sync): nothing changed but the log is due, and this is the
-        runner's pod (the sync matched it to the row's Job by uid); only its log is read."""
+        name of the runner's pod (the one claiming the row's Job, by uid); only its log is read,
+        if it is the pod this session pinned."""
         s = AgenticSession.objects.select_related("project").filter(pk=session_id).first()
         if s is None:
             return "gone"
         tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
         if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
             return "tenant going"  # its namespaces and schema go with it
-        if (log_pod and s.phase == Phase.RUNNING and tenant.status == Tenant.Status.ACTIVE
+        if (log_pod and log_pod == s.runner_pod_name and s.phase == Phase.RUNNING
+                and tenant.status == Tenant.Status.ACTIVE
                 and s.observed_generation == s.generation and s.deletion_requested_at is None
                 and self._capture(s, {"metadata": {"name": log_pod}, "status": {"phase": "Running"}})):
             return "log kept"
@@ -156,7 +159,10 @@ class SessionController(controller.Controller):
             self._observed(s)
             return "finished"
         if tenant.status == Tenant.Status.SUSPENDED and s.stop_requested_at is None:
-            s.stop_reason, s.stopped_by = "TenantSuspended", "the organization was suspended"
+            # The suspension's own stop (audited), in case its hook was lost.
+            stop_all(tenant=tenant, reason="TenantSuspended", by="the organization was suspended",
+                     rows=AgenticSession.objects.filter(pk=s.pk))
+            s.refresh_from_db()
         if s.stop_requested_at is not None or s.stop_reason:
             return self._stop(s, tenant)
         admitted = condition(s.conditions, "Admitted")
@@ -250,13 +256,31 @@ class SessionController(controller.Controller):
                                        for ref in p["metadata"].get("ownerReferences") or ())]
         return sorted(mine, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
+    def runner_pod(self, s: AgenticSession, pods: list[dict]) -> tuple[dict | None, list[str]]:
+        """The runner's pod among those claiming its Job, and the names of any others. The Job
+        makes one pod (backoffLimit 0); Pier pins it (uid and name) the first time it sees it.
+        Anyone who may create pods in the namespace can make one with the Job's labels and owner,
+        so another claimant means the log and the result cannot be trusted."""
+        if s.runner_pod_uid:
+            mine = next((p for p in pods if p["metadata"].get("uid") == s.runner_pod_uid), None)
+            return mine, [p["metadata"]["name"] for p in pods if p is not mine]
+        if len(pods) > 1:
+            return None, [p["metadata"]["name"] for p in pods]
+        if pods:
+            self.record(s, runner_pod_uid=pods[0]["metadata"]["uid"], runner_pod_name=pods[0]["metadata"]["name"])
+            return pods[0], []
+        return None, []
+
     def _follow(self, s: AgenticSession, tenant: Tenant) -> str:
         job = kube.get("Job", cluster.job_name(s), s.project.namespace)
         if job is None or job["metadata"].get("uid") != s.job_uid:
             self._finish(s, "RunnerVanished", "the runner Job was deleted outside Pier; it is not recreated")
             return "vanished"
-        pods = self._pods(s)
-        pod = pods[-1] if pods else None
+        pod, others = self.runner_pod(s, self._pods(s))
+        if others:
+            self._finish(s, "RunnerTampered", f"another pod claims the runner Job ({', '.join(sorted(others))[:500]}): "
+                         "the session's log and result cannot be trusted, so it failed and its runner was removed")
+            return "tampered"
         self._capture(s, pod)
         job_conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or ()
                           if c.get("status") == "True"}
@@ -345,8 +369,9 @@ class SessionController(controller.Controller):
         """Keep the log, delete the runner Job, then say Stopped: the slot frees only once nothing
         runs (a failed delete is retried with the session still occupying its slot)."""
         if s.job_uid:
-            pods = self._pods(s)
-            self._capture(s, pods[-1] if pods else None)
+            pod, others = self.runner_pod(s, self._pods(s))
+            if not others:
+                self._capture(s, pod)
             kube.delete("Job", cluster.job_name(s), s.project.namespace)  # Background: its pod goes too
         reason = s.stop_reason or "StoppedByUser"
         who = s.stopped_by or "someone"
@@ -391,6 +416,23 @@ class SessionController(controller.Controller):
         if (current.get("status") or {}) != status:
             kube.apply_status({"apiVersion": cluster.API_VERSION, "kind": cluster.KIND,
                                "metadata": {"name": s.name, "namespace": s.project.namespace}, "status": status})
+
+
+def stop_all(*, tenant: Tenant, reason: str, by: str, rows=None) -> int:
+    """Ask every live session (of `rows`, default all in this schema) to stop, with `reason`;
+    each stop is audited (the system's, on behalf of what happened: `by`)."""
+    rows = (rows if rows is not None else AgenticSession.objects.all()).exclude(
+        phase__in=AgenticSession.TERMINAL).filter(stop_requested_at__isnull=True)
+    stopping = list(rows.values_list("pk", "project__slug", "name", "phase"))
+    if stopping:
+        ids = [pk for pk, *_ in stopping]
+        AgenticSession.objects.filter(pk__in=ids).update(stop_requested_at=timezone.now(), stop_reason=reason,
+                                                         stopped_by=by)
+        for _pk, project, name, phase in stopping:
+            audit.record(action="session.stop", actor=None, tenant=tenant, target_type="session",
+                         target=f"{project}/{name}", details={"phase": phase, "reason": reason, "by": by})
+        SESSIONS.bump(AgenticSession.objects.filter(pk__in=ids))
+    return len(stopping)
 
 
 def remove_cluster_objects(project) -> None:

@@ -64,6 +64,9 @@ class AgenticSession(Reconciled):
     result = models.TextField(blank=True)  # the runner's summary
     exit_code = models.IntegerField(null=True, blank=True)
     job_uid = models.CharField(max_length=64, blank=True)  # the runner Job Pier made
+    # Its one pod, pinned when first seen: no other pod's log or result is read for this session.
+    runner_pod_uid = models.CharField(max_length=64, blank=True)
+    runner_pod_name = models.CharField(max_length=253, blank=True)
     log = models.TextField(blank=True)  # the last PIER_SESSION_LOG_BYTES of the runner's log
     log_truncated = models.BooleanField(default=False)
     log_captured_at = models.DateTimeField(null=True, blank=True)

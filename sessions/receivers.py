@@ -12,10 +12,10 @@ from tenants.signals import tenant_admin_sections, tenant_suspended
 
 @receiver(tenant_suspended, dispatch_uid="pier_sessions_stop_on_suspension")
 def stop_sessions_of_suspended_tenant(sender, tenant, **kwargs):
-    from sessions.services import stop_all
+    from sessions.controller import stop_all
 
     with schema_context(tenant.schema_name):
-        stop_all(reason="TenantSuspended", by="the organization was suspended")
+        stop_all(tenant=tenant, reason="TenantSuspended", by="the organization was suspended")
 
 
 @receiver(cluster_objects, dispatch_uid="pier_sessions_crd")
@@ -29,10 +29,15 @@ def session_crd(sender, **kwargs):
 def stop_sessions_of_revoked_keys(sender, key_ids, reason, **kwargs):
     """Revoking a key stops the sessions it started (documented in the README: a revoked key's
     work stops with it; clone a session to run it again under a person or another key)."""
-    from sessions.models import AgenticSession
-    from sessions.services import stop_all
+    from django.db import connection
 
-    stop_all(reason="KeyRevoked", by=reason, rows=AgenticSession.objects.filter(created_by_key_id__in=key_ids))
+    from sessions.models import AgenticSession
+    from sessions.controller import stop_all
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(schema_name=connection.schema_name)  # keys live in their tenant's schema
+    stop_all(tenant=tenant, reason="KeyRevoked", by=reason,
+             rows=AgenticSession.objects.filter(created_by_key_id__in=key_ids))
 
 
 @receiver(project_deleting, dispatch_uid="pier_sessions_go_before_their_project")

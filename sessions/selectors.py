@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from portal import kube
 from portal.errors import Unavailable
-from sessions.controller import SESSIONS, safe_log
+from sessions.controller import safe_log
 from sessions.models import AgenticSession
 
 
@@ -14,16 +14,16 @@ def sessions_of(project):
 
 
 def log_of(session: AgenticSession, *, tail: int | None = None) -> dict:
-    """While the runner runs, its log live from the cluster (a short timeout; 503 if the cluster
-    does not answer); afterwards Pier's captured copy. `tail`: the last lines only."""
+    """While the runner runs, its log live from the cluster: one call, to the pod the controller
+    pinned, with the in-request timeout (503 if the cluster does not answer); afterwards, or before
+    the controller saw the pod, Pier's captured copy. `tail`: the last lines only."""
     source, text, truncated = "captured", session.log, session.log_truncated
-    if session.phase == AgenticSession.Phase.RUNNING and session.job_uid:
+    if session.phase == AgenticSession.Phase.RUNNING and session.runner_pod_name:
         try:
-            pods = SESSIONS._pods(session)
-            if pods:
-                text, truncated = safe_log(kube.pod_log(session.project.namespace, pods[-1]["metadata"]["name"],
+            with kube.in_request():
+                text, truncated = safe_log(kube.pod_log(session.project.namespace, session.runner_pod_name,
                                                         container="runner", tail_lines=tail))
-                source = "live"
+            source = "live"
         except kube.KubeUnavailable as exc:
             raise Unavailable(f"The cluster did not answer in time; try again. ({exc})", code="cluster_unavailable")
         except kube.KubeError as exc:

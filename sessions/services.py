@@ -311,18 +311,6 @@ def _bump(session: AgenticSession) -> None:
     SESSIONS.bump(AgenticSession.objects.filter(pk=session.pk))
 
 
-def stop_all(*, reason: str, by: str, rows=None) -> int:
-    """Ask every live session (of `rows`, default all in this schema) to stop, with `reason`."""
-    rows = (rows if rows is not None else AgenticSession.objects.all()).exclude(
-        phase__in=AgenticSession.TERMINAL).filter(stop_requested_at__isnull=True)
-    ids = list(rows.values_list("pk", flat=True))
-    if ids:
-        AgenticSession.objects.filter(pk__in=ids).update(stop_requested_at=timezone.now(), stop_reason=reason,
-                                                         stopped_by=by)
-        SESSIONS.bump(AgenticSession.objects.filter(pk__in=ids))
-    return len(ids)
-
-
 MAX_SECRET_KEYS = 50
 MAX_SECRET_BYTES = 256 * 1024
 
@@ -358,7 +346,8 @@ def runner_secret_put(*, tenant: Tenant, project: Project, acting_user, access: 
     with transaction.atomic():
         row = RunnerSecret.objects.select_for_update().filter(project=project).first()
         try:
-            cluster.write_runner_secret(project, data, tenant_slug=tenant.slug)
+            with kube.in_request():
+                cluster.write_runner_secret(project, data, tenant_slug=tenant.slug)
         except kube.KubeUnavailable as exc:
             raise Unavailable(f"The cluster did not answer in time; the secret was not changed. ({exc})",
                               code="cluster_unavailable")
@@ -378,7 +367,8 @@ def runner_secret_delete(*, tenant: Tenant, project: Project, acting_user, acces
     with transaction.atomic():
         RunnerSecret.objects.select_for_update().filter(project=project).first()
         try:
-            kube.delete("Secret", cluster.RUNNER_SECRET, project.namespace)
+            with kube.in_request():
+                kube.delete("Secret", cluster.RUNNER_SECRET, project.namespace)
         except kube.KubeError as exc:
             raise Unavailable(f"The cluster did not answer in time; the secret was not removed. ({exc.status})",
                               code="cluster_unavailable")

@@ -70,11 +70,11 @@ def sync_sessions() -> dict:
     if not jobs:
         return {"jobs": 0, "enqueued": 0}
     pods = kube.list_objects("Pod", None, label_selector=selector, cached=True)
-    newest_pod: dict[str, dict] = {}
-    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""):
+    claimants: dict[str, list[dict]] = {}  # Job uid -> the pods claiming it (one, unless someone made another)
+    for pod in pods:
         for ref in pod["metadata"].get("ownerReferences") or ():
             if ref.get("controller"):
-                newest_pod[ref.get("uid")] = pod
+                claimants.setdefault(ref.get("uid"), []).append(pod)
     by_tenant: dict[str, dict[str, dict]] = {}
     for job in jobs:
         labels = job["metadata"].get("labels") or {}
@@ -91,8 +91,9 @@ def sync_sessions() -> dict:
                 job = found[row["name"]]
                 if row["job_uid"] != job["metadata"].get("uid"):
                     continue  # not the Job this row made (the controller's own pass decides)
-                pod = newest_pod.get(row["job_uid"])
-                needed = due(row, job, pod, now=now)
+                claiming = claimants.get(row["job_uid"], [])
+                pod = claiming[0] if claiming else None
+                needed = True if len(claiming) > 1 else due(row, job, pod, now=now)
                 if needed:
                     hint = {"log_pod": pod["metadata"]["name"]} if needed == LOG_ONLY else None
                     controller.enqueue(LABEL, row["pk"], schema=tenant.schema_name, hint=hint)

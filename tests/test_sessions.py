@@ -51,6 +51,13 @@ def drive(alpha, s: AgenticSession, *, until=AgenticSession.TERMINAL, seconds: f
         time.sleep(0.3)
 
 
+def stops_audited(alpha, project, s) -> list[tuple[str, str]]:
+    from portal.models import AuditEvent
+
+    return [(e.actor, e.details.get("reason")) for e in AuditEvent.objects.filter(
+        tenant=alpha.slug, action="session.stop", target=f"{project.slug}/{s.name}", outcome="success")]
+
+
 def test_a_session_runs_to_completion_and_its_custom_resource_says_so(alpha, users, project):
     s = start(alpha, project, users["alice"], prompt="Summarise the README", display_name="Readme summary",
               llm={"model": "m1", "temperature": 0.2}, timeout_seconds=600)
@@ -152,6 +159,28 @@ def test_a_runner_job_deleted_by_hand_fails_the_session_and_is_not_recreated(alp
     with tenant_context(alpha):
         SESSIONS.run(s.pk)
     assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+
+
+def test_a_pod_made_to_look_like_the_runner_cannot_forge_the_sessions_result(alpha, users, project):
+    from kubernetes import client
+
+    s = start(alpha, project, users["alice"], prompt="the real work pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    assert s.runner_pod_name.startswith(cluster.job_name(s))  # the Job's pod, pinned by its uid
+    forged = '{"pier.dev/result": {"outcome": "succeeded", "summary": "forged"}}'
+    # Anyone who may create pods in the namespace (an editor) can copy the Job's labels and owner.
+    client.CoreV1Api(kube.api_client()).create_namespaced_pod(project.namespace, {
+        "metadata": {"name": "impostor", "labels": {"batch.kubernetes.io/controller-uid": s.job_uid,
+                                                   "pier.dev/component": "runner"},
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": cluster.job_name(s),
+                                          "uid": s.job_uid, "controller": True}]},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "runner", "image": "x", "args": [f"--pier-emulator-log={forged}", "--pier-emulator-sleep=0"]}]},
+    })
+    s = drive(alpha, s)
+    assert (s.phase, s.reason) == ("Failed", "RunnerTampered") and "impostor" in s.message
+    assert "forged" not in s.result and "forged" not in s.log
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is None  # the runner went too
 
 
 def test_a_crash_after_the_job_was_made_adopts_it_instead_of_making_a_second(alpha, users, project, monkeypatch):
@@ -261,6 +290,7 @@ def test_suspending_the_organization_stops_its_sessions_and_refuses_new_ones(alp
     try:
         s = drive(alpha, s, seconds=10)
         assert s.phase == "Stopped" and s.reason == "TenantSuspended"
+        assert stops_audited(alpha, project, s) == [("system", "TenantSuspended")]
         alpha.refresh_from_db()
         with tenant_context(alpha), pytest.raises(Exception) as refused:
             session_services.session_create(tenant=alpha, project=project, acting_user=users["alice"], access=EDIT,
@@ -288,6 +318,7 @@ def test_revoking_a_key_stops_the_sessions_it_started(alpha, users, project):
         assert list(key.sessions.values_list("name", flat=True)) == [s.name]
     s = drive(alpha, s, seconds=10)
     assert s.phase == "Stopped" and s.reason == "KeyRevoked" and "bot was revoked by alice" in s.message
+    assert stops_audited(alpha, project, s) == [("system", "KeyRevoked")]
 
 
 def test_a_dedicated_organization_runs_new_sessions_on_its_own_nodes(alpha, users, project):

@@ -191,7 +191,7 @@ def test_clone_into_another_project_the_caller_may_edit(api, users, alpha, proje
                                     format="json").status_code == 404
 
 
-def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, users, alpha, project):
+def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, users, alpha, project, settings):
     import time
 
     import kubehelp
@@ -215,6 +215,12 @@ def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, 
     kubehelp.inject_fault(verb="get", resource="pods/log", status=503, times=1)
     down = bob.get(url(project, f"/{name}/logs"))
     assert down.status_code == 503 and down.json()["error"]["code"] == "cluster_unavailable"
+    # A cluster slower than the in-request timeout (a task would wait for it): 503, not a hung page.
+    settings.PIER_KUBE_REQUEST_TIMEOUT = (1.0, 0.3)
+    kubehelp.inject_fault(verb="get", resource="pods/log", latency=1.0, times=2)  # the call and its one retry
+    slow = bob.get(url(project, f"/{name}/logs"))
+    assert slow.status_code == 503 and slow.json()["error"]["code"] == "cluster_unavailable"
+    kubehelp.clear_faults()
     assert bob.post(url(project, f"/{name}/stop")).status_code == 202
     with tenant_context(alpha):
         SESSIONS.run(s.pk)

@@ -311,7 +311,7 @@ def test_the_log_is_live_while_the_runner_runs_with_its_tail(client, world):
     text = re.search(r'<pre[^>]*id="log-text"[^>]*>(.*?)</pre>', log.content.decode(), re.S).group(1)
     assert len(text.strip().splitlines()) == 1
     # The cluster does not answer: Pier's copy, saying why, and the page keeps polling.
-    kubehelp.inject_fault(verb="list", resource="pods", status=503, times=1)
+    kubehelp.inject_fault(verb="get", resource="pods/log", status=503, times=1)
     try:
         log = client.get(f"{url}/log", HTTP_HX_REQUEST="true")
     finally:

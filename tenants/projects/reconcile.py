@@ -473,15 +473,16 @@ def issue_key(project: Project, key_name: str, service_account: str, role: str, 
     is raised."""
     objects = key_objects(project, key_name, service_account, role, tenant_slug=tenant_slug, namespace=namespace)
     made: list[dict] = []
-    try:
-        for obj in objects:
-            made.append(obj)  # before the call: a timed-out create may still have happened
-            kube.create(obj)
-        return kube.request_token(objects[0]["metadata"]["namespace"], service_account,
-                                  expiration_seconds=expiration_seconds)
-    except Exception:  # anything: remove what may exist; the periodic pass sweeps leftovers
-        remove_objects(made)
-        raise
+    with kube.in_request():
+        try:
+            for obj in objects:
+                made.append(obj)  # before the call: a timed-out create may still have happened
+                kube.create(obj)
+            return kube.request_token(objects[0]["metadata"]["namespace"], service_account,
+                                      expiration_seconds=expiration_seconds)
+        except Exception:  # anything: remove what may exist; the periodic pass sweeps leftovers
+            remove_objects(made)
+            raise
 
 
 def remove_key_objects(key: AccessKey, *, tenant_slug: str) -> None:
