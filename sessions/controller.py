@@ -203,7 +203,10 @@ class SessionController(controller.Controller):
                         reconcile_attempts=attempts, completion_time=timezone.now())
             limits.wake_waiting(s)
             return False
-        self.record(s, "Started", FALSE, "Error", f"last error (retrying): {message}", reconcile_attempts=attempts)
+        started = condition(s.conditions, "Started")
+        running = bool(started and started["status"] == TRUE)  # a running session stays Running, saying so
+        self.record(s, "Started", TRUE if running else FALSE, "Error", f"last error (retrying): {message}",
+                    reconcile_attempts=attempts)
         return True
 
     # -- steps --

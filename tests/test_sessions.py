@@ -142,6 +142,23 @@ def test_a_session_that_gave_up_has_its_runner_removed_by_the_net_pass(alpha, us
     assert kubehelp.requests_by_verb() == before
 
 
+def test_a_failed_pass_over_a_running_session_keeps_it_running_and_says_why(alpha, users, project):
+    s = start(alpha, project, users["alice"], prompt="steady pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    kubehelp.inject_fault(verb="get", resource="jobs", status=503, times=1)
+    with tenant_context(alpha):
+        with pytest.raises(kube.KubeError) as failure:
+            SESSIONS.run(s.pk)
+        assert SESSIONS.failed(s.pk, failure.value, final=False) is True
+        s.refresh_from_db()
+        assert (s.phase, s.reason) == ("Running", "Error") and "last error (retrying)" in s.message
+        SESSIONS.run(s.pk)
+        s.refresh_from_db()
+        assert (s.phase, s.reason) == ("Running", "Running")
+        phases = list(s.events.order_by("at", "id").values_list("phase", flat=True))
+    assert "Creating" not in phases[phases.index("Running"):]  # never back to Creating
+
+
 def test_a_session_past_its_timeout_is_stopped_by_the_cluster(alpha, users, project):
     s = start(alpha, project, users["alice"], prompt="think forever pier:sleep=600", timeout_seconds=60)
     s = drive(alpha, s, seconds=40, step=15)
