@@ -214,6 +214,27 @@ def test_active_deadline_fails_the_job_and_deletes_its_running_pods(batch, core,
     wait_until(lambda: "Killing" in reasons(core, ns, pod), TIMEOUT)
 
 
+def test_a_pods_active_deadline_fails_it_and_keeps_it_with_its_log(batch, core, emulator, ns):
+    """The kubelet's deadline (pod spec.activeDeadlineSeconds), unlike the Job's, leaves the pod
+    and its log: with backoffLimit 0 the Job fails on that pod (BackoffLimitExceeded)."""
+    template = job("pod-deadline", "--pier-emulator-sleep=3600", "--pier-emulator-log=working",
+                   backoffLimit=0)
+    template["spec"]["template"]["spec"]["activeDeadlineSeconds"] = 30
+    batch.create_namespaced_job(ns, template)
+    pod = the_pod(core, ns, "pod-deadline")
+    wait_phase(core, ns, pod.metadata.name, "Running")
+    emulator.advance_clock(31)
+    failed = wait_phase(core, ns, pod.metadata.name, "Failed")
+    assert (failed.status.reason, failed.status.message) == (
+        "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+    assert failed.status.container_statuses[0].state.terminated.exit_code == 137
+    assert "working" in log(core, pod.metadata.name, ns)  # the pod and its log stay
+    wait_until(lambda: job_condition(batch, ns, "pod-deadline", "Failed") is not None, TIMEOUT)
+    assert job_condition(batch, ns, "pod-deadline", "Failed").reason == "BackoffLimitExceeded"
+    assert [p.metadata.name for p in pods_of(core, ns, "pod-deadline")] == [pod.metadata.name]
+    assert "DeadlineExceeded" in reasons(core, ns, failed) and "Killing" in reasons(core, ns, failed)
+
+
 def test_a_job_whose_status_has_not_changed_is_not_written_again(batch, core, ns):
     """The job controller writes a Job only when its status changes, as the real one does, so a
     watcher of a running Job sees no MODIFIED events while nothing happens to it."""

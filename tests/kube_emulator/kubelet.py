@@ -18,6 +18,10 @@ goes through the phases a real kubelet reports, on the emulator's clock:
   a non-zero code, it starts again (`restartCount` + 1, `lastState`, the previous log kept for
   `previous=true`); otherwise, once every container has ended, the pod is `Succeeded` (all
   exited 0) or `Failed`.
+- a pod with `spec.activeDeadlineSeconds`, active that long since its `startTime`: its running
+  containers stopped as for a delete (below), the pod `Failed` with reason `DeadlineExceeded`
+  ("Pod was active on the node longer than the specified deadline", also a `DeadlineExceeded`
+  event); the pod stays, and so does its log, as a real kubelet leaves it.
 - a pod being deleted (a DELETE marks a pod on a node, see `store.py`) has its running
   containers stopped (exit 137, a session runner 143; a `Killing` event), then is removed (once
   no finalizer holds it);
@@ -65,6 +69,7 @@ SLEEP_MARKER = "--pier-emulator-sleep="
 LOG_MARKER = "--pier-emulator-log="
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 KILLED_EXIT_CODE = 137
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 # A failed volume mount is retried (and its FailedMount event repeated) after a back-off that
 # doubles from 0.5 s to 2m2s, as the kubelet's volume operations do.
 MOUNT_RETRY_SECONDS = 0.5
@@ -120,6 +125,7 @@ class PodRun:
     done: bool = False
     mount_failures: int = 0
     mount_retry_at: float = 0.0
+    deadline_exceeded: bool = False
 
 
 def _markers(container: Obj) -> Markers:
@@ -278,9 +284,13 @@ class Kubelet:
                 run.mount_failures += 1
                 backoff = MOUNT_RETRY_SECONDS * 2 ** (run.mount_failures - 1)
                 run.mount_retry_at = now + min(MAX_MOUNT_RETRY_SECONDS, backoff)
+        start = _epoch_of((pod.get("status") or {}).get("startTime"))
+        active_deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        deadline_at = start + active_deadline if start is not None and isinstance(active_deadline, int) else None
+        until = now if deadline_at is None else min(now, deadline_at)  # what ended before the deadline did
         while run.started and not run.done:
             running = [c for c in run.containers.values() if c.state == "running"]
-            due = [c for c in running if c.finish_at <= now]
+            due = [c for c in running if c.finish_at <= until]
             if not due:
                 if running:
                     txn.wake_at(min(c.finish_at for c in running))
@@ -299,6 +309,12 @@ class Kubelet:
                 break
         if run.started and all(c.state == "terminated" for c in run.containers.values()):
             run.done = True
+        if deadline_at is not None and not run.done:
+            if now >= deadline_at:
+                self._deadline_exceeded(txn, pods_type, run, deadline_at)
+                changed = True
+            else:
+                txn.wake_at(deadline_at)
         if not run.started:
             txn.wake_at(max(run.start_at, run.mount_retry_at))
         if changed:
@@ -307,6 +323,21 @@ class Kubelet:
             current = txn.get(pods_type, run.namespace, run.name)
             if current is not None and not current["metadata"].get("finalizers"):
                 txn.delete(pods_type, current)  # containers stopped: the kubelet's final delete
+
+    def _deadline_exceeded(self, txn: Txn, pods_type: ResourceType, run: PodRun, at: float) -> None:
+        """The kubelet's active deadline: stop what runs (a runner reports, as on SIGTERM), fail the pod."""
+        for container in run.containers.values():
+            if container.state != "terminated":
+                was_running = container.state == "running"
+                runner = container.runner if was_running else None
+                self._terminate(container, at, KILLED_EXIT_CODE if runner is None else STOPPED_EXIT_CODE,
+                                started=was_running)
+                if runner is not None:
+                    container.logs.append((at, runner.stopped_result_line()))
+                if was_running:
+                    self._killing(txn, pods_type, run, container)
+        run.started = run.done = run.deadline_exceeded = True
+        self._event(txn, pods_type, run, "Normal", "DeadlineExceeded", DEADLINE_MESSAGE)
 
     def _start_all(self, txn: Txn, pods_type: ResourceType, run: PodRun, pod: Obj) -> None:
         run.started = True
@@ -446,6 +477,8 @@ class Kubelet:
             reason = "PodFailed" if failed else "PodCompleted"
             ready = {"status": "False", "reason": reason}
             set_condition(pod, {"type": "PodReadyToStartContainers", "status": "False"}, when)
+            if run.deadline_exceeded:
+                status.update({"phase": "Failed", "reason": "DeadlineExceeded", "message": DEADLINE_MESSAGE})
         elif run.started:
             status["phase"] = "Running"
             ready = (
