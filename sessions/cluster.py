@@ -11,9 +11,11 @@ resource (so deleting it takes them all, by the garbage collector):
   secret's keys, which win where both name a variable;
 - `ServiceAccount/<name>-runner`: the runner's identity, bound to nothing and with no token
   mounted, so the runner can do nothing an editor of the project cannot;
-- `Job/<name>-runner`: one pod (backoffLimit 0, restartPolicy Never), `activeDeadlineSeconds`
-  from the timeout so the cluster enforces it; the project's runner secret as environment by
-  reference (optional: a project without one still runs).
+- `Job/<name>-runner`: one pod (backoffLimit 0, restartPolicy Never), the pod's
+  `activeDeadlineSeconds` from the timeout so the cluster enforces it (the kubelet stops the
+  runner and fails the pod, which stays with its log), the Job's a minute later as a backstop;
+  the project's runner secret as environment by reference (optional: a project without one
+  still runs).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ RUNNER_COMPONENT = reconcile.RUNNER_COMPONENT
 RUNNER_SECRET = "pier-runner"
 SESSION_FILE_DIR = "/etc/pier/session"
 SESSION_FILE = f"{SESSION_FILE_DIR}/session.json"
+# The Job's deadline is the pod's plus this: the pod's (the kubelet's) ends a run and keeps its log.
+JOB_DEADLINE_MARGIN = 60
 
 
 def _string(**extra) -> dict:
@@ -141,6 +145,7 @@ def runner_objects(session, owner: dict, *, tenant_slug: str, placement: dict | 
     pod_labels = {**base, LABEL_COMPONENT: RUNNER_COMPONENT}
     pod_spec = {
         "restartPolicy": "Never",
+        "activeDeadlineSeconds": session.timeout_seconds,
         "serviceAccountName": account,
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -169,7 +174,10 @@ def runner_objects(session, owner: dict, *, tenant_slug: str, placement: dict | 
         {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(job_name(session), **{LABEL_COMPONENT: RUNNER_COMPONENT}),
          "spec": {
              "backoffLimit": 0,
-             "activeDeadlineSeconds": session.timeout_seconds,
+             # The pod's own deadline (the kubelet's) ends the run and keeps the pod and its log,
+             # the runner's last lines included; the Job's, a little later, is the backstop for
+             # a pod that never got to a node.
+             "activeDeadlineSeconds": session.timeout_seconds + JOB_DEADLINE_MARGIN,
              "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
          }},
     ]

@@ -289,7 +289,7 @@ class SessionController(controller.Controller):
                           if c.get("status") == "True"}
         container = _runner_state(pod)
         if "Complete" in job_conditions or "Failed" in job_conditions:
-            return self._finished_job(s, job_conditions, container)
+            return self._finished_job(s, job_conditions, container, pod)
         if pod is not None and pod.get("status", {}).get("phase") == "Running":
             started = parse_time((container.get("running") or {}).get("startedAt")) or timezone.now()
             self.record(s, "Started", TRUE, "Running", f"running in pod {pod['metadata']['name']}",
@@ -322,7 +322,7 @@ class SessionController(controller.Controller):
         warnings = [e for e in events if e.get("type") == "Warning"]
         return max(warnings, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", default=None)
 
-    def _finished_job(self, s: AgenticSession, job_conditions: dict, container: dict) -> str:
+    def _finished_job(self, s: AgenticSession, job_conditions: dict, container: dict, pod: dict | None) -> str:
         terminated = container.get("terminated") or {}
         code = terminated.get("exitCode")
         report = result_of(s.log) or {}
@@ -333,7 +333,8 @@ class SessionController(controller.Controller):
                          exit_code=code, ended=ended)
             return "completed"
         failed = job_conditions.get("Failed") or {}
-        if failed.get("reason") == "DeadlineExceeded":
+        pod_reason = ((pod or {}).get("status") or {}).get("reason")
+        if "DeadlineExceeded" in (failed.get("reason"), pod_reason):  # the pod's deadline, or the Job's
             self._finish(s, "DeadlineExceeded",
                          f"the session ran past its timeout of {s.timeout_seconds} s; the cluster stopped it",
                          exit_code=code, ended=ended)

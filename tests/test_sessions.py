@@ -64,10 +64,12 @@ def test_a_session_runs_to_completion_and_its_custom_resource_says_so(alpha, use
     assert s.phase == "Pending" and s.name.startswith("readme-summary-")
     s = drive(alpha, s, until=("Creating", "Running", "Completed"), seconds=10)
     job = kube.get("Job", cluster.job_name(s), project.namespace)
-    assert job["spec"]["activeDeadlineSeconds"] == 600 and job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["backoffLimit"] == 0
     owner = job["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "AgenticSession" and owner["name"] == s.name
     pod_spec = job["spec"]["template"]["spec"]
+    # The pod's deadline is the timeout (it keeps the pod and its log); the Job's is the backstop.
+    assert pod_spec["activeDeadlineSeconds"] == 600 and job["spec"]["activeDeadlineSeconds"] == 660
     assert pod_spec["automountServiceAccountToken"] is False
     assert pod_spec["containers"][0]["envFrom"][-1] == {"secretRef": {"name": "pier-runner", "optional": True}}
     config = kube.get("ConfigMap", f"{s.name}-session", project.namespace)
@@ -165,6 +167,7 @@ def test_a_session_past_its_timeout_is_stopped_by_the_cluster(alpha, users, proj
     assert s.phase == "Failed" and s.reason == "DeadlineExceeded", (s.phase, s.reason, s.message)
     assert "timeout of 60 s" in s.message
     assert "prompt of" in s.log  # what it wrote before the deadline is kept
+    assert "stopped (SIGTERM)" in s.log.strip().splitlines()[-1]  # and what it wrote as it was stopped
 
 
 def test_a_runner_job_deleted_by_hand_fails_the_session_and_is_not_recreated(alpha, users, project):
