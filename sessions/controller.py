@@ -297,7 +297,11 @@ class SessionController(controller.Controller):
             return "running"
         unschedulable = _unschedulable(pod)
         if unschedulable is not None:
-            since = parse_time(unschedulable.get("lastTransitionTime")) or timezone.now()
+            # How long it has not started, by Pier's clock (the runner Job was made then): a
+            # cluster whose clock is off cannot fail it early or keep it waiting forever.
+            started = condition(s.conditions, "Started") or {}
+            since = (parse_time(started.get("lastTransitionTime")) if started.get("status") == FALSE else None
+                     ) or timezone.now()
             message = f"the cluster cannot place the runner: {unschedulable.get('message', '')}".strip()
             if timezone.now() - since >= timedelta(seconds=settings.PIER_SESSION_UNSCHEDULABLE_SECONDS):
                 self._finish(s, "Unschedulable", message)

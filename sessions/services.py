@@ -322,10 +322,10 @@ def clean_secret_data(data: Any) -> dict[str, str]:
     if len(data) > MAX_SECRET_KEYS:
         raise _refuse("data", f"at most {MAX_SECRET_KEYS} keys.")
     total = 0
-    for name, value in data.items():
+    for number, (name, value) in enumerate(data.items(), start=1):
         if not isinstance(name, str) or not _ENV_NAME.match(name) or name.upper().startswith("PIER_"):
-            shown = name[:40] if isinstance(name, str) else "?"
-            raise _refuse("data", f"{shown!r} is not a usable variable name (letters, digits, _; not PIER_*).")
+            # Named by its place, never echoed: a pasted value can end up where a name belongs.
+            raise _refuse("data", f"name {number} is not a usable variable name (letters, digits, _; not PIER_*).")
         if not isinstance(value, str) or "\x00" in value:
             raise _refuse(f"data.{name}", "give text without NUL characters.")
         total += len(value.encode())

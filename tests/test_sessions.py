@@ -389,6 +389,24 @@ def test_a_dedicated_organization_runs_new_sessions_on_its_own_nodes(alpha, user
             pass
 
 
+def test_a_runner_no_node_can_take_fails_its_session_after_the_wait_with_the_schedulers_message(
+        alpha, users, project, settings):
+    from tenants import services as tenant_services
+
+    settings.PIER_SESSION_UNSCHEDULABLE_SECONDS = 2
+    kubehelp.advance_clock(3600)  # the cluster's clock an hour ahead of Pier's: the wait is by Pier's
+    tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="dedicated")
+    try:
+        with tenant_context(alpha):
+            reconcile.run(project.pk)  # its namespace's pods now need the organization's own nodes: none
+        s = drive(alpha, start(alpha, project, users["alice"], prompt="nowhere to go"), seconds=20, step=1)
+    finally:
+        tenant_services.tenant_update(tenant=alpha, acting_user=users["staff"], runtime_mode="shared")
+    assert (s.phase, s.reason) == ("Failed", "Unschedulable"), (s.phase, s.reason, s.message)
+    assert "the cluster cannot place the runner" in s.message and "nodes are available" in s.message
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+
+
 def test_runner_image_and_resources_come_from_the_configuration_and_stay_with_the_session(alpha, users, project):
     from portal.errors import InvalidInput
     from tenants import services as tenant_services

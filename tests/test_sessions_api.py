@@ -221,9 +221,17 @@ def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, 
     slow = bob.get(url(project, f"/{name}/logs"))
     assert slow.status_code == 503 and slow.json()["error"]["code"] == "cluster_unavailable"
     kubehelp.clear_faults()
+    from portal import kube
+
+    assert kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}")
     assert bob.post(url(project, f"/{name}/stop")).status_code == 202
     with tenant_context(alpha):
         SESSIONS.run(s.pk)
+    for _ in range(50):  # the Job is deleted; its pod (and the cluster's copy of the log) goes with it
+        if not kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}"):
+            break
+        time.sleep(0.1)
+    assert kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}") == []
     after = bob.get(url(project, f"/{name}/logs")).json()
     assert after["source"] == "captured" and "prompt of" in after["text"]
     for bad in ("x", "\u00b2", "-1", "9" * 40):  # "²" passes str.isdigit(), not int()
@@ -260,6 +268,10 @@ def test_the_runner_secret_is_write_only_and_never_echoed_or_logged(api, users, 
     # Bad input names the field and never echoes a value.
     bad = bob.put(secret_url, {"data": {"PIER_X": value}}, format="json")
     assert bad.status_code == 400 and value not in bad.content.decode()
+    pasted = "c2stdmVyeS1zZWNyZXQ+dmFsdWU/MTIz"  # a value pasted where a name belongs
+    bad = bob.put(secret_url, {"data": {"OK": "1", pasted: ""}}, format="json")
+    assert bad.status_code == 400 and "name 2" in bad.json()["error"]["message"]
+    assert pasted[:8] not in bad.content.decode()
     # Editors cannot write it through Pier; they see which keys are set.
     editor = key(api, users, project, "edit")
     assert editor.put(secret_url, {"data": {"OPENAI_API_KEY": "mine"}}, format="json").status_code == 403

@@ -117,3 +117,77 @@ def test_two_admissions_at_once_never_pass_the_running_limit(org, monkeypatch):
     with tenant_context(tenant):
         phases = sorted(AgenticSession.objects.values_list("phase", flat=True))
     assert phases == ["Creating", "Pending"]
+
+
+def test_two_admissions_at_once_in_two_projects_never_pass_the_organizations_limit(org, monkeypatch):
+    from tenants.models import Tenant
+
+    tenant, project, bob = org
+    Tenant.objects.filter(pk=tenant.pk).update(max_running_sessions=1)
+    with tenant_context(tenant):
+        other = project_services.project_create(tenant=tenant, slug="other", acting_user=bob)
+        reconcile.run(other.pk)
+        other.refresh_from_db()
+        a, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN, prompt="a")
+        b, _ = services.session_create(tenant=tenant, project=other, acting_user=bob, access=ADMIN, prompt="b")
+    real = limits.waiting_reason
+
+    def slow(s, t):
+        answer = real(s, t)
+        threading.Event().wait(0.5)
+        return answer
+
+    class Admitted(Exception):
+        pass
+
+    def stop_after_admission(self, s, t):
+        raise Admitted()
+
+    monkeypatch.setattr(limits, "waiting_reason", slow)
+    monkeypatch.setattr(type(SESSIONS), "_custom_resource", stop_after_admission)
+
+    def admit(i: int):
+        connection.set_tenant(tenant)
+        SESSIONS.run([a.pk, b.pk][i])
+        return "waiting"
+
+    outcomes = _in_threads(2, admit)
+    assert sorted(type(o).__name__ if isinstance(o, Exception) else o for o in outcomes) == ["Admitted", "waiting"]
+    with tenant_context(tenant):
+        waiting = AgenticSession.objects.get(phase="Pending")
+    assert waiting.message.startswith("waiting: ") and "in this organization" in waiting.message
+
+
+def test_deleting_an_organization_removes_its_sessions_custom_resources_before_its_namespaces(
+        committed, unique_slug, monkeypatch):
+    import kubehelp
+    from portal import kube
+    from sessions import cluster
+
+    tenant = provision_now(unique_slug("gone"), "bob")
+    bob = get_user_model().objects.get(username="bob")
+    with tenant_context(tenant):
+        project = project_services.project_create(tenant=tenant, slug="work", acting_user=bob)
+        reconcile.run(project.pk)
+        project.refresh_from_db()
+        s, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN,
+                                       prompt="still running pier:sleep=600")
+        for _ in range(20):
+            SESSIONS.run(s.pk)
+            s.refresh_from_db()
+            if s.phase == "Running":
+                break
+            kubehelp.advance_clock(1)
+            threading.Event().wait(0.3)
+    assert s.phase == "Running"
+    deleted = []
+    real_delete = kube.delete
+
+    def recording(kind, name, namespace=None, **kwargs):
+        deleted.append((kind, name))
+        return real_delete(kind, name, namespace, **kwargs)
+
+    monkeypatch.setattr(kube, "delete", recording)
+    delete_now(tenant)
+    assert deleted.index((cluster.SESSION_KIND, s.name)) < deleted.index(("Namespace", project.namespace))
+    assert kube.get(cluster.SESSION_KIND, s.name, project.namespace) is None
