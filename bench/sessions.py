@@ -51,10 +51,10 @@ emulator's clock, which the benchmark moves forward to finish them).
    session), through the whole Django stack with bench/projects.py's request helpers.
 
 Parts 2 and 3 run first, while the cluster holds little else: the emulator's controllers pass
-over the whole store every 20 ms after any write, and its job controller deep-copies every Job on
-every pass (tests/kube_emulator/jobs.py, JobController._write), so with 500 Jobs a pass takes about
-a second, holding the store's lock that requests wait for. Part 1's counts do not depend on that;
-its seconds (and the set-up's) do, and most of this benchmark's run time (about 10 minutes at the
+over the whole store every 20 ms after any write (its job controller now leaves a Job whose
+status did not change alone, without copying it), so with 500 Jobs a pass still takes a while,
+holding the store's lock that requests wait for. Part 1's counts do not depend on that; its
+seconds (and the set-up's) do, and most of this benchmark's run time (about 7.5 minutes at the
 default size on 2 CPUs; `--tenants 5` for half the sessions, about a quarter of that time) is the
 emulator's.
 """
