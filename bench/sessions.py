@@ -292,8 +292,9 @@ def _populate(slugs, owners, per_tenant: int, per_project: int, published: Publi
 
 
 def _one_reconcile(emulator, tenant) -> dict:
-    """One running session's reconcile with nothing new in the cluster: its SQL statements and
-    Kubernetes calls (what each live session costs a cycle)."""
+    """One running session's whole reconcile (no hint) with nothing new in the cluster: its SQL
+    statements and Kubernetes calls (what a live session costs when its phase changes or a retry
+    runs; a log-only pass, the usual cost, reads just the log)."""
     from django_tenants.utils import tenant_context
 
     from portal.controller import reconcile_object
@@ -382,7 +383,7 @@ def _report_cycles(measured: list[dict], tenants: int, projects: int, sessions: 
     print("\nKubernetes calls of each state's cycle at the period, by verb and resource:")
     for state, c in headline.items():
         print(f"  {state}: {c['by_verb'] or 'none'}; {c['by_resource'] or 'none'}")
-    print(f"\none running session's reconcile, nothing new in the cluster: Kubernetes calls {one['calls']}; "
+    print(f"\none running session's whole reconcile (no hint), nothing new in the cluster: Kubernetes calls {one['calls']}; "
           f"{len(one['statements'])} SQL statements:")
     for sql in one["statements"]:
         print(f"  {sql if len(sql) <= 110 else sql[:107] + '...'}")
