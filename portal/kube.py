@@ -178,7 +178,6 @@ def in_request():
         _timeout.reset(token)
 
 
-
 def _request(method: str, path: str, *, query: list[tuple[str, Any]] | None = None, body: Any = None,
              content_type: str = "application/json", text: bool = False, what: str = "") -> Any:
     """One HTTP request to the API server. JSON in and out, or the reply as text (`text=True`)."""

@@ -23,23 +23,28 @@ Phase = AgenticSession.Phase
 OCCUPYING = (Phase.CREATING, Phase.RUNNING)  # admitted and not finished
 
 
-def effective(project, tenant) -> dict:
-    """The project's effective configuration values."""
-    from tenants.projects import config
+def _policy(tenant):
     from tenants.projects.selectors import policy_for
 
-    return config.values(config.effective(policy=policy_for(tenant), overrides=project.config_overrides))
+    return policy_for(tenant)
 
 
-def _count(project, tenant, key: str) -> int:
+def effective(project, tenant, *, policy=None) -> dict:
+    """The project's effective configuration values (`policy`: the tenant's, if already read)."""
+    from tenants.projects import config
+
+    return config.values(config.effective(policy=policy or _policy(tenant), overrides=project.config_overrides))
+
+
+def _count(project, tenant, key: str, *, policy=None) -> int:
     """A whole-number key as a number: any quantity the configuration accepts ("4k" too)."""
     from tenants.projects.config import parse_quantity
 
-    return int(parse_quantity(effective(project, tenant)[key]))
+    return int(parse_quantity(effective(project, tenant, policy=policy)[key]))
 
 
-def project_limit(project, tenant) -> int:
-    return _count(project, tenant, "sessions.running")
+def project_limit(project, tenant, *, policy=None) -> int:
+    return _count(project, tenant, "sessions.running", policy=policy)
 
 
 def max_timeout(project, tenant) -> int:
@@ -65,7 +70,8 @@ def waiting_reason(s: AgenticSession, tenant) -> str:
     per_project = {row["project_id"]: row for row in live.order_by().values("project_id").annotate(
         running=Count("pk", filter=Q(phase__in=OCCUPYING)), ahead=Count("pk", filter=older_waiting))}
     own = per_project.pop(s.project_id, {"running": 0, "ahead": 0})
-    limit = project_limit(s.project, tenant)
+    policy = _policy(tenant)  # read once for every project's limit
+    limit = project_limit(s.project, tenant, policy=policy)
     if own["running"] + own["ahead"] >= limit:
         return _waiting(own["running"], own["ahead"], limit, "this project")
     running = own["running"] + sum(row["running"] for row in per_project.values())
@@ -76,7 +82,7 @@ def waiting_reason(s: AgenticSession, tenant) -> str:
 
         for project in Project.objects.filter(pk__in=queued):
             row = per_project[project.pk]
-            ahead += min(row["ahead"], max(0, project_limit(project, tenant) - row["running"]))
+            ahead += min(row["ahead"], max(0, project_limit(project, tenant, policy=policy) - row["running"]))
     limit = tenant_limit(tenant)
     if running + ahead >= limit:
         return _waiting(running, ahead, limit, "this organization")
