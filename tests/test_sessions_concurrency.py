@@ -83,13 +83,9 @@ def test_fifty_concurrent_creates_give_fifty_distinct_sessions(org, monkeypatch)
         assert AgenticSession.objects.count() == 50
 
 
-def test_two_admissions_at_once_never_pass_the_running_limit(org, monkeypatch):
-    tenant, project, bob = org
-    with tenant_context(tenant):
-        project_services.project_update(tenant=tenant, project=project, acting_user=bob, access=ADMIN, merge=True,
-                                        config_overrides={"sessions.running": "1"})
-        a, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN, prompt="a")
-        b, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN, prompt="b")
+def _admit_both_at_once(tenant, a, b, monkeypatch) -> list:
+    """Two workers admit `a` and `b` at the same moment; each stops right after its admission
+    decision (raising Admitted if it took a slot). Returns the outcomes, sorted."""
     real = limits.waiting_reason
 
     def slow(s, t):
@@ -112,8 +108,17 @@ def test_two_admissions_at_once_never_pass_the_running_limit(org, monkeypatch):
         SESSIONS.run([a.pk, b.pk][i])
         return "waiting"
 
-    outcomes = _in_threads(2, admit)
-    assert sorted(type(o).__name__ if isinstance(o, Exception) else o for o in outcomes) == ["Admitted", "waiting"]
+    return sorted(type(o).__name__ if isinstance(o, Exception) else o for o in _in_threads(2, admit))
+
+
+def test_two_admissions_at_once_never_pass_the_running_limit(org, monkeypatch):
+    tenant, project, bob = org
+    with tenant_context(tenant):
+        project_services.project_update(tenant=tenant, project=project, acting_user=bob, access=ADMIN, merge=True,
+                                        config_overrides={"sessions.running": "1"})
+        a, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN, prompt="a")
+        b, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN, prompt="b")
+    assert _admit_both_at_once(tenant, a, b, monkeypatch) == ["Admitted", "waiting"]
     with tenant_context(tenant):
         phases = sorted(AgenticSession.objects.values_list("phase", flat=True))
     assert phases == ["Creating", "Pending"]
@@ -130,29 +135,7 @@ def test_two_admissions_at_once_in_two_projects_never_pass_the_organizations_lim
         other.refresh_from_db()
         a, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN, prompt="a")
         b, _ = services.session_create(tenant=tenant, project=other, acting_user=bob, access=ADMIN, prompt="b")
-    real = limits.waiting_reason
-
-    def slow(s, t):
-        answer = real(s, t)
-        threading.Event().wait(0.5)
-        return answer
-
-    class Admitted(Exception):
-        pass
-
-    def stop_after_admission(self, s, t):
-        raise Admitted()
-
-    monkeypatch.setattr(limits, "waiting_reason", slow)
-    monkeypatch.setattr(type(SESSIONS), "_custom_resource", stop_after_admission)
-
-    def admit(i: int):
-        connection.set_tenant(tenant)
-        SESSIONS.run([a.pk, b.pk][i])
-        return "waiting"
-
-    outcomes = _in_threads(2, admit)
-    assert sorted(type(o).__name__ if isinstance(o, Exception) else o for o in outcomes) == ["Admitted", "waiting"]
+    assert _admit_both_at_once(tenant, a, b, monkeypatch) == ["Admitted", "waiting"]
     with tenant_context(tenant):
         waiting = AgenticSession.objects.get(phase="Pending")
     assert waiting.message.startswith("waiting: ") and "in this organization" in waiting.message
@@ -160,9 +143,9 @@ def test_two_admissions_at_once_in_two_projects_never_pass_the_organizations_lim
 
 def test_deleting_an_organization_removes_its_sessions_custom_resources_before_its_namespaces(
         committed, unique_slug, monkeypatch):
-    import kubehelp
     from portal import kube
     from sessions import cluster
+    from test_sessions import drive
 
     tenant = provision_now(unique_slug("gone"), "bob")
     bob = get_user_model().objects.get(username="bob")
@@ -172,13 +155,7 @@ def test_deleting_an_organization_removes_its_sessions_custom_resources_before_i
         project.refresh_from_db()
         s, _ = services.session_create(tenant=tenant, project=project, acting_user=bob, access=ADMIN,
                                        prompt="still running pier:sleep=600")
-        for _ in range(20):
-            SESSIONS.run(s.pk)
-            s.refresh_from_db()
-            if s.phase == "Running":
-                break
-            kubehelp.advance_clock(1)
-            threading.Event().wait(0.3)
+    s = drive(tenant, s, until=("Running",), seconds=15)
     assert s.phase == "Running"
     deleted = []
     real_delete = kube.delete
