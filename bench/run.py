@@ -216,9 +216,18 @@ def _summary(results: dict, elapsed: float) -> str:
                 f"({s['kube'] / r['tenants']:g} per tenant), {s['sql']} SQL statements ({s['sql'] / r['tenants']:.1f} "
                 f"per tenant), {s['enqueued']} reconciles, {s['seconds']:.2f} s; {per_live} | "
                 f"{'finished cost nothing' if state == 'all finished' else 'constant per tenant'} |")
-        slope = c["per_live_session"]
-        lines.append(f"| What one more live session adds to a sync cycle | {slope['kube']:.2f} Kubernetes calls, "
-                     f"{slope['sql']:.1f} SQL statements | 0 |")
+        for state, s in c["logs_due"].items():
+            if not s["live"]:
+                continue
+            lines.append(
+                f"| Same, {state}, every running session's log due | {s['kube']} Kubernetes calls ({s['log_reads']} "
+                f"log reads), {s['sql']} SQL statements ({s['sql'] / r['tenants']:.1f} per tenant), {s['seconds']:.2f} s "
+                f"| SQL constant per tenant; one log read per running session |")
+        slope, slope_due = c["per_live_session"], c["per_live_session_logs_due"]
+        lines.append(f"| What one more live session adds to a sync cycle (log reads apart), at the period / every log "
+                     f"due | {slope['kube']:.2f} / {slope_due['kube']:.2f} Kubernetes calls, {slope['sql']:.2f} / "
+                     f"{slope_due['sql']:.2f} SQL statements; {slope_due['log_reads']:.2f} log reads with every log due "
+                     f"| 0 |")
         lat = r["latency"]
         ms = lat["ms"]
         lines += [

@@ -61,12 +61,14 @@ emulator's.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import threading
 import time
 import uuid
 from collections import Counter
+from unittest import mock
 
 from django.conf import settings
 from django.db import connection
@@ -114,9 +116,10 @@ def _runner_selector() -> str:
 
 
 class Published:
-    """Stands in for the broker behind `reconcile_object.apply_async` (set as the side effect of
-    common.no_reconcile_enqueue's mock): keeps each message's args (label, pk, schema), in order,
-    for running in this process."""
+    """Stands in for the broker: set as the side effect of common.no_reconcile_enqueue's mock
+    (`reconcile_object.apply_async`) and, by `logs_published`, of `keep_runner_logs.apply_async`;
+    keeps each message, in order, for running in this process: (label, pk, schema) for a
+    reconcile, (LOGS, pairs, schema) for a tenant's logs."""
 
     def __init__(self):
         self._messages: list[tuple] = []
@@ -124,7 +127,11 @@ class Published:
 
     def __call__(self, args=(), kwargs=None, **options) -> None:
         with self._lock:
-            self._messages.append((*args, (kwargs or {}).get("hint")))
+            self._messages.append(tuple(args))
+
+    def logs(self, args=(), headers=None, **options) -> None:
+        with self._lock:
+            self._messages.append((LOGS, args[0], headers["_schema_name"]))
 
     def take(self) -> list[tuple]:
         with self._lock:
@@ -132,20 +139,40 @@ class Published:
         return messages
 
 
+LOGS = "sessions.tasks.keep_runner_logs"
+
+
+@contextlib.contextmanager
+def logs_published(published: Published):
+    from sessions import tasks
+
+    with mock.patch.object(tasks.keep_runner_logs, "apply_async", side_effect=published.logs):
+        yield
+
+
 def _work(published: Published) -> list[tuple]:
     """Run what was published, and what that publishes, as a worker would: the task itself,
-    called in this process. Returns (label, pk, schema, start, end, error) per message."""
+    called in this process (a tenant's logs in its schema, as tenant-schemas-celery would).
+    Returns (label, pk, schema, start, end, error) per message (pk None for logs)."""
+    from django_tenants.utils import schema_context
+
     from portal.controller import reconcile_object
+    from sessions import tasks
 
     done = []
     for _ in range(10):  # follow-ups (e.g. limits.wake_waiting) come in rounds
         messages = published.take()
         if not messages:
             break
-        for label, pk, schema, hint in messages:
+        for label, pk, schema in messages:
             start, error = time.perf_counter(), None
             try:
-                reconcile_object(label, pk, schema, hint=hint)
+                if label == LOGS:
+                    with schema_context(schema):
+                        tasks.keep_runner_logs(pk)
+                    pk = None
+                else:
+                    reconcile_object(label, pk, schema)
             except Exception as exc:  # the task would retry it; here it is counted and shown
                 error = f"{type(exc).__name__}: {exc}"
             done.append((label, pk, schema, start, time.perf_counter(), error))
@@ -200,7 +227,8 @@ def _cycle(emulator, published: Published, tenants, *, state: str = "", when: st
     errors = [d[5] for d in done if d[5]]
     return {
         "state": state, "when": when, "live": live, "phases": dict(phases), "jobs": synced["jobs"],
-        "enqueued": synced["enqueued"], "reconciles": len(done), "errors": errors,
+        "enqueued": synced["enqueued"], "logs": synced["logs"], "log_reads": resources.get("get pods/log", 0),
+        "reconciles": len(done), "errors": errors,
         "sync_s": sync_s, "seconds": seconds,
         "kube_sync": sum(sync_verbs.values()), "kube": sum(verbs.values()), "kube_writes": kube_writes(verbs),
         "by_verb": {v: n for v, n in verbs.items() if n}, "by_resource": {r: n for r, n in resources.items() if n},
@@ -225,8 +253,29 @@ def _at_the_period(emulator, published, tenants, state: str, previous_end: float
     right after."""
     time.sleep(max(0.0, previous_end + settings.PIER_SESSION_SYNC_SECONDS - time.perf_counter()))
     period = f"{settings.PIER_SESSION_SYNC_SECONDS:g} s later"
-    return [_cycle(emulator, published, tenants, state=state, when=period),
-            _cycle(emulator, published, tenants, state=state, when="back-to-back")]
+    cycles = [_cycle(emulator, published, tenants, state=state, when=period),
+              _cycle(emulator, published, tenants, state=state, when="back-to-back")]
+    _age_logs(tenants)
+    return [*cycles, _cycle(emulator, published, tenants, state=state, when=LOGS_DUE)]
+
+
+LOGS_DUE = "every log due"
+
+
+def _age_logs(tenants) -> None:
+    """What PIER_SESSION_LOG_SECONDS of waiting does: every running session's log is due."""
+    from datetime import timedelta
+
+    from django.db.models import F
+    from django_tenants.utils import tenant_context
+
+    from sessions.models import AgenticSession
+
+    for tenant in tenants:
+        with tenant_context(tenant):
+            AgenticSession.objects.filter(log_captured_at__isnull=False).update(
+                log_captured_at=F("log_captured_at") - timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS))
+    connection.set_schema_to_public()
 
 
 def _tenant(slug: str, owner, *, per_project: int, per_tenant: int):
@@ -360,7 +409,7 @@ def _report_cycles(measured: list[dict], tenants: int, projects: int, sessions: 
     for c in measured:
         errors = f" ({len(c['errors'])} errors)" if c["errors"] else ""
         rows.append([
-            c["state"], c["when"], c["live"], c["jobs"], f"{c['enqueued']}{errors}", f"{c['sync_s']:.2f}",
+            c["state"], c["when"], c["live"], c["jobs"], f"{c['enqueued']} + {c['logs']}{errors}", f"{c['sync_s']:.2f}",
             f"{c['seconds']:.2f}",
             f"{c['kube_sync']} + {c['kube'] - c['kube_sync']} = {c['kube']}", _per(c["kube"], tenants),
             _per(c["kube"], c["live"]),
@@ -369,9 +418,9 @@ def _report_cycles(measured: list[dict], tenants: int, projects: int, sessions: 
         ])
     print(f"\n1. sync cycles (sessions.tasks.sync_sessions + the reconciles it published, run in-process), "
           f"{sessions} sessions in {projects} projects of {tenants} tenants")
-    print(table(["state", "cycle", "live sessions", "runner Jobs", "enqueued", "sync s", "cycle s",
-                 "Kubernetes calls (sync + reconciles)", "per tenant", "per live session",
-                 "SQL statements (sync + reconciles)", "per tenant", "per live session",
+    print(table(["state", "cycle", "live sessions", "runner Jobs", "passes + logs due", "sync s", "cycle s",
+                 "Kubernetes calls (sync + the rest)", "per tenant", "per live session",
+                 "SQL statements (sync + the rest)", "per tenant", "per live session",
                  "writes (Kubernetes, SQL)"], rows))
     for c in measured:
         if c["errors"]:
@@ -383,20 +432,35 @@ def _report_cycles(measured: list[dict], tenants: int, projects: int, sessions: 
     print("\nKubernetes calls of each state's cycle at the period, by verb and resource:")
     for state, c in headline.items():
         print(f"  {state}: {c['by_verb'] or 'none'}; {c['by_resource'] or 'none'}")
-    print(f"\none running session's whole reconcile (no hint), nothing new in the cluster: Kubernetes calls {one['calls']}; "
+    print(f"\none running session's whole reconcile, nothing new in the cluster: Kubernetes calls {one['calls']}; "
           f"{len(one['statements'])} SQL statements:")
     for sql in one["statements"]:
         print(f"  {sql if len(sql) <= 110 else sql[:107] + '...'}")
     print("\nper live session = the cycle's whole cost / its live sessions; per tenant = / "
-          f"{tenants} tenants. Goal: constant per tenant; finished sessions cost nothing.")
+          f"{tenants} tenants. Goal: constant per tenant; finished sessions cost nothing. A running session's "
+          f"log is read from its pod every PIER_SESSION_LOG_SECONDS ({settings.PIER_SESSION_LOG_SECONDS:g} s): one "
+          "call per session (no Kubernetes API reads several pods' logs), counted apart.")
     running, half, finished = headline["all running"], headline["half finished"], headline["all finished"]
-    # What one more live session adds to a cycle: the slope between all running and half finished.
-    live = running["live"] - half["live"]
-    slope = {key: (running[key] - half[key]) / live if live else 0.0 for key in ("kube", "sql")}
-    constant = slope["kube"] < 1 / tenants and slope["sql"] < 1 / tenants
+    due = {c["state"]: c for c in measured if c["when"] == LOGS_DUE}
+    # What one more live session adds to a cycle: the slope between all running and half finished,
+    # at the period and with every log due; of the calls other than log reads, and of the SQL statements.
+
+    def slope_of(a: dict, b: dict) -> dict:
+        live = a["live"] - b["live"]
+        return {"kube": ((a["kube"] - a["log_reads"]) - (b["kube"] - b["log_reads"])) / live if live else 0.0,
+                "sql": (a["sql"] - b["sql"]) / live if live else 0.0,
+                "log_reads": (a["log_reads"] - b["log_reads"]) / live if live else 0.0}
+
+    slope = slope_of(running, half)
+    slope_due = slope_of(due["all running"], due["half finished"])
+    constant = all(x["kube"] < 1 / tenants and x["sql"] < 1 / tenants for x in (slope, slope_due))
     nothing = finished["kube"] <= 1 and finished["sql"] == 0
-    print(f"each live session adds {slope['kube']:.2f} Kubernetes calls and {slope['sql']:.1f} SQL statements to "
-          f"a cycle (all running vs half finished); goal constant per tenant: {'met' if constant else 'NOT met'}")
+    print(f"each live session adds {slope['kube']:.2f} Kubernetes calls (log reads apart) and {slope['sql']:.2f} "
+          f"SQL statements to a cycle at the period, {slope_due['kube']:.2f} and {slope_due['sql']:.2f} with every "
+          f"log due (all running vs half finished); goal constant per tenant: {'met' if constant else 'NOT met'}")
+    print(f"log reads per live session: {slope_due['log_reads']:.2f} in a cycle with every log due, so on average "
+          f"one every {settings.PIER_SESSION_LOG_SECONDS / settings.PIER_SESSION_SYNC_SECONDS:g} cycles; at the period: "
+          + "; ".join(f"{state}: {c['log_reads']} of {c['live']}" for state, c in headline.items() if c["live"]))
     print(f"all finished: {finished['kube']} Kubernetes calls, {finished['sql']} SQL statements per cycle; "
           f"goal finished sessions cost nothing: {'met' if nothing else 'NOT met'}")
     back = [c for c in measured if c["when"] == "back-to-back" and c["live"]]
@@ -404,9 +468,12 @@ def _report_cycles(measured: list[dict], tenants: int, projects: int, sessions: 
         print("back-to-back cycles (nothing changed since the previous one): " + "; ".join(
             f"{c['state']}: {c['enqueued']} of {c['live']} live sessions reconciled again" for c in back))
     return {
-        "states": {state: {k: c[k] for k in ("live", "enqueued", "seconds", "kube", "sql", "kube_writes",
+        "states": {state: {k: c[k] for k in ("live", "enqueued", "logs", "log_reads", "seconds", "kube", "sql", "kube_writes",
                                              "sql_writes", "by_resource")} for state, c in headline.items()},
         "back_to_back": {c["state"]: c["enqueued"] for c in back}, "per_live_session": slope,
+        "per_live_session_logs_due": slope_due,
+        "logs_due": {state: {k: c[k] for k in ("live", "logs", "log_reads", "seconds", "kube", "sql")}
+                     for state, c in due.items()},
         "constant": constant, "finished_free": nothing,
         "finishing": {c["state"]: {k: c[k] for k in ("enqueued", "seconds", "kube", "sql")}
                       for c in measured if c["when"] == "its Jobs finish"},
@@ -686,7 +753,8 @@ def run(tenants: int = TENANTS, projects: int = PROJECTS_PER_TENANT, sessions: i
     published = Published()
     wall = time.perf_counter()
     try:
-        with emulated_cluster() as emulator, no_reconcile_enqueue() as enqueue, quiet_reconciler():
+        with (emulated_cluster() as emulator, no_reconcile_enqueue() as enqueue, logs_published(published),
+              quiet_reconciler()):
             enqueue.side_effect = published
             # Parts 2 and 3 first, in their own tenant, while the cluster holds little else: the
             # emulator's controller pass grows with what it holds (see the docstring).

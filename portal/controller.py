@@ -59,20 +59,16 @@ def controller_for(label: str) -> Controller:
         raise LookupError(f"no controller is registered for {label!r}") from None
 
 
-def enqueue(obj_or_label: models.Model | str, pk: Any = None, *, schema: str | None = None,
-            hint: dict[str, Any] | None = None) -> None:
+def enqueue(obj_or_label: models.Model | str, pk: Any = None, *, schema: str | None = None) -> None:
     """Reconcile the row after the current transaction commits (at once outside one), in the
-    schema named now (`schema`, or the connection's current one). `hint` (small, JSON): what the
-    enqueuer saw, passed to the controller's `reconcile(pk, **hint)` so that it may do less; a
-    pass without it is always correct, so a retry drops it."""
+    schema named now (`schema`, or the connection's current one)."""
     if isinstance(obj_or_label, models.Model):
         label, pk = obj_or_label._meta.label_lower, obj_or_label.pk
     else:
         label = obj_or_label
     controller_for(label)  # a typo fails here, in the request, not in the worker
     schema = schema or connection.schema_name
-    kwargs = {"hint": hint} if hint else {}
-    transaction.on_commit(lambda: reconcile_object.apply_async(args=[label, pk, schema], kwargs=kwargs,
+    transaction.on_commit(lambda: reconcile_object.apply_async(args=[label, pk, schema],
                                                                headers={"_schema_name": schema}))
 
 
@@ -251,10 +247,9 @@ def _in_schema(schema: str):
 
 
 @shared_task(bind=True, max_retries=None, acks_late=True, reject_on_worker_lost=True)
-def reconcile_object(self, label: str, pk: Any, schema: str, failures: int = 0, hint: dict | None = None) -> None:
+def reconcile_object(self, label: str, pk: Any, schema: str, failures: int = 0) -> None:
     """Reconcile one row of `label` in `schema`. `failures` counts failed attempts only: waiting
-    for another worker or for work under way is not one. `hint` (see enqueue) goes to the first
-    attempt only: a retry is a whole pass."""
+    for another worker or for work under way is not one."""
     ctl = controller_for(label)
     args = [label, pk, schema]
     with audit.source("task"), _in_schema(schema) as present:
@@ -262,7 +257,7 @@ def reconcile_object(self, label: str, pk: Any, schema: str, failures: int = 0, 
             log.info("%s %s: schema %s is gone; nothing to reconcile", label, pk, schema)
             return
         try:
-            ctl.run(pk, **(hint or {}))
+            ctl.run(pk)
         except locks.Busy:  # another worker is on it, maybe with older data: come back after it
             raise self.retry(args=args, kwargs={"failures": failures}, countdown=settings.PIER_NAMESPACE_POLL_SECONDS)
         except retries.NotDoneYet as exc:  # under way (a namespace terminating): a wait, not a failure

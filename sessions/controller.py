@@ -23,12 +23,17 @@ Conditions: `Admitted` (WaitingForSlot), `Started` (Creating, Unschedulable, Err
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
+import operator
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import BooleanField, Case, F, Q, TextField, Value, When
+from django.db.models.functions import MD5
 from django.utils import timezone
 
 from portal import audit, controller, kube
@@ -134,21 +139,13 @@ class SessionController(controller.Controller):
 
     # -- the pass --
 
-    def reconcile(self, session_id: int, log_pod: str = "", **context) -> str:
-        """`log_pod` (a hint from the sync): nothing changed but the log is due, and this is the
-        name of the runner's pod (the one claiming the row's Job, by uid); only its log is read,
-        if it is the pod this session pinned."""
+    def reconcile(self, session_id: int, **context) -> str:
         s = AgenticSession.objects.select_related("project").filter(pk=session_id).first()
         if s is None:
             return "gone"
         tenant = Tenant.objects.filter(pk=connection.tenant.pk).first()
         if tenant is None or tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
             return "tenant going"  # its namespaces and schema go with it
-        if (log_pod and log_pod == s.runner_pod_name and s.phase == Phase.RUNNING
-                and tenant.status == Tenant.Status.ACTIVE
-                and s.observed_generation == s.generation and s.deletion_requested_at is None
-                and self._capture(s, {"metadata": {"name": log_pod}, "status": {"phase": "Running"}})):
-            return "log kept"
         if s.deletion_requested_at is not None:
             return self._remove(s)
         if s.is_finished:  # a retry after the runner's removal or the status write failed
@@ -441,6 +438,54 @@ def stop_all(*, tenant: Tenant, reason: str, by: str, rows=None) -> int:
                          target=f"{project}/{name}", details={"phase": phase, "reason": reason, "by": by})
         SESSIONS.bump(AgenticSession.objects.filter(pk__in=ids))
     return len(stopping)
+
+
+def keep_logs(pods: dict[int, str]) -> dict:
+    """Keep the log of running sessions whose log is due (`pods`: a session's key -> the name of
+    its runner pod as the sync saw it), for one tenant, in its schema: one SELECT, one log read
+    per session, one UPDATE for them all, so the database work of keeping logs is a constant per
+    tenant whatever its number of running sessions. No lock and no pass: a log is read only from
+    the pod the session pinned, and written only if the row is still Running and its log was not
+    kept since the SELECT (by a whole pass, which may have read a newer one): `log_captured_at`
+    is the compare-and-set guard. A row that changed (stopped, finished) is its own pass's, and
+    one whose log is no longer due (a copy of this message that ran first kept it) is skipped."""
+    kept_before = timezone.now() - timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS)
+    due = Q(log_captured_at__isnull=True) | Q(log_captured_at__lte=kept_before)  # not kept by a copy before this one
+    rows = list(AgenticSession.objects.filter(due, pk__in=list(pods), phase=Phase.RUNNING,
+                                              deletion_requested_at__isnull=True)
+                .annotate(digest=MD5("log"))
+                .values("pk", "project__namespace", "runner_pod_name", "log_truncated", "log_captured_at", "digest"))
+    changed: dict[int, tuple[str, bool]] = {}
+    looked: list[Q] = []
+    outcome = {"read": 0, "written": 0, "skipped": len(pods) - len(rows)}
+    for row in rows:
+        if not row["runner_pod_name"] or row["runner_pod_name"] != pods[row["pk"]]:
+            outcome["skipped"] += 1  # not the pod this session pinned: its own pass decides
+            continue
+        try:
+            text = kube.pod_log(row["project__namespace"], row["runner_pod_name"], container="runner")
+        except kube.KubeError as exc:
+            if exc.status != 404:  # the cluster is not answering: the next log period tries again
+                log.warning("keeping runner logs: %s; the rest wait for the next period", exc)
+                outcome["error"] = str(exc)[:200]
+                break
+            outcome["skipped"] += 1  # the pod is gone: the session's own pass sees why
+            continue
+        kept, truncated = safe_log(text)
+        if hashlib.md5(kept.encode()).hexdigest() != row["digest"] or truncated != row["log_truncated"]:
+            changed[row["pk"]] = (kept, truncated)
+        captured = row["log_captured_at"]
+        looked.append(Q(pk=row["pk"], log_captured_at=captured) if captured else
+                      Q(pk=row["pk"], log_captured_at__isnull=True))
+    if looked:
+        written = AgenticSession.objects.filter(functools.reduce(operator.or_, looked), phase=Phase.RUNNING).update(
+            log=Case(*(When(pk=pk, then=Value(kept)) for pk, (kept, _) in changed.items()), default=F("log"),
+                     output_field=TextField()),
+            log_truncated=Case(*(When(pk=pk, then=Value(truncated)) for pk, (_, truncated) in changed.items()),
+                               default=F("log_truncated"), output_field=BooleanField()),
+            log_captured_at=timezone.now())
+        outcome.update(read=len(looked), written=written)  # fewer written: kept by a pass meanwhile
+    return outcome
 
 
 def remove_cluster_objects(project) -> None:

@@ -4,10 +4,11 @@
 - `sync_sessions` (beat, every PIER_SESSION_SYNC_SECONDS, in the public schema): one
   label-selected LIST of runner Jobs and one of runner pods across the cluster, answered from the
   API server's cache; a session whose Job or pod shows what its row does not (a pod running, a Job
-  finished), or a running one whose log was last kept PIER_SESSION_LOG_SECONDS ago, gets its
-  reconcile enqueued; for the log alone, with the pod's name as a hint (`log_pod`), so that pass
-  reads only that log: a running session costs one Kubernetes call per log period, not a pass per
-  sync. Finished sessions have no Job left, so they cost nothing.
+  finished) gets its reconcile enqueued. Running sessions whose log was last kept
+  PIER_SESSION_LOG_SECONDS ago go, one message per tenant, to `keep_runner_logs`, which reads
+  each one's log (one Kubernetes call, which no API batches) and writes them all with one UPDATE
+  (sessions.controller.keep_logs): the database work is a constant per tenant. Finished sessions
+  have no Job left, so they cost nothing.
 - `reconcile_live_sessions` (per tenant, every PIER_RECONCILE_INTERVAL): every session not yet
   finished is reconciled, and every finished one whose runner Job is not yet removed (its removal
   failed past its retries): the net for what a sync cannot see (a Job deleted by hand, a session
@@ -68,7 +69,7 @@ def sync_sessions() -> dict:
     selector = f"{kube.MANAGED_BY[0]}={kube.MANAGED_BY[1]},{cluster.LABEL_COMPONENT}={cluster.RUNNER_COMPONENT}"
     jobs = kube.list_objects("Job", None, label_selector=selector, cached=True)
     if not jobs:
-        return {"jobs": 0, "enqueued": 0}
+        return {"jobs": 0, "enqueued": 0, "logs": 0}
     pods = kube.list_objects("Pod", None, label_selector=selector, cached=True)
     claimants: dict[str, list[dict]] = {}  # Job uid -> the pods claiming it (one, unless someone made another)
     for pod in pods:
@@ -81,9 +82,10 @@ def sync_sessions() -> dict:
         if labels.get(kube.LABEL_TENANT) and labels.get(cluster.LABEL_SESSION):
             by_tenant.setdefault(labels[kube.LABEL_TENANT], {})[labels[cluster.LABEL_SESSION]] = job
     tenants = Tenant.objects.filter(slug__in=by_tenant, status__in=(Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED))
-    enqueued, now = 0, timezone.now()
+    enqueued, logs_due, now = 0, 0, timezone.now()
     for tenant in tenants:
         found = by_tenant[tenant.slug]
+        logs: dict[int, str] = {}
         with schema_context(tenant.schema_name):
             rows = (AgenticSession.objects.filter(name__in=list(found)).exclude(phase__in=AgenticSession.TERMINAL)
                     .values("pk", "name", "phase", "job_uid", "log_captured_at"))
@@ -94,11 +96,27 @@ def sync_sessions() -> dict:
                 claiming = claimants.get(row["job_uid"], [])
                 pod = claiming[0] if claiming else None
                 needed = True if len(claiming) > 1 else due(row, job, pod, now=now)
-                if needed:
-                    hint = {"log_pod": pod["metadata"]["name"]} if needed == LOG_ONLY else None
-                    controller.enqueue(LABEL, row["pk"], schema=tenant.schema_name, hint=hint)
+                if needed == LOG_ONLY and tenant.status == Tenant.Status.ACTIVE:
+                    logs[row["pk"]] = pod["metadata"]["name"]
+                elif needed:
+                    controller.enqueue(LABEL, row["pk"], schema=tenant.schema_name)
                     enqueued += 1
-    return {"jobs": len(jobs), "enqueued": enqueued}
+        if logs:
+            keep_runner_logs.apply_async(args=[list(logs.items())], headers={"_schema_name": tenant.schema_name},
+                                         expires=settings.PIER_SESSION_LOG_SECONDS)
+            logs_due += len(logs)
+    return {"jobs": len(jobs), "enqueued": enqueued, "logs": logs_due}
+
+
+@shared_task
+def keep_runner_logs(pods: list[list]) -> dict:
+    """Per tenant (in its schema): keep these running sessions' logs ([session key, pod name]
+    pairs, from sync_sessions)."""
+    from sessions.controller import keep_logs
+
+    if connection.schema_name == "public":
+        raise RuntimeError("keep_runner_logs runs in a tenant schema (enqueue it per tenant)")
+    return keep_logs({int(pk): str(pod) for pk, pod in pods})
 
 
 @shared_task

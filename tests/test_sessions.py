@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 import kubehelp
@@ -497,38 +498,123 @@ def test_the_sync_enqueues_what_changed_and_finished_sessions_cost_nothing(alpha
     assert after.get("list", 0) - before.get("list", 0) <= 2 and after.get("get", 0) == before.get("get", 0)
 
 
-def test_a_running_sessions_log_pass_reads_only_its_log_and_a_stale_hint_never_skips_a_stop(
+def _logs_sent(monkeypatch) -> list[list]:
+    """What sync_sessions hands keep_runner_logs, per tenant: ([session key, pod name] pairs, schema)."""
+    from sessions import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.keep_runner_logs, "apply_async",
+                        lambda args, headers, **kw: sent.append((args[0], headers["_schema_name"])))
+    return sent
+
+
+def test_running_sessions_logs_are_kept_per_tenant_with_one_read_each_and_one_update(
+        alpha, users, project, monkeypatch, django_capture_on_commit_callbacks):
+    from django.db import connection
+
+    from portal.controller import reconcile_object
+    from sessions import tasks
+
+    first = start(alpha, project, users["alice"], prompt="logged pier:sleep=600")
+    second = start(alpha, project, users["alice"], prompt="logged too pier:sleep=600")
+    first, second = (drive(alpha, s, until=("Running",), seconds=15) for s in (first, second))
+    pods = {}
+    for s in (first, second):
+        pod = kube.list_objects("Pod", project.namespace, label_selector=f"pier.dev/session={s.name}")[0]
+        pods[s.pk] = pod["metadata"]["name"]
+        kubehelp.append_pod_log(project.namespace, pod["metadata"]["name"], f"agent: a later line of {s.name}")
+    with tenant_context(alpha):
+        AgenticSession.objects.filter(pk__in=pods).update(log_captured_at=None)  # their logs are due
+    passes = []
+    monkeypatch.setattr(reconcile_object, "apply_async", lambda args, **kw: passes.append(tuple(args)))
+    sent = _logs_sent(monkeypatch)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_sessions()
+    assert not any(args[1] in pods for args in passes)  # no whole pass: nothing but the logs changed
+    [(pairs, schema)] = sent
+    assert schema == alpha.schema_name and dict(pairs) == pods
+
+    before = kubehelp.requests_by_resource()
+    with tenant_context(alpha):
+        statements = []
+        with connection.execute_wrapper(lambda execute, sql, *a: (statements.append(sql), execute(sql, *a))[1]):
+            outcome = tasks.keep_runner_logs(pairs)
+        first.refresh_from_db()
+        second.refresh_from_db()
+    after = kubehelp.requests_by_resource()
+    assert {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)} == {"get pods/log": 2}
+    queries = [q.split()[0] for q in statements if not q.startswith("SET search_path")]  # the schema's own
+    assert queries == ["SELECT", "UPDATE"] and outcome["written"] == 2  # one of each, for both
+    for s in (first, second):
+        assert f"agent: a later line of {s.name}" in s.log and s.log_captured_at is not None and s.phase == "Running"
+    # A second copy of the message (the sync ran again before the first copy did): nothing is due.
+    with tenant_context(alpha):
+        assert tasks.keep_runner_logs(pairs)["skipped"] == 2
+    assert kubehelp.requests_by_resource().get("get pods/log", 0) == after.get("get pods/log", 0)
+
+
+def test_a_batched_log_never_overwrites_one_a_pass_kept_meanwhile_nor_reads_a_pod_the_session_did_not_pin(
+        alpha, users, project, monkeypatch):
+    from sessions import tasks
+
+    s = start(alpha, project, users["alice"], prompt="raced pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    with tenant_context(alpha):
+        AgenticSession.objects.filter(pk=s.pk).update(log_captured_at=None)  # its log is due
+    real_log = kube.pod_log
+    read = []
+
+    def log_while_a_pass_keeps_a_newer_one(namespace, pod, **kw):
+        read.append(pod)
+        text = real_log(namespace, pod, **kw)
+        with tenant_context(alpha):  # a whole pass, between the batch's SELECT and its UPDATE
+            AgenticSession.objects.filter(pk=s.pk).update(log="the newer log a pass kept",
+                                                          log_captured_at=timezone.now())
+        return text
+
+    monkeypatch.setattr(kube, "pod_log", log_while_a_pass_keeps_a_newer_one)
+    with tenant_context(alpha):
+        outcome = tasks.keep_runner_logs([[s.pk, s.runner_pod_name]])
+        s.refresh_from_db()
+    assert read == [s.runner_pod_name] and outcome["written"] == 0
+    assert s.log == "the newer log a pass kept"
+    # A pod name the session did not pin (another pod claiming its Job) is not read at all.
+    read.clear()
+    with tenant_context(alpha):
+        AgenticSession.objects.filter(pk=s.pk).update(log_captured_at=None)
+        outcome = tasks.keep_runner_logs([[s.pk, "someone-elses-pod"]])
+        s.refresh_from_db()
+    assert read == [] and outcome["skipped"] == 1 and s.log == "the newer log a pass kept"
+
+
+def test_a_stopped_session_is_a_whole_pass_and_its_log_is_not_batched(
         alpha, users, project, monkeypatch, django_capture_on_commit_callbacks):
     from portal.controller import reconcile_object
     from sessions import tasks
 
-    s = start(alpha, project, users["alice"], prompt="logged pier:sleep=600")
+    s = start(alpha, project, users["alice"], prompt="stopped pier:sleep=600")
     s = drive(alpha, s, until=("Running",), seconds=15)
-    pod = kube.list_objects("Pod", project.namespace, label_selector=f"pier.dev/session={s.name}")[0]
-    kubehelp.append_pod_log(project.namespace, pod["metadata"]["name"], "agent: a later line")
     with tenant_context(alpha):
-        AgenticSession.objects.filter(pk=s.pk).update(log_captured_at=None)  # its log is due
-    sent = []
-    monkeypatch.setattr(reconcile_object, "apply_async", lambda args, kwargs=None, **kw: sent.append((args, kwargs)))
+        AgenticSession.objects.filter(pk=s.pk).update(log_captured_at=None)
+    sent = _logs_sent(monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         tasks.sync_sessions()
-    [(args, kwargs)] = [m for m in sent if m[0][1] == s.pk]
-    assert kwargs == {"hint": {"log_pod": pod["metadata"]["name"]}}
-    before = kubehelp.requests_by_resource()
-    reconcile_object(*args, **kwargs)
-    after = kubehelp.requests_by_resource()
-    assert {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)} == {"get pods/log": 1}
-    with tenant_context(alpha):
-        s.refresh_from_db()
-    assert "agent: a later line" in s.log and s.log_captured_at is not None and s.phase == "Running"
-    # Stopped since the sync looked: the hint is stale, and the pass is a whole one that stops it.
-    with tenant_context(alpha):
+    [(pairs, _schema)] = sent
+    with tenant_context(alpha):  # stopped after the sync looked
         session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"],
                                       access=EDIT)
-    reconcile_object(*args, **kwargs)
-    with tenant_context(alpha):
+        SESSIONS.run(s.pk)
         s.refresh_from_db()
-    assert s.phase == "Stopped" and kube.get("Job", cluster.job_name(s), project.namespace) is None
+        kept = s.log
+        outcome = tasks.keep_runner_logs(pairs)
+        s.refresh_from_db()
+    assert s.phase == "Stopped" and outcome["skipped"] == 1 and s.log == kept
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+    monkeypatch.setattr(reconcile_object, "apply_async", lambda args, **kw: None)
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.sync_sessions()
+    assert sent == []  # finished: never looked at again
 
 
 def test_deleting_a_project_removes_its_sessions_first(alpha, users, project):
