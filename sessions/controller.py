@@ -472,7 +472,8 @@ def keep_logs(pods: dict[int, str]) -> dict:
             outcome["skipped"] += 1  # the pod is gone: the session's own pass sees why
             continue
         kept, truncated = safe_log(text)
-        if hashlib.md5(kept.encode()).hexdigest() != row["digest"] or truncated != row["log_truncated"]:
+        digest = hashlib.md5(kept.encode(), usedforsecurity=False).hexdigest()  # PostgreSQL's md5() of the text
+        if digest != row["digest"] or truncated != row["log_truncated"]:
             changed[row["pk"]] = (kept, truncated)
         captured = row["log_captured_at"]
         looked.append(Q(pk=row["pk"], log_captured_at=captured) if captured else
