@@ -95,6 +95,13 @@ def code_schema_version() -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
+def require_tenant_schema(task: str) -> None:
+    """For a per-tenant task (fanned out with its schema in the message header): refuse to run in
+    the public schema, where it would find none of a tenant's rows and do nothing silently."""
+    if connection.schema_name == get_public_schema_name():
+        raise RuntimeError(f"{task} runs in a tenant schema (enqueue it per tenant)")
+
+
 def _use_public() -> None:
     if connection.schema_name != get_public_schema_name():
         connection.set_schema_to_public()

@@ -85,6 +85,11 @@ def safe_log(text: str) -> tuple[str, bool]:
     return tail[tail.find("\n") + 1:] if "\n" in tail else tail, True
 
 
+def log_due_before(now: datetime) -> datetime:
+    """A running session whose log was last kept at or before this (or never) is due to have it kept."""
+    return now - timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS)
+
+
 def runner_left(s: AgenticSession) -> bool:
     """Was a runner Job made for `s` and not yet removed?"""
     done = condition(s.conditions, "RunnerRemoved")
@@ -449,8 +454,7 @@ def keep_logs(pods: dict[int, str]) -> dict:
     kept since the SELECT (by a whole pass, which may have read a newer one): `log_captured_at`
     is the compare-and-set guard. A row that changed (stopped, finished) is its own pass's, and
     one whose log is no longer due (a copy of this message that ran first kept it) is skipped."""
-    kept_before = timezone.now() - timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS)
-    due = Q(log_captured_at__isnull=True) | Q(log_captured_at__lte=kept_before)  # not kept by a copy before this one
+    due = Q(log_captured_at__isnull=True) | Q(log_captured_at__lte=log_due_before(timezone.now()))  # not kept by a copy since
     rows = list(AgenticSession.objects.filter(due, pk__in=list(pods), phase=Phase.RUNNING,
                                               deletion_requested_at__isnull=True)
                 .annotate(digest=MD5("log"))

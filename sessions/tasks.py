@@ -18,17 +18,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from portal import audit, controller, kube, locks
+from portal.tenancy import require_tenant_schema
 from sessions import cluster
+from sessions.controller import RUNNER_REMOVED, SESSIONS, keep_logs, log_due_before
 from sessions.models import AgenticSession
 from tenants.models import Tenant
 
@@ -58,7 +58,7 @@ def due(row: dict, job: dict, pod: dict | None, *, now) -> bool | str:
         return True
     if seen == Phase.RUNNING:  # keep its log while the pod exists, every PIER_SESSION_LOG_SECONDS
         captured = row["log_captured_at"]
-        if captured is None or now - captured >= timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS):
+        if captured is None or captured <= log_due_before(now):
             return LOG_ONLY
         return False
     return seen == Phase.CREATING  # short-lived: say why it waits (unschedulable, pulling)
@@ -96,6 +96,8 @@ def sync_sessions() -> dict:
                 claiming = claimants.get(row["job_uid"], [])
                 pod = claiming[0] if claiming else None
                 needed = True if len(claiming) > 1 else due(row, job, pod, now=now)
+                # Only the log is due: batched per tenant. A suspended tenant's running session
+                # gets a whole pass instead, which stops it.
                 if needed == LOG_ONLY and tenant.status == Tenant.Status.ACTIVE:
                     logs[row["pk"]] = pod["metadata"]["name"]
                 elif needed:
@@ -112,10 +114,7 @@ def sync_sessions() -> dict:
 def keep_runner_logs(pods: list[list]) -> dict:
     """Per tenant (in its schema): keep these running sessions' logs ([session key, pod name]
     pairs, from sync_sessions)."""
-    from sessions.controller import keep_logs
-
-    if connection.schema_name == "public":
-        raise RuntimeError("keep_runner_logs runs in a tenant schema (enqueue it per tenant)")
+    require_tenant_schema("keep_runner_logs")
     return keep_logs({int(pk): str(pod) for pk, pod in pods})
 
 
@@ -123,10 +122,7 @@ def keep_runner_logs(pods: list[list]) -> dict:
 def reconcile_live_sessions() -> dict:
     """Per tenant (fan-out from beat, in its schema): every unfinished session, and finished ones
     whose runner is not yet removed."""
-    from sessions.controller import RUNNER_REMOVED, SESSIONS
-
-    if connection.schema_name == "public":
-        raise RuntimeError("reconcile_live_sessions runs in a tenant schema (enqueue it per tenant)")
+    require_tenant_schema("reconcile_live_sessions")
     outcomes: dict[str, int] = {}
     with audit.source("task"):
         runner_left = (Q(phase__in=AgenticSession.TERMINAL) & ~Q(job_uid="")

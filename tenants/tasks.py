@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection
 
 from portal import controller, retries
+from portal.tenancy import require_tenant_schema
 from tenants import invitations, provisioning
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,7 @@ def fan_out_to_active_tenants(task_name: str) -> int:
 def ensure_tenant_defaults() -> bool:
     """Per tenant (runs in its schema): the apps inside it repair what went missing (projects: the
     settings row). Writes nothing when nothing is missing."""
-    if connection.schema_name == "public":
-        raise RuntimeError("ensure_tenant_defaults runs in a tenant schema (enqueue it per tenant)")
+    require_tenant_schema("ensure_tenant_defaults")
     created = provisioning.seed_defaults_here(connection.tenant)
     if created:
         log.warning("tenant schema %s had lost rows its apps need; recreated", connection.schema_name)
