@@ -67,6 +67,7 @@ LABEL_TENANT = "pier.dev/tenant"
 LABEL_PROJECT = "pier.dev/project"
 FIELD_MANAGER = "pier"
 APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class KubeError(Exception):
@@ -300,6 +301,14 @@ def apply(desired: dict) -> dict:
     return _request("PATCH", _path(ref, name, namespace),
                     query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
                     body=desired, content_type=APPLY_PATCH, what=_label(ref, name, namespace))
+
+
+def merge_patch(kind: str | tuple[str, str], name: str, namespace: str | None, patch: dict) -> dict:
+    """A JSON merge patch (RFC 7386) of a few fields of an object Pier does not own (a runner
+    Job's pod); the object must exist (404 otherwise)."""
+    ref = _kind_of(kind)
+    return _request("PATCH", _path(ref, name, namespace), query=[("fieldManager", FIELD_MANAGER)],
+                    body=patch, content_type=MERGE_PATCH, what=_label(ref, name, namespace))
 
 
 def apply_status(desired: dict) -> dict:

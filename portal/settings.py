@@ -415,6 +415,9 @@ PIER_SESSION_UNSCHEDULABLE_SECONDS = env_int("PIER_SESSION_UNSCHEDULABLE_SECONDS
 # Sessions running at once (Creating or Running); more wait as Pending, oldest first.
 PIER_SESSION_RUNNING_PER_PROJECT = env_int("PIER_SESSION_RUNNING_PER_PROJECT", 3)
 PIER_SESSION_RUNNING_PER_TENANT = env_int("PIER_SESSION_RUNNING_PER_TENANT", 10)
+# A stop asks a running runner to end (SIGTERM, by lowering its pod's deadline) and waits this
+# long for it (its pod's grace period is 30 s) before deleting its Job anyway.
+PIER_SESSION_STOP_SECONDS = env_int("PIER_SESSION_STOP_SECONDS", 45)
 PIER_SESSION_MAX_RETRIES = env_int("PIER_SESSION_MAX_RETRIES", 6)
 PIER_SESSION_BACKOFF = env_float("PIER_SESSION_BACKOFF", 2.0)
 # Namespaces allowed to reach every project (the ingress router's), comma-separated.

@@ -40,6 +40,8 @@ SESSION_FILE_DIR = "/etc/pier/session"
 SESSION_FILE = f"{SESSION_FILE_DIR}/session.json"
 # The Job's deadline is the pod's plus this: the pod's (the kubelet's) ends a run and keeps its log.
 JOB_DEADLINE_MARGIN = 60
+# What a runner has, after SIGTERM (a stop, its deadline), to report before it is killed.
+STOP_GRACE_SECONDS = 30
 
 
 def _string(**extra) -> dict:
@@ -146,6 +148,7 @@ def runner_objects(session, owner: dict, *, tenant_slug: str, placement: dict | 
     pod_spec = {
         "restartPolicy": "Never",
         "activeDeadlineSeconds": session.timeout_seconds,
+        "terminationGracePeriodSeconds": STOP_GRACE_SECONDS,
         "serviceAccountName": account,
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},

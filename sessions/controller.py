@@ -4,8 +4,10 @@ A pass over one session, under its lock:
 
 1. gone or finished: clean up what is left (the runner Job of a finished session; everything, then
    the row, for a deleted one) and stop;
-2. asked to stop (a person, or the tenant's suspension): keep the log, delete the runner Job
-   (its pod goes with it), finish with the reason;
+2. asked to stop (a person, a key's revocation, the tenant's suspension): a running runner is
+   sent SIGTERM first (its pod's deadline lowered, condition `Stopping`) and the next pass, once
+   it ended, keeps its whole log; then the runner Job is deleted (its pod goes with it) and the
+   session finishes with the reason;
 3. not yet admitted: take a slot if the running limits allow (oldest first), or wait as
    `Pending` saying why;
 4. make the custom resource, then (once) the runner's ConfigMap, ServiceAccount and Job, owned by
@@ -17,8 +19,9 @@ A pass over one session, under its lock:
    a Job that vanished is a failure, not recreated;
 6. write the custom resource's status (only when it changed).
 
-Conditions: `Admitted` (WaitingForSlot), `Started` (Creating, Unschedulable, Error, Running) and
-`Finished` (reasons in FINISH_REASONS). The phase is derived from them.
+Conditions: `Admitted` (WaitingForSlot), `Started` (Creating, Unschedulable, Error, Running),
+`Stopping` (while a stopped runner ends) and `Finished` (reasons in FINISH_REASONS).
+The phase is derived from them.
 """
 
 from __future__ import annotations
@@ -128,7 +131,9 @@ class SessionController(controller.Controller):
         started = condition(s.conditions, "Started")
         admitted = condition(s.conditions, "Admitted")
         if started and started["status"] == TRUE:
-            return {"phase": Phase.RUNNING, "reason": started["reason"], "message": started["message"]}
+            stopping = condition(s.conditions, "Stopping")
+            said = stopping if stopping and stopping["status"] == TRUE else started
+            return {"phase": Phase.RUNNING, "reason": said["reason"], "message": said["message"]}
         if admitted and admitted["status"] == TRUE:
             said = started or admitted
             return {"phase": Phase.CREATING, "reason": said["reason"], "message": said["message"]}
@@ -376,18 +381,29 @@ class SessionController(controller.Controller):
                     reconcile_attempts=0, **fields)
 
     def _stop(self, s: AgenticSession, tenant: Tenant) -> str:
-        """Keep the log, delete the runner Job, then say Stopped: the slot frees only once nothing
-        runs (a failed delete is retried with the session still occupying its slot)."""
+        """Stop the runner, keeping all it wrote, then say Stopped. A runner whose pod runs is
+        asked first (`_ask_to_stop`); once its pod ended, or PIER_SESSION_STOP_SECONDS after
+        asking whatever the pod does, the log is kept and the runner Job deleted. The slot frees
+        only once nothing runs (a failed delete is retried with the session occupying its slot)."""
+        ended = code = None
         if s.job_uid:
             pod, others = self.runner_pod(s, self._pods(s))
             if not others:
-                self._capture(s, pod)
+                if self._ask_to_stop(s, tenant, pod):
+                    return "stopping"
+                try:
+                    self._capture(s, pod)
+                except kube.KubeError as exc:
+                    if not self._waited_for(s):
+                        raise  # its pod ended and its log is there to read: read it on a retry
+                    # Its node does not answer: what was kept stands, and the stop goes on.
+                    log.warning("session %s: stopping without its last log lines: %s", s.name, exc)
+                terminated = _runner_state(pod).get("terminated") or {}
+                ended, code = parse_time(terminated.get("finishedAt")), terminated.get("exitCode")
             kube.delete("Job", cluster.job_name(s), s.project.namespace)  # Background: its pod goes too
         reason = s.stop_reason or "StoppedByUser"
-        who = s.stopped_by or "someone"
-        message = {"TenantSuspended": "stopped: the organization was suspended",
-                   "KeyRevoked": f"stopped: {who}"}.get(reason, f"stopped by {who}")
-        self._finish(s, reason, message, stop_reason=reason)
+        self._finish(s, reason, self._stop_message(s), stop_reason=reason, ended=ended,
+                     **({"exit_code": code} if code is not None else {}))
         if s.job_uid:
             self.record(s, "RunnerRemoved", TRUE, "Deleted", "the runner Job was removed")
         current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
@@ -396,6 +412,57 @@ class SessionController(controller.Controller):
         limits.wake_waiting(s)
         self._observed(s)
         return "stopped"
+
+    @staticmethod
+    def _stop_message(s: AgenticSession) -> str:
+        who = s.stopped_by or "someone"
+        return {"TenantSuspended": "stopped: the organization was suspended",
+                "KeyRevoked": f"stopped: {who}"}.get(s.stop_reason or "StoppedByUser", f"stopped by {who}")
+
+    @staticmethod
+    def _waited_for(s: AgenticSession) -> bool:
+        """Was the runner asked to stop PIER_SESSION_STOP_SECONDS ago or more?"""
+        asked = condition(s.conditions, "Stopping")
+        since = parse_time(asked.get("lastTransitionTime")) if asked and asked["status"] == TRUE else None
+        return since is not None and timezone.now() - since >= timedelta(seconds=settings.PIER_SESSION_STOP_SECONDS)
+
+    def _ask_to_stop(self, s: AgenticSession, tenant: Tenant, pod: dict | None) -> bool:
+        """Ask a running runner to end, as its timeout does: its pod's deadline lowered to 1 s
+        (a pod update the API server allows), so the kubelet sends SIGTERM, gives the runner its
+        grace period to report, and, unlike a delete, keeps the pod and its log. True while
+        that is under way (this pass asked, or the runner has had less than
+        PIER_SESSION_STOP_SECONDS); False: nothing runs, or waiting is over."""
+        if pod is None or (pod.get("status") or {}).get("phase") != "Running":
+            return False  # not started (nothing to say), or ended (its log is complete)
+        asked = condition(s.conditions, "Stopping")
+        if asked and asked["status"] == TRUE:
+            if self._waited_for(s):
+                return False  # the runner did not end (its node may be gone): delete it anyway
+            self._capture_if_answered(s, pod)
+            return True
+        try:
+            kube.merge_patch("Pod", pod["metadata"]["name"], s.project.namespace,
+                             {"spec": {"activeDeadlineSeconds": 1}})
+        except kube.KubeError as exc:
+            if exc.status in (404, 422):  # gone, or ending already: the delete finishes the stop
+                return False
+            raise
+        self.record(s, "Stopping", TRUE, "Stopping",
+                    f"{self._stop_message(s)}: the runner was sent SIGTERM and has "
+                    f"{settings.PIER_SESSION_STOP_SECONDS} s to end")
+        current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
+        if current is not None:
+            self._write_status(s, tenant, current)
+        self._capture_if_answered(s, pod)
+        return True
+
+    def _capture_if_answered(self, s: AgenticSession, pod: dict) -> None:
+        """Keep the log of a runner that is stopping, if its node answers (the read once it
+        ended is the one that matters; one that never ends is deleted with what was kept)."""
+        try:
+            self._capture(s, pod)
+        except kube.KubeError as exc:
+            log.warning("session %s: the log of the stopping runner could not be read: %s", s.name, exc)
 
     def _clean_up(self, s: AgenticSession) -> str:
         """A finished session keeps its custom resource (with its status) and nothing that runs."""

@@ -4,7 +4,8 @@
 - `sync_sessions` (beat, every PIER_SESSION_SYNC_SECONDS, in the public schema): one
   label-selected LIST of runner Jobs and one of runner pods across the cluster, answered from the
   API server's cache; a session whose Job or pod shows what its row does not (a pod running, a Job
-  finished) gets its reconcile enqueued. Running sessions whose log was last kept
+  finished, a stopped runner still running PIER_SESSION_STOP_SECONDS after its stop) gets its
+  reconcile enqueued. Running sessions whose log was last kept
   PIER_SESSION_LOG_SECONDS ago go, one message per tenant, to `keep_runner_logs`, which reads
   each one's log (one Kubernetes call, which no API batches) and writes them all with one UPDATE
   (sessions.controller.keep_logs): the database work is a constant per tenant. Finished sessions
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -56,6 +58,9 @@ def due(row: dict, job: dict, pod: dict | None, *, now) -> bool | str:
     seen = _observed_phase(job, pod)
     if seen == "Finished" or seen != row["phase"]:
         return True
+    stop = row["stop_requested_at"]
+    if stop is not None and now - stop >= timedelta(seconds=settings.PIER_SESSION_STOP_SECONDS):
+        return True  # a stopped runner that has not ended: its pass deletes it
     if seen == Phase.RUNNING:  # keep its log while the pod exists, every PIER_SESSION_LOG_SECONDS
         captured = row["log_captured_at"]
         if captured is None or captured <= log_due_before(now):
@@ -88,7 +93,7 @@ def sync_sessions() -> dict:
         logs: dict[int, str] = {}
         with schema_context(tenant.schema_name):
             rows = (AgenticSession.objects.filter(name__in=list(found)).exclude(phase__in=AgenticSession.TERMINAL)
-                    .values("pk", "name", "phase", "job_uid", "log_captured_at"))
+                    .values("pk", "name", "phase", "job_uid", "log_captured_at", "stop_requested_at"))
             for row in rows:
                 job = found[row["name"]]
                 if row["job_uid"] != job["metadata"].get("uid"):

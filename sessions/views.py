@@ -264,7 +264,8 @@ class SessionStopView(SessionDetailView):
     def post(self, request, tenant_slug, project_slug, session_name):
         s = services.session_stop(tenant=request.tenant, project=self.get_project(), session=self.get_session(),
                                   acting_user=request.user, access=self.access)
-        messages.success(request, f"Session {s.name} is stopping: its runner is being removed; the log so far is kept.")
+        messages.success(request, f"Session {s.name} is stopping: its runner is asked to end, then removed; "
+                                  "its log is kept.")
         return redirect("sessions:detail", tenant_slug=request.tenant.slug, project_slug=project_slug,
                         session_name=s.name)
 

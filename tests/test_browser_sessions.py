@@ -145,9 +145,14 @@ def test_start_watch_read_stop_and_clone_sessions(browser, web_process, org):
     assert asked and "Long refactor" in asked[0]
     assert page.is_visible("#session-stopping") and not page.is_visible("button:has-text('Stop session')")
     page.evaluate(NO_RELOAD)
+    long = _drive(org, long, page, until=("Running",))  # the runner is sent SIGTERM: the page says so
+    page.wait_for_selector("#session-phase .reason:has-text('Stopping')", timeout=10_000)
+    assert "SIGTERM" in page.inner_text("#session-message")
+    page.screenshot(path=str(SHOTS / "sessions-stopping.png"), full_page=True)
     long = _drive(org, long, page, until=("Stopped",))
     page.wait_for_selector("#session-phase .badge[data-phase=Stopped]", timeout=10_000)
     assert "stopped by alice" in page.inner_text("#session-message")
+    page.wait_for_selector("#log-text:has-text('stopped (SIGTERM)')", timeout=10_000)  # its last words, kept
     page.wait_for_selector("#session-history .badge[data-phase=Stopped]", timeout=5_000)
     assert page.evaluate("window.__sameDocument") == "yes"
     page.screenshot(path=str(SHOTS / "sessions-stopped.png"), full_page=True)

@@ -235,6 +235,37 @@ def test_a_pods_active_deadline_fails_it_and_keeps_it_with_its_log(batch, core, 
     assert "DeadlineExceeded" in reasons(core, ns, failed) and "Killing" in reasons(core, ns, failed)
 
 
+def test_a_pods_spec_is_immutable_but_its_deadline_may_be_lowered_which_stops_it_now_with_its_log(batch, core, emulator, ns):
+    """ValidatePodUpdate: of a pod's spec only the images, added tolerations and a lower
+    `activeDeadlineSeconds` may change. Lowering the deadline of a pod that has run longer stops
+    it at once (not back in time), and it stays, with its log, as for any deadline."""
+    template = job("lowered", "--pier-emulator-sleep=3600", "--pier-emulator-log=working", backoffLimit=0)
+    template["spec"]["template"]["spec"]["activeDeadlineSeconds"] = 600
+    batch.create_namespaced_job(ns, template)
+    name = the_pod(core, ns, "lowered").metadata.name
+    wait_phase(core, ns, name, "Running")
+    for change, field, detail in [
+        ({"restartPolicy": "Always"}, "spec", "pod updates may not change fields other than `spec.containers[*].image`"),
+        ({"activeDeadlineSeconds": 601}, "spec.activeDeadlineSeconds", "must be less than or equal to previous value"),
+        ({"activeDeadlineSeconds": None}, "spec.activeDeadlineSeconds", "must not update from a positive integer to nil value"),
+        ({"activeDeadlineSeconds": 0}, "spec.activeDeadlineSeconds", "must be between 1 and 4294967295, inclusive"),
+    ]:
+        status, body = failure(core.patch_namespaced_pod, name, ns, {"spec": change})
+        assert status == 422 and body["reason"] == "Invalid", change
+        assert [c["field"] for c in body["details"]["causes"]] == [field] and detail in body["message"], body["message"]
+    assert core.read_namespaced_pod(name, ns).status.phase == "Running"
+
+    emulator.advance_clock(120)
+    core.patch_namespaced_pod(name, ns, {"spec": {"activeDeadlineSeconds": 1}})
+    failed = wait_phase(core, ns, name, "Failed")
+    assert failed.status.reason == "DeadlineExceeded"
+    terminated = failed.status.container_statuses[0].state.terminated
+    assert (terminated.finished_at - terminated.started_at).total_seconds() >= 120  # stopped now, not at start + 1 s
+    assert "working" in log(core, name, ns)
+    wait_until(lambda: job_condition(batch, ns, "lowered", "Failed") is not None, TIMEOUT)
+    assert job_condition(batch, ns, "lowered", "Failed").reason == "BackoffLimitExceeded"
+
+
 def test_a_job_whose_status_has_not_changed_is_not_written_again(batch, core, ns):
     """The job controller writes a Job only when its status changes, as the real one does, so a
     watcher of a running Job sees no MODIFIED events while nothing happens to it."""
@@ -288,6 +319,26 @@ def test_two_ready_nodes_are_seeded(core):
 
 def bare_pod(name: str, **spec) -> dict:
     return {"metadata": {"name": name}, "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}], **spec}}
+
+
+def test_a_node_reported_not_ready_gets_no_new_pods_and_its_pods_stand_still(core, emulator, ns):
+    """`nodes/status` is where a node's kubelet reports it; one that says NotReady (as a node
+    that stopped answering looks) is given no new pods, and the pods on it no longer move on."""
+    sleeper = [{"name": "main", "image": "busybox:1.36", "args": ["--pier-emulator-sleep=60"]}]
+    core.create_namespaced_pod(ns, bare_pod("stranded", nodeName="emulator-node-1", containers=sleeper))
+    wait_phase(core, ns, "stranded", "Running")
+    status = core.read_node_status("emulator-node-1").to_dict()["status"]
+    conditions = [{"type": c["type"], "status": "False" if c["type"] == "Ready" else c["status"],
+                   "reason": c["reason"] or "", "message": c["message"] or ""} for c in status["conditions"]]
+    core.patch_node_status("emulator-node-1", {"status": {"conditions": conditions}})
+    assert condition(core.read_node("emulator-node-1"), "Ready").status == "False"
+    emulator.advance_clock(120)
+    core.create_namespaced_pod(ns, bare_pod("elsewhere"))
+    wait_until(lambda: core.read_namespaced_pod("elsewhere", ns).spec.node_name is not None, TIMEOUT)
+    assert core.read_namespaced_pod("elsewhere", ns).spec.node_name == "emulator-node-2"
+    assert core.read_namespaced_pod("stranded", ns).status.phase == "Running"  # past its run time: nobody ends it
+    status, body = failure(core.read_namespaced_pod_log, "stranded", ns)  # nor serves its log
+    assert status == 500 and ":10250/containerLogs/" in body["message"] and "i/o timeout" in body["message"]
 
 
 def test_a_pod_no_node_fits_stays_pending_and_says_why(core, ns):

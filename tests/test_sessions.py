@@ -96,14 +96,81 @@ def test_a_runner_that_exits_non_zero_fails_the_session_with_its_code(alpha, use
     assert s.message == f"the runner exited with code 3: {reported}"
 
 
-def test_a_stopped_session_has_its_runner_removed_and_says_who_stopped_it(alpha, users, project):
-    s = start(alpha, project, users["alice"], prompt="long one")
-    s = drive(alpha, s, until=("Creating", "Running"), seconds=10)
+def wait_for_pod(s: AgenticSession, namespace: str, *phases: str, seconds: float = 10.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while (pod := kube.get("Pod", s.runner_pod_name, namespace))["status"]["phase"] not in phases:
+        assert time.monotonic() < deadline, pod["status"]
+        time.sleep(0.1)
+    return pod
+
+
+def test_a_stopped_runner_is_sent_sigterm_and_what_it_wrote_as_it_ended_is_kept(alpha, users, project):
+    s = start(alpha, project, users["alice"], prompt="long one pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
     with tenant_context(alpha):
         session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"], access=EDIT)
+        SESSIONS.run(s.pk)
+        s.refresh_from_db()
+    # Asked, as its timeout would: the pod's deadline lowered, so the kubelet stops the runner
+    # and keeps the pod (and its log), where deleting the Job would take both at once.
+    assert (s.phase, s.reason) == ("Running", "Stopping") and "alice" in s.message and "SIGTERM" in s.message
+    assert kube.get("Pod", s.runner_pod_name, project.namespace)["spec"]["activeDeadlineSeconds"] == 1
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is not None  # its slot stays taken meanwhile
     s = drive(alpha, s)
-    assert s.phase == "Stopped" and s.reason == "StoppedByUser" and "alice" in s.message
+    assert s.phase == "Stopped" and s.reason == "StoppedByUser" and "alice" in s.message and s.exit_code == 143
+    assert "stopped (SIGTERM)" in s.log.strip().splitlines()[-1]  # the runner's last words
     assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+    assert kube.get(cluster.SESSION_KIND, s.name, project.namespace)["status"]["phase"] == "Stopped"
+
+
+def test_a_stopped_runner_that_does_not_end_is_deleted_after_the_stop_grace(
+        alpha, users, project, settings, monkeypatch, django_capture_on_commit_callbacks):
+    from kubernetes import client
+
+    from portal.controller import reconcile_object
+    from sessions import tasks
+
+    s = start(alpha, project, users["alice"], prompt="stuck pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    core = client.CoreV1Api(kube.api_client())
+    node = kube.get("Pod", s.runner_pod_name, project.namespace)["spec"]["nodeName"]
+
+    def node_ready(status: str) -> None:  # a node that stops answering: its kubelet acts on nothing
+        conditions = [{**c, "status": status} if c["type"] == "Ready" else c
+                      for c in core.read_node_status(node).to_dict()["status"]["conditions"]]
+        core.patch_node_status(node, {"status": {"conditions": [
+            {"type": c["type"], "status": c["status"], "reason": c["reason"] or "", "message": c["message"] or ""}
+            for c in conditions]}})
+
+    node_ready("False")
+    try:
+        with tenant_context(alpha):
+            session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"],
+                                          access=EDIT)
+            SESSIONS.run(s.pk)
+            time.sleep(0.5)
+            SESSIONS.run(s.pk)  # the runner has its grace period: still asked, still running
+            s.refresh_from_db()
+            assert (s.phase, s.reason) == ("Running", "Stopping")
+            assert kube.get("Pod", s.runner_pod_name, project.namespace)["status"]["phase"] == "Running"
+        passes = []
+        monkeypatch.setattr(reconcile_object, "apply_async", lambda args, **kw: passes.append(args[1]))
+        _logs_sent(monkeypatch)
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.sync_sessions()
+        assert s.pk not in passes  # within its grace: the sync leaves it to end
+        settings.PIER_SESSION_STOP_SECONDS = 0  # past it
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.sync_sessions()
+        assert s.pk in passes  # the sync sends the pass that deletes it
+        with tenant_context(alpha):
+            SESSIONS.run(s.pk)
+            s.refresh_from_db()
+        assert (s.phase, s.reason) == ("Stopped", "StoppedByUser") and s.exit_code is None
+        assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+        assert "prompt of" in s.log  # what it wrote before it was asked is kept
+    finally:
+        node_ready("True")
 
 
 def test_a_stop_whose_runner_delete_fails_keeps_its_slot_and_is_retried_until_nothing_runs(alpha, users, project):
@@ -111,6 +178,8 @@ def test_a_stop_whose_runner_delete_fails_keeps_its_slot_and_is_retried_until_no
     s = drive(alpha, s, until=("Running",), seconds=15)
     with tenant_context(alpha):
         session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"], access=EDIT)
+        SESSIONS.run(s.pk)  # asks the runner to end
+    wait_for_pod(s, project.namespace, "Failed")
     kubehelp.inject_fault(verb="delete", resource="jobs", status=503, times=1)
     with tenant_context(alpha):
         with pytest.raises(kube.KubeError) as failure:
@@ -277,6 +346,7 @@ def test_the_organization_limit_is_shared_in_order_and_one_projects_queue_holds_
     with tenant_context(alpha):
         session_services.session_stop(tenant=alpha, project=project, session=a1, acting_user=users["alice"],
                                       access=ADMIN)
+    drive(alpha, a1)
     run(a1, b3)
     assert (a1.phase, b3.phase) == ("Stopped", "Pending")  # even when b3 looks first
     assert b3.message == "waiting: 2 of 3 running in this organization, 1 waiting before it"
@@ -603,12 +673,12 @@ def test_a_stopped_session_is_a_whole_pass_and_its_log_is_not_batched(
     with tenant_context(alpha):  # stopped after the sync looked
         session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"],
                                       access=EDIT)
-        SESSIONS.run(s.pk)
-        s.refresh_from_db()
-        kept = s.log
-        outcome = tasks.keep_runner_logs(pairs)
-        s.refresh_from_db()
-    assert s.phase == "Stopped" and outcome["skipped"] == 1 and s.log == kept
+    s = drive(alpha, s)
+    with tenant_context(alpha):
+        outcome = tasks.keep_runner_logs(pairs)  # the batch arrives after the stop's last pass
+        after = AgenticSession.objects.get(pk=s.pk)
+    assert s.phase == "Stopped" and outcome["skipped"] == 1 and after.log == s.log
+    assert "stopped (SIGTERM)" in after.log.strip().splitlines()[-1]
     assert kube.get("Job", cluster.job_name(s), project.namespace) is None
     monkeypatch.setattr(reconcile_object, "apply_async", lambda args, **kw: None)
     sent.clear()

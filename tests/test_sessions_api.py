@@ -225,15 +225,21 @@ def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, 
 
     assert kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}")
     assert bob.post(url(project, f"/{name}/stop")).status_code == 202
-    with tenant_context(alpha):
-        SESSIONS.run(s.pk)
-    for _ in range(50):  # the Job is deleted; its pod (and the cluster's copy of the log) goes with it
+    with tenant_context(alpha):  # the runner is asked to end; once it has, its Job is deleted
+        for _ in range(50):
+            SESSIONS.run(s.pk)
+            s.refresh_from_db()
+            if s.phase == "Stopped":
+                break
+            time.sleep(0.1)
+    for _ in range(50):  # its pod (and the cluster's copy of the log) goes with the Job
         if not kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}"):
             break
         time.sleep(0.1)
     assert kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}") == []
     after = bob.get(url(project, f"/{name}/logs")).json()
     assert after["source"] == "captured" and "prompt of" in after["text"]
+    assert "stopped (SIGTERM)" in after["text"].strip().splitlines()[-1]  # what the runner said as it ended
     for bad in ("x", "\u00b2", "-1", "9" * 40):  # "²" passes str.isdigit(), not int()
         assert bob.get(url(project, f"/{name}/logs"), {"tail": bad}).status_code == 400, bad
 

@@ -14,8 +14,8 @@ Types and subresources with a `Handler` (registry.py) are served by it, the rest
 `watch`, answered with a stream of events (watch.py) that server.py sends chunked.
 Only the registered subresources are served (`serviceaccounts/token`, `pods/log`, which answers
 text/plain or a chunked stream, and `/status` of CRDs and of custom resources whose version
-declares it; not `/scale`, `/binding`, `/exec`, `/attach`, `/eviction`, nor `/status` of
-built-in kinds, nor the `events.k8s.io` API: Events are served as `v1` only);
+declares it, and `nodes/status`; not `/scale`, `/binding`, `/exec`, `/attach`, `/eviction`, nor
+`/status` of other built-in kinds, nor the `events.k8s.io` API: Events are served as `v1` only);
 dry run and the deprecated `/api/v1/watch/...` paths are not served either. Each is refused
 with a clear 400/404 rather than half-done. Patches take the three JSON formats and
 server-side apply (`application/apply-patch+yaml`, apply.py); custom resources refuse strategic

@@ -1,8 +1,8 @@
 """The emulated cluster's moving parts, and the thread that runs them on the emulator's clock.
 
-`Workloads` registers what they serve (`v1` Node and Event, the `pods/log` subresource), adds
-the controllers to the store (garbage collector `gc.py`, job controller `jobs.py`, scheduler
-`scheduler.py`, kubelet `kubelet.py`; events `events.py`) and runs `Store.reconcile()` every
+`Workloads` registers what they serve (`v1` Node and Event, the `pods/log` and `nodes/status`
+subresources), adds the controllers to the store (garbage collector `gc.py`, job controller
+`jobs.py`, scheduler `scheduler.py`, kubelet `kubelet.py`; events `events.py`) and runs `Store.reconcile()` every
 `TICK_SECONDS` on a background thread, so pods start, finish and time out by themselves
 without a client polling; `advance_clock` runs a pass at once. Every change goes through the
 store's write path, so a client (or a watcher) sees it as any other write. The thread is
@@ -86,6 +86,12 @@ class Workloads:
         assert pods is not None
         registry.register_subresource(
             Subresource(pods, "log", "", "v1", "Pod", PodLogHandler(store, pods, self.kubelet, self.stopping), ("get",))
+        )
+        # A node's conditions, as its kubelet reports them (or a test: a node gone NotReady).
+        node_type = registry.get("", "v1", "nodes")
+        assert node_type is not None
+        registry.register_subresource(
+            Subresource(node_type, "status", "", "v1", "Node", None, ("get", "patch", "update"))
         )
         for controller in (
             self.recorder,

@@ -18,7 +18,8 @@ goes through the phases a real kubelet reports, on the emulator's clock:
   a non-zero code, it starts again (`restartCount` + 1, `lastState`, the previous log kept for
   `previous=true`); otherwise, once every container has ended, the pod is `Succeeded` (all
   exited 0) or `Failed`.
-- a pod with `spec.activeDeadlineSeconds`, active that long since its `startTime`: its running
+- a pod with `spec.activeDeadlineSeconds`, active that long since its `startTime` (a deadline
+  an update set or lowered counts from when the kubelet saw it, never back in time): its running
   containers stopped as for a delete (below), the pod `Failed` with reason `DeadlineExceeded`
   ("Pod was active on the node longer than the specified deadline", also a `DeadlineExceeded`
   event); the pod stays, and so does its log, as a real kubelet leaves it.
@@ -126,6 +127,8 @@ class PodRun:
     mount_failures: int = 0
     mount_retry_at: float = 0.0
     deadline_exceeded: bool = False
+    deadline: int | None = None  # spec.activeDeadlineSeconds as last seen, and since when
+    deadline_seen_at: float = 0.0
 
 
 def _markers(container: Obj) -> Markers:
@@ -205,10 +208,12 @@ class Kubelet:
             if node is None and pod["metadata"].get("deletionTimestamp") and not pod["metadata"].get("finalizers"):
                 txn.delete(pods_type, pod)  # no kubelet will finish it: the pod GC removes it
                 continue
-            if node is None or not node_ready(node):
+            if node is None:
                 continue
             uid = pod["metadata"]["uid"]
             live.add(uid)
+            if not node_ready(node):  # a node that stopped answering: what runs there stands still
+                continue
             run = self.runs.get(uid)
             if run is None:
                 run = self.runs[uid] = self._admit(txn, pods_type, pod, node)
@@ -286,7 +291,10 @@ class Kubelet:
                 run.mount_retry_at = now + min(MAX_MOUNT_RETRY_SECONDS, backoff)
         start = _epoch_of((pod.get("status") or {}).get("startTime"))
         active_deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
-        deadline_at = start + active_deadline if start is not None and isinstance(active_deadline, int) else None
+        if active_deadline != run.deadline:  # set or lowered by an update: it is enforced from now on
+            run.deadline, run.deadline_seen_at = active_deadline, now
+        deadline_at = (max(start + active_deadline, run.deadline_seen_at)
+                       if start is not None and isinstance(active_deadline, int) else None)
         until = now if deadline_at is None else min(now, deadline_at)  # what ended before the deadline did
         while run.started and not run.done:
             running = [c for c in run.containers.values() if c.state == "running"]

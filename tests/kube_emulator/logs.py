@@ -6,8 +6,10 @@ As the real API server and kubelet answer (`pkg/registry/core/pod/strategy.go` L
 - 404 for a missing pod; 400 `a container name must be specified for pod P, choose one of:
   [a b]` when the pod has several containers and `container` is not given; 400 `container C
   is not valid for pod P` for an unknown one.
-- a pod not yet on a node answers an empty body; a container not started yet 400 `container
-  "C" in pod "P" is waiting to start: ContainerCreating`; `previous=true` without an earlier
+- a pod not yet on a node answers an empty body; one on a node that is NotReady (its kubelet
+  does not answer) a 500 `Get "https://<hostIP>:10250/containerLogs/…": dial tcp …: i/o
+  timeout`; a container not started yet 400 `container "C" in pod "P" is waiting to start:
+  ContainerCreating`; `previous=true` without an earlier
   run of the container 400 `previous terminated container "C" in pod "P" not found`.
 - options: `sinceSeconds` or `sinceTime`, then `tailLines`, then `limitBytes`; `timestamps`
   prefixes each line with its time (RFC 3339 with nanoseconds); `follow=true` streams (chunked)
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .api import Response
+from .scheduler import node_ready
 from .validation import invalid
 
 if TYPE_CHECKING:
@@ -144,8 +147,14 @@ class PodLogHandler:
             if pod is None:
                 raise errors.not_found("", "pods", name)
             container_name = _container_name(pod, options.container)
-            if not (pod.get("spec") or {}).get("nodeName"):
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            if not node_name:
                 return Response(200, b"", content_type="text/plain")
+            node = txn.get(txn.resource("", "v1", "nodes"), "", node_name)
+            if node is not None and not node_ready(node):  # its kubelet does not answer
+                ip = (pod.get("status") or {}).get("hostIP") or node_name
+                raise errors.ApiError(500, None, f'Get "https://{ip}:10250/containerLogs/{namespace}/{name}/'
+                                      f'{container_name}": dial tcp {ip}:10250: i/o timeout')
             run = self._kubelet.runs.get(pod["metadata"]["uid"])
             container = run.containers.get(container_name) if run is not None else None
             if options.previous:

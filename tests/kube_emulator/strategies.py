@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import re
 from typing import Any
 
@@ -389,6 +390,12 @@ def validate_pod_spec(spec: Obj, path: str, restart_policies: list[str]) -> list
                 names.add(name)
             if not container.get("image"):
                 errors.append(v.required(f"{container_path}.image"))
+    deadline = spec.get("activeDeadlineSeconds")
+    valid = isinstance(deadline, int) and not isinstance(deadline, bool) and 1 <= deadline <= 2**32 - 1
+    if deadline is not None and not valid:
+        errors.append(
+            v.invalid(f"{path}.activeDeadlineSeconds", deadline, "must be between 1 and 4294967295, inclusive")
+        )
     if spec.get("restartPolicy") not in restart_policies:
         errors.append(v.not_supported(f"{path}.restartPolicy", spec.get("restartPolicy"), restart_policies))
     return errors
@@ -423,6 +430,46 @@ class PodStrategy(Strategy):
 
     def validate(self, obj: Obj) -> list[v.FieldError]:
         return validate_pod_spec(obj["spec"], "spec", ["Always", "OnFailure", "Never"])
+
+    # What a pod update may change in its spec (ValidatePodUpdate); the scheduler's binding and
+    # the kubelet's status are not updates through the API.
+    IMMUTABLE_SPEC = (
+        "pod updates may not change fields other than `spec.containers[*].image`,"
+        "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+        "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+        "(allow it to be set to 1 if it was previously negative)"
+    )
+
+    def validate_update(self, new: Obj, old: Obj) -> list[v.FieldError]:
+        new_spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+        errors = []
+        deadline, was = new_spec.get("activeDeadlineSeconds"), old_spec.get("activeDeadlineSeconds")
+        field = "spec.activeDeadlineSeconds"
+        if deadline is None and was is not None:
+            errors.append(v.invalid(field, None, "must not update from a positive integer to nil value"))
+        elif deadline is not None and was is not None and isinstance(deadline, int) and deadline > was:
+            errors.append(v.invalid(field, deadline, "must be less than or equal to previous value"))
+        if errors:
+            return errors
+        old_tolerations = _list(old_spec, "tolerations")
+        if any(t not in _list(new_spec, "tolerations") for t in old_tolerations):
+            errors.append(
+                v.forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds")
+            )
+
+        def comparable(spec: Obj) -> Obj:
+            spec = copy.deepcopy(spec)
+            for field in ("activeDeadlineSeconds", "tolerations"):
+                spec.pop(field, None)
+            for containers in ("initContainers", "containers"):
+                for container in _list(spec, containers):
+                    if isinstance(container, dict):
+                        container.pop("image", None)
+            return spec
+
+        if comparable(new_spec) != comparable(old_spec):
+            errors.append(v.forbidden("spec", self.IMMUTABLE_SPEC))
+        return errors
 
     def grace_period_seconds(self, obj: Obj, options: Obj) -> int:
         # A pod on a node is only marked: its kubelet stops the containers, then removes it.
