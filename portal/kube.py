@@ -180,8 +180,10 @@ def in_request():
 
 
 def _request(method: str, path: str, *, query: list[tuple[str, Any]] | None = None, body: Any = None,
-             content_type: str = "application/json", text: bool = False, what: str = "") -> Any:
-    """One HTTP request to the API server. JSON in and out, or the reply as text (`text=True`)."""
+             content_type: str = "application/json", text: bool = False, last_bytes: int | None = None,
+             what: str = "") -> Any:
+    """One HTTP request to the API server. JSON in and out, or the reply as text (`text=True`;
+    with `last_bytes`, only the end of it, read as a stream so a reply of any size costs that much)."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -194,7 +196,7 @@ def _request(method: str, path: str, *, query: list[tuple[str, Any]] | None = No
             auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
             _request_timeout=_timeout.get() or settings.PIER_KUBE_TIMEOUT,
         )
-        data = response.data
+        data = response.data if last_bytes is None else _tail(response, last_bytes)
     except ApiException as exc:
         raise _translate(exc, what or path) from exc
     except (Urllib3Error, OSError) as exc:
@@ -203,6 +205,19 @@ def _request(method: str, path: str, *, query: list[tuple[str, Any]] | None = No
         # The client's own decoding (a deserialize to str) mangles logs; read the bytes.
         return data.decode("utf-8", "replace")
     return json.loads(data) if data else None
+
+
+def _tail(response, size: int) -> bytes:
+    """The last `size` bytes of a streamed reply."""
+    kept = bytearray()
+    try:
+        for chunk in response.stream(64 * 1024):
+            kept += chunk
+            if len(kept) > 2 * size:
+                del kept[:-size]
+    finally:
+        response.release_conn()
+    return bytes(kept[-size:]) if size else b""
 
 
 def _translate(exc, what: str) -> KubeError:
@@ -374,13 +389,15 @@ def list_objects(kind: str | tuple[str, str], namespace: str | None = None, *,
 
 
 def pod_log(namespace: str, pod: str, *, container: str | None = None, tail_lines: int | None = None,
-            since_seconds: int | None = None, limit_bytes: int | None = None) -> str:
-    """A pod's log as text (what the container wrote, invalid UTF-8 replaced)."""
+            since_seconds: int | None = None, limit_bytes: int | None = None, last_bytes: int | None = None) -> str:
+    """A pod's log as text (what the container wrote, invalid UTF-8 replaced). `limit_bytes` is
+    the API's (the first bytes); `last_bytes` keeps the end instead, at most that many bytes held
+    however long the log (a character cut at the start is replaced)."""
     query = [(key, value) for key, value in (("container", container), ("tailLines", tail_lines),
                                             ("sinceSeconds", since_seconds), ("limitBytes", limit_bytes))
              if value is not None]
     path = _path(("v1", "Pod"), pod, namespace) + "/log"
-    return _request("GET", path, query=query, text=True, what=f"log of Pod {namespace}/{pod}")
+    return _request("GET", path, query=query, text=True, last_bytes=last_bytes, what=f"log of Pod {namespace}/{pod}")
 
 
 def request_token(namespace: str, service_account: str, *, expiration_seconds: int) -> tuple[str, str]:

@@ -88,6 +88,13 @@ def safe_log(text: str) -> tuple[str, bool]:
     return tail[tail.find("\n") + 1:] if "\n" in tail else tail, True
 
 
+def runner_log(namespace: str, pod: str, *, tail: int | None = None) -> tuple[str, bool]:
+    """The end of a runner pod's log as Pier keeps it (safe_log), read so that no more than
+    PIER_SESSION_LOG_BYTES is held however much the runner wrote. `tail`: its last lines only."""
+    limit = settings.PIER_SESSION_LOG_BYTES
+    return safe_log(kube.pod_log(namespace, pod, container="runner", tail_lines=tail, last_bytes=limit + 1))
+
+
 def log_due_before(now: datetime) -> datetime:
     """A running session whose log was last kept at or before this (or never) is due to have it kept."""
     return now - timedelta(seconds=settings.PIER_SESSION_LOG_SECONDS)
@@ -361,12 +368,11 @@ class SessionController(controller.Controller):
         if pod is None or pod.get("status", {}).get("phase") == "Pending":
             return False
         try:
-            text = kube.pod_log(s.project.namespace, pod["metadata"]["name"], container="runner")
+            kept, truncated = runner_log(s.project.namespace, pod["metadata"]["name"])
         except kube.KubeError as exc:
             if exc.status == 404:
                 return False
             raise
-        kept, truncated = safe_log(text)
         now = timezone.now()
         if kept != s.log or truncated != s.log_truncated:
             AgenticSession.objects.filter(pk=s.pk).update(log=kept, log_truncated=truncated, log_captured_at=now)
@@ -512,15 +518,21 @@ def stop_all(*, tenant: Tenant, reason: str, by: str, rows=None) -> int:
     return len(stopping)
 
 
+# keep_logs writes what it read once this much changed log text waits (and at the end), so a
+# worker holds, and one statement carries, no more than this (plus one log) however many run.
+LOG_WRITE_BYTES = 8 * 1024 * 1024
+
+
 def keep_logs(pods: dict[int, str]) -> dict:
     """Keep the log of running sessions whose log is due (`pods`: a session's key -> the name of
     its runner pod as the sync saw it), for one tenant, in its schema: one SELECT, one log read
-    per session, one UPDATE for them all, so the database work of keeping logs is a constant per
-    tenant whatever its number of running sessions. No lock and no pass: a log is read only from
-    the pod the session pinned, and written only if the row is still Running and its log was not
-    kept since the SELECT (by a whole pass, which may have read a newer one): `log_captured_at`
-    is the compare-and-set guard. A row that changed (stopped, finished) is its own pass's, and
-    one whose log is no longer due (a copy of this message that ran first kept it) is skipped."""
+    per session, one UPDATE for them all (one per LOG_WRITE_BYTES of changed logs), so the
+    database work of keeping logs is a constant per tenant whatever its number of running
+    sessions. No lock and no pass: a log is read only from the pod the session pinned, and
+    written only if the row is still Running and its log was not kept since the SELECT (by a
+    whole pass, which may have read a newer one): `log_captured_at` is the compare-and-set
+    guard. A row that changed (stopped, finished) is its own pass's, and one whose log is no
+    longer due (a copy of this message that ran first kept it) is skipped."""
     due = Q(log_captured_at__isnull=True) | Q(log_captured_at__lte=log_due_before(timezone.now()))  # not kept by a copy since
     rows = list(AgenticSession.objects.filter(due, pk__in=list(pods), phase=Phase.RUNNING,
                                               deletion_requested_at__isnull=True)
@@ -528,13 +540,31 @@ def keep_logs(pods: dict[int, str]) -> dict:
                 .values("pk", "project__namespace", "runner_pod_name", "log_truncated", "log_captured_at", "digest"))
     changed: dict[int, tuple[str, bool]] = {}
     looked: list[Q] = []
+    waiting = 0  # bytes of changed log text not yet written
     outcome = {"read": 0, "written": 0, "skipped": len(pods) - len(rows)}
+
+    def write() -> None:
+        nonlocal waiting
+        if not looked:
+            return
+        written = AgenticSession.objects.filter(functools.reduce(operator.or_, looked), phase=Phase.RUNNING).update(
+            log=Case(*(When(pk=pk, then=Value(kept)) for pk, (kept, _) in changed.items()), default=F("log"),
+                     output_field=TextField()),
+            log_truncated=Case(*(When(pk=pk, then=Value(truncated)) for pk, (_, truncated) in changed.items()),
+                               default=F("log_truncated"), output_field=BooleanField()),
+            log_captured_at=timezone.now())
+        outcome["read"] += len(looked)
+        outcome["written"] += written  # fewer written: kept by a pass meanwhile
+        looked.clear()
+        changed.clear()
+        waiting = 0
+
     for row in rows:
         if not row["runner_pod_name"] or row["runner_pod_name"] != pods[row["pk"]]:
             outcome["skipped"] += 1  # not the pod this session pinned: its own pass decides
             continue
         try:
-            text = kube.pod_log(row["project__namespace"], row["runner_pod_name"], container="runner")
+            kept, truncated = runner_log(row["project__namespace"], row["runner_pod_name"])
         except kube.KubeError as exc:
             if exc.status != 404:  # the cluster is not answering: the next log period tries again
                 log.warning("keeping runner logs: %s; the rest wait for the next period", exc)
@@ -542,21 +572,17 @@ def keep_logs(pods: dict[int, str]) -> dict:
                 break
             outcome["skipped"] += 1  # the pod is gone: the session's own pass sees why
             continue
-        kept, truncated = safe_log(text)
-        digest = hashlib.md5(kept.encode(), usedforsecurity=False).hexdigest()  # PostgreSQL's md5() of the text
+        data = kept.encode()
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()  # PostgreSQL's md5() of the text
         if digest != row["digest"] or truncated != row["log_truncated"]:
             changed[row["pk"]] = (kept, truncated)
+            waiting += len(data)
         captured = row["log_captured_at"]
         looked.append(Q(pk=row["pk"], log_captured_at=captured) if captured else
                       Q(pk=row["pk"], log_captured_at__isnull=True))
-    if looked:
-        written = AgenticSession.objects.filter(functools.reduce(operator.or_, looked), phase=Phase.RUNNING).update(
-            log=Case(*(When(pk=pk, then=Value(kept)) for pk, (kept, _) in changed.items()), default=F("log"),
-                     output_field=TextField()),
-            log_truncated=Case(*(When(pk=pk, then=Value(truncated)) for pk, (_, truncated) in changed.items()),
-                               default=F("log_truncated"), output_field=BooleanField()),
-            log_captured_at=timezone.now())
-        outcome.update(read=len(looked), written=written)  # fewer written: kept by a pass meanwhile
+        if waiting >= LOG_WRITE_BYTES:
+            write()
+    write()
     return outcome
 
 

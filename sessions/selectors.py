@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from portal import kube
 from portal.errors import Unavailable
-from sessions.controller import safe_log
+from sessions.controller import runner_log
 from sessions.models import AgenticSession
 
 
@@ -21,8 +21,7 @@ def log_of(session: AgenticSession, *, tail: int | None = None) -> dict:
     if session.phase == AgenticSession.Phase.RUNNING and session.runner_pod_name:
         try:
             with kube.in_request():
-                text, truncated = safe_log(kube.pod_log(session.project.namespace, session.runner_pod_name,
-                                                        container="runner", tail_lines=tail))
+                text, truncated = runner_log(session.project.namespace, session.runner_pod_name, tail=tail)
             source = "live"
         except kube.KubeUnavailable as exc:
             raise Unavailable(f"The cluster did not answer in time; try again. ({exc})", code="cluster_unavailable")

@@ -10,7 +10,7 @@ from django_tenants.utils import tenant_context
 
 import kubehelp
 from portal import kube
-from sessions import cluster
+from sessions import cluster, controller
 from sessions import services as session_services
 from sessions.controller import SESSIONS
 from sessions.models import AgenticSession
@@ -621,6 +621,35 @@ def test_running_sessions_logs_are_kept_per_tenant_with_one_read_each_and_one_up
     with tenant_context(alpha):
         assert tasks.keep_runner_logs(pairs)["skipped"] == 2
     assert kubehelp.requests_by_resource().get("get pods/log", 0) == after.get("get pods/log", 0)
+    # However many logs changed, no statement carries (and no worker holds) more than
+    # LOG_WRITE_BYTES of them: past it, what was read is written and the rest follows.
+    monkeypatch.setattr(controller, "LOG_WRITE_BYTES", 1)
+    for s in (first, second):
+        kubehelp.append_pod_log(project.namespace, pods[s.pk], f"agent: one more line of {s.name}")
+    with tenant_context(alpha):
+        AgenticSession.objects.filter(pk__in=pods).update(log_captured_at=None)
+        statements.clear()
+        with connection.execute_wrapper(lambda execute, sql, *a: (statements.append(sql), execute(sql, *a))[1]):
+            outcome = tasks.keep_runner_logs(pairs)
+        logs = dict(AgenticSession.objects.filter(pk__in=pods).values_list("pk", "log"))
+    queries = [q.split()[0] for q in statements if not q.startswith("SET search_path")]
+    assert queries == ["SELECT", "UPDATE", "UPDATE"] and outcome == {"read": 2, "written": 2, "skipped": 0}
+    assert all(f"agent: one more line of {s.name}" in logs[s.pk] for s in (first, second))
+
+
+def test_a_runner_log_of_any_size_is_read_as_a_stream_and_only_its_end_kept(alpha, users, project, settings):
+    s = start(alpha, project, users["alice"], prompt="chatty pier:sleep=600")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    line = "agent: " + "x" * 92  # 100 bytes with its newline
+    kubehelp.append_pod_log(project.namespace, s.runner_pod_name, "\n".join([line] * 30000 + ["the very last line"]))
+    text = kube.pod_log(project.namespace, s.runner_pod_name, container="runner", last_bytes=1000)
+    assert len(text.encode()) <= 1002 and text.rstrip("\n").endswith("\n".join([line] * 5 + ["the very last line"]))
+    settings.PIER_SESSION_LOG_BYTES = 64 * 1024
+    with tenant_context(alpha):
+        SESSIONS.run(s.pk)
+        s.refresh_from_db()
+    assert s.log_truncated and len(s.log.encode()) <= 64 * 1024
+    assert s.log.splitlines()[0] == line and s.log.rstrip("\n").endswith("the very last line")  # whole lines only
 
 
 def test_a_batched_log_never_overwrites_one_a_pass_kept_meanwhile_nor_reads_a_pod_the_session_did_not_pin(
