@@ -7,7 +7,7 @@ A pass over one session, under its lock:
 2. asked to stop (a person, a key's revocation, the tenant's suspension): a running runner is
    sent SIGTERM first (its pod's deadline lowered, condition `Stopping`) and the next pass, once
    it ended, keeps its whole log; then the runner Job is deleted (its pod goes with it) and the
-   session finishes with the reason;
+   session finishes with the reason (a runner that had ended on its own keeps its outcome);
 3. not yet admitted: take a slot if the running limits allow (oldest first), or wait as
    `Pending` saying why;
 4. make the custom resource, then (once) the runner's ConfigMap, ServiceAccount and Job, owned by
@@ -178,7 +178,9 @@ class SessionController(controller.Controller):
                      rows=AgenticSession.objects.filter(pk=s.pk))
             s.refresh_from_db()
         if s.stop_requested_at is not None or s.stop_reason:
-            return self._stop(s, tenant)
+            stopped = self._stop(s, tenant)
+            if stopped is not None:
+                return stopped
         admitted = condition(s.conditions, "Admitted")
         if not (admitted and admitted["status"] == TRUE):
             if not self._admit(s, tenant):
@@ -386,14 +388,20 @@ class SessionController(controller.Controller):
         self.record(s, "Finished", TRUE, reason, message, completion_time=s.completion_time or ended or timezone.now(),
                     reconcile_attempts=0, **fields)
 
-    def _stop(self, s: AgenticSession, tenant: Tenant) -> str:
+    def _stop(self, s: AgenticSession, tenant: Tenant) -> str | None:
         """Stop the runner, keeping all it wrote, then say Stopped. A runner whose pod runs is
         asked first (`_ask_to_stop`); once its pod ended, or PIER_SESSION_STOP_SECONDS after
         asking whatever the pod does, the log is kept and the runner Job deleted. The slot frees
-        only once nothing runs (a failed delete is retried with the session occupying its slot)."""
+        only once nothing runs (a failed delete is retried with the session occupying its slot).
+        None: the runner had ended on its own before the stop reached it, so its own outcome
+        (its result, its exit code) stands and the pass goes on to record it."""
         ended = code = None
         if s.job_uid:
             pod, others = self.runner_pod(s, self._pods(s))
+            asked = condition(s.conditions, "Stopping")
+            if (not others and (pod or {}).get("status", {}).get("phase") in ("Succeeded", "Failed")
+                    and not (asked and asked["status"] == TRUE)):
+                return None
             if not others:
                 if self._ask_to_stop(s, tenant, pod):
                     return "stopping"

@@ -123,6 +123,19 @@ def test_a_stopped_runner_is_sent_sigterm_and_what_it_wrote_as_it_ended_is_kept(
     assert kube.get(cluster.SESSION_KIND, s.name, project.namespace)["status"]["phase"] == "Stopped"
 
 
+def test_a_stop_that_comes_after_the_runner_ended_keeps_its_result(alpha, users, project):
+    s = start(alpha, project, users["alice"], prompt="nearly done pier:sleep=20")
+    s = drive(alpha, s, until=("Running",), seconds=15)
+    kubehelp.advance_clock(30)  # it finishes before anyone looks again
+    wait_for_pod(s, project.namespace, "Succeeded")
+    with tenant_context(alpha):
+        session_services.session_stop(tenant=alpha, project=project, session=s, acting_user=users["alice"], access=EDIT)
+    s = drive(alpha, s)
+    assert (s.phase, s.reason, s.exit_code) == ("Completed", "Completed", 0)  # not Stopped, its answer lost
+    assert s.result and s.result in s.log
+    assert kube.get("Job", cluster.job_name(s), project.namespace) is None
+
+
 def test_a_stopped_runner_that_does_not_end_is_deleted_after_the_stop_grace(
         alpha, users, project, settings, monkeypatch, django_capture_on_commit_callbacks):
     from kubernetes import client
