@@ -25,16 +25,20 @@ from sessions import cluster, limits
 from sessions.controller import QUEUED, SESSIONS
 from sessions.models import AgenticSession, RunnerSecret
 from tenants.models import Tenant
+from tenants.projects import config
 from tenants.projects.access import Access
 from tenants.projects.models import Project
 
 MAX_PROMPT = 100_000
 MAX_REPOS = 20
 MAX_ENV = 50
-MIN_TIMEOUT = 60
+MIN_TIMEOUT = config.MINIMUMS["sessions.max_timeout"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<!/)$")
-_REPO_URL = re.compile(r"^(https?|ssh|git)://[^\s]{1,2000}$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]{1,2000}$")
+_REPO_URL = re.compile(r"^(https|ssh|git)://[^\s]{1,2000}$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]{1,2000}$")
+# The user part of a URL (before the host): a password or token there would be stored in the
+# spec, which every viewer reads; credentials belong in the runner secret (GIT_TOKEN).
+_URL_USERINFO = re.compile(r"^[a-z]+://([^/@]*)@")
 
 
 def _refuse(field: str, message: str) -> InvalidInput:
@@ -107,6 +111,10 @@ def _repo(i: int, repo: Any) -> dict:
         raise _refuse(f"repos[{i}]", "give only url and branch.")
     if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not _REPO_URL.match(repo["url"]):
         raise _refuse(f"repos[{i}].url", "give a git URL (https://, ssh://, git:// or user@host:path).")
+    userinfo = _URL_USERINFO.match(repo["url"])
+    if userinfo and (":" in userinfo.group(1) or repo["url"].startswith("https://")):
+        raise _refuse(f"repos[{i}].url", "give the URL without credentials: put a token in the project's runner "
+                                        "secret (GIT_TOKEN), which viewers cannot read.")
     entry = {"url": repo["url"]}
     branch = repo.get("branch")
     if branch not in (None, ""):
@@ -325,9 +333,10 @@ def clean_secret_data(data: Any) -> dict[str, str]:
     for number, (name, value) in enumerate(data.items(), start=1):
         if not isinstance(name, str) or not _ENV_NAME.match(name) or name.upper().startswith("PIER_"):
             # Named by its place, never echoed: a pasted value can end up where a name belongs.
-            raise _refuse("data", f"name {number} is not a usable variable name (letters, digits, _; not PIER_*).")
+            raise _refuse("data", f"key number {number} (in the order given) is not a usable variable name "
+                                  "(a letter or _, then letters, digits or _; not PIER_*).")
         if not isinstance(value, str) or "\x00" in value:
-            raise _refuse(f"data.{name}", "give text without NUL characters.")
+            raise _refuse(f"data.{name}", "give the value as text (a string, without NUL characters).")
         total += len(value.encode())
     if total > MAX_SECRET_BYTES:
         raise _refuse("data", f"at most {MAX_SECRET_BYTES} bytes in all.")

@@ -91,6 +91,11 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_session(api, users
     ({"prompt": "p", "env": "A=B"}, "env"),
     ({"prompt": "p", "colour": "red"}, "colour"),
     ({"prompt": "p", "repos": [{"url": "https://x/y.git", "token": "t"}]}, "repos[0]"),
+    # Credentials in a URL would be shown to every viewer: they belong in the runner secret.
+    ({"prompt": "p", "repos": [{"url": "https://user:tok@github.com/a/b.git"}]}, "repos[0].url"),
+    ({"prompt": "p", "repos": [{"url": "https://ghp_token@github.com/a/b.git"}]}, "repos[0].url"),
+    ({"prompt": "p", "repos": [{"url": "ssh://git:pw@example.com/a/b.git"}]}, "repos[0].url"),
+    ({"prompt": "p", "repos": [{"url": "http://169.254.169.254/latest"}]}, "repos[0].url"),
 ])
 def test_bad_input_names_the_field_and_starts_nothing(api, users, project, body, field):
     r = api(users["bob"]).post(url(project), body, format="json")
@@ -110,6 +115,14 @@ def test_every_bad_field_is_named_at_once(api, users, project):
     assert api(users["bob"]).get(url(project)).json()["count"] == 0
 
 
+def test_git_urls_with_a_user_but_no_secret_are_accepted():
+    from sessions.services import clean_repos
+
+    urls = ["ssh://git@example.com/a/b.git", "git@github.com:a/b.git", "https://github.com/a/b.git",
+            "git://example.com/a/b.git"]
+    assert [r["url"] for r in clean_repos([{"url": u} for u in urls])] == urls
+
+
 def test_a_timeout_above_the_maximum_is_refused_naming_the_maximum(api, users, project):
     bob = api(users["bob"])
     r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}", {"config_overrides": {"sessions.max_timeout": "3600"}},
@@ -118,13 +131,18 @@ def test_a_timeout_above_the_maximum_is_refused_naming_the_maximum(api, users, p
     r = bob.post(url(project), {"prompt": "p", "timeout_seconds": 3601}, format="json")
     assert r.status_code == 400 and "3600" in r.json()["error"]["message"]
     assert bob.post(url(project), {"prompt": "p", "timeout_seconds": 3600}, format="json").status_code == 201
-    # Any whole quantity the configuration accepts is a maximum (and a running limit): "4k" is 4000.
     r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}",
-                  {"config_overrides": {"sessions.max_timeout": "4k", "sessions.running": "2"}}, format="json")
+                  {"config_overrides": {"sessions.max_timeout": "4000", "sessions.running": "2"}}, format="json")
     assert r.status_code == 200, r.content
     r = bob.post(url(project), {"prompt": "p", "timeout_seconds": 4001}, format="json")
     assert r.status_code == 400 and "4000" in r.json()["error"]["message"]
     assert bob.post(url(project), {"prompt": "p", "timeout_seconds": 4000}, format="json").status_code == 201
+    # Pier's own counts are plain whole numbers, and none leaves a project where no session can
+    # run or be given a timeout (the shortest timeout is 60 s).
+    for key, value in [("sessions.max_timeout", "59"), ("sessions.max_timeout", "0"), ("sessions.max_timeout", "4k"),
+                       ("sessions.max_timeout", "1e2"), ("sessions.running", "0"), ("sessions.running", "1Ki")]:
+        r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}", {"config_overrides": {key: value}}, format="json")
+        assert r.status_code == 400 and f"config_overrides.{key}" in r.json()["error"]["details"], (key, value)
     # Above the platform's ceiling, the project cannot even raise its maximum.
     r = bob.patch(f"/api/v1/tenants/alpha/projects/{project}", {"config_overrides": {"sessions.max_timeout": "99999999"}},
                   format="json")
@@ -276,7 +294,7 @@ def test_the_runner_secret_is_write_only_and_never_echoed_or_logged(api, users, 
     assert bad.status_code == 400 and value not in bad.content.decode()
     pasted = "c2stdmVyeS1zZWNyZXQ+dmFsdWU/MTIz"  # a value pasted where a name belongs
     bad = bob.put(secret_url, {"data": {"OK": "1", pasted: ""}}, format="json")
-    assert bad.status_code == 400 and "name 2" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "key number 2" in bad.json()["error"]["message"]
     assert pasted[:8] not in bad.content.decode()
     # Editors cannot write it through Pier; they see which keys are set.
     editor = key(api, users, project, "edit")

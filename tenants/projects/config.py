@@ -61,6 +61,9 @@ KEYS: dict[str, Key] = {
 QUANTITY_KEYS = tuple(k for k, spec in KEYS.items() if spec.kind == "quantity")
 # Counts: whole numbers.
 WHOLE_KEYS = ("quota.pods", "sessions.running", "sessions.max_timeout")
+# Pier's own counts (not Kubernetes quantities): plain digits, at least this (no project may be
+# left where no session can run, or none can be given a timeout; sessions.services.MIN_TIMEOUT).
+MINIMUMS = {"sessions.running": 1, "sessions.max_timeout": 60}
 # The keys whose sum over an organization's projects a budget caps.
 BUDGET_KEYS = tuple(k for k in QUANTITY_KEYS if k.startswith("quota."))
 # (request, limit): a request above its limit is refused (ResourceQuota and LimitRange alike).
@@ -99,10 +102,15 @@ def parse_quantity(value: Any) -> Decimal:
     return parse(text)
 
 
-def clean_quantity(value: Any, name: str, *, whole: bool = False) -> str:
+def clean_quantity(value: Any, name: str, *, whole: bool = False, minimum: int | None = None) -> str:
+    """`minimum`: a count of Pier's own, plain digits and at least that."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _refuse(name, 'give a quantity such as "2", "500m" or "4Gi".')
     text = str(value)
+    if minimum is not None:
+        if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) < minimum:
+            raise _refuse(name, f"give a whole number, at least {minimum}.")
+        return str(int(text))
     if text.startswith("-"):
         raise _refuse(name, "must not be negative.")
     try:
@@ -146,7 +154,7 @@ def egress_allowed(value: str) -> bool:
 def _clean_value(key: str, value: Any, field: str) -> Any:
     name = f"{field}.{key}"
     if KEYS[key].kind == "quantity":
-        return clean_quantity(value, name, whole=key in WHOLE_KEYS)
+        return clean_quantity(value, name, whole=key in WHOLE_KEYS, minimum=MINIMUMS.get(key))
     if KEYS[key].kind == "destinations":
         if not isinstance(value, list) or len(value) > 50 or not all(isinstance(v, str) and len(v) <= 60 for v in value):
             raise _refuse(name, "give a list of destinations (CIDR or CIDR:port).")
@@ -226,7 +234,7 @@ def clean_ceilings(ceilings: Any, *, field: str, keys: Iterable[str] = QUANTITY_
             raise InvalidInput(f"{field}.{shown}: not one of {', '.join(allowed)}.",
                                details={f"{field}.{shown}": ["Unknown setting."]})
         if value is not None:
-            cleaned[key] = clean_quantity(value, f"{field}.{key}", whole=key in WHOLE_KEYS)
+            cleaned[key] = clean_quantity(value, f"{field}.{key}", whole=key in WHOLE_KEYS, minimum=MINIMUMS.get(key))
     return cleaned
 
 
