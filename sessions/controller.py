@@ -238,6 +238,7 @@ class SessionController(controller.Controller):
         self.record(s, "Admitted", TRUE, "Admitted", "a running slot is free", runtime_mode=mode,
                     runner_image=limits.runner_image(mode, tenant),
                     runner_resources=limits.runner_resources(s.project, tenant))
+        limits.wake_waiting(s, project_only=True)  # the next in line: another slot may be free too
         return True
 
     def _custom_resource(self, s: AgenticSession, tenant: Tenant) -> dict | None:

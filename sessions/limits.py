@@ -94,16 +94,18 @@ def _waiting(running: int, ahead: int, limit: int, scope: str) -> str:
     return f"waiting: {running} of {limit} running in {scope}{queue}"
 
 
-def wake_waiting(s: AgenticSession) -> None:
-    """A slot may have freed: the oldest waiting sessions of the organization, and the oldest of
-    each project (one held back by its own project's limit must not hide another project's), look
-    again."""
+def wake_waiting(s: AgenticSession, *, project_only: bool = False) -> None:
+    """A slot may have freed: the oldest waiting session of each project looks again (within a
+    project they start in order of creation, so no other could take it; one held back by its own
+    project's limit must not hide another project's). One per project, not the whole queue, so a
+    long backlog does not turn every finish into a burst of passes. `project_only`: just the
+    next of `s`'s project (after `s` took a slot, another may still be free there)."""
     waiting = (AgenticSession.objects.filter(phase=Phase.PENDING, deletion_requested_at__isnull=True)
                .exclude(pk=s.pk))
-    oldest = list(waiting.order_by("created_at", "pk").values_list("pk", flat=True)
-                  [:max(settings.PIER_SESSION_RUNNING_PER_TENANT, 10)])
+    if project_only:
+        waiting = waiting.filter(project_id=s.project_id)
     heads = waiting.order_by("project_id", "created_at", "pk").distinct("project_id").values_list("pk", flat=True)
-    for pk in dict.fromkeys([*oldest, *heads[:200]]):
+    for pk in heads[:200]:
         controller.enqueue(AgenticSession._meta.label_lower, pk)
 
 
