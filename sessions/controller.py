@@ -167,9 +167,8 @@ class SessionController(controller.Controller):
             return self._remove(s)
         if s.is_finished:  # a retry after the runner's removal or the status write failed
             self._clean_up(s)
-            current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace) if s.job_uid else None
-            if current is not None:
-                self._write_status(s, tenant, current)
+            if s.job_uid:
+                self._mirror_status(s, tenant)
             self._observed(s)
             return "finished"
         if tenant.status == Tenant.Status.SUSPENDED and s.stop_requested_at is None:
@@ -399,9 +398,8 @@ class SessionController(controller.Controller):
         ended = code = None
         if s.job_uid:
             pod, others = self.runner_pod(s, self._pods(s))
-            asked = condition(s.conditions, "Stopping")
             if (not others and (pod or {}).get("status", {}).get("phase") in ("Succeeded", "Failed")
-                    and not (asked and asked["status"] == TRUE)):
+                    and _asked_to_stop_at(s) is None):
                 return None
             if not others:
                 if self._ask_to_stop(s, tenant, pod):
@@ -421,9 +419,7 @@ class SessionController(controller.Controller):
                      **({"exit_code": code} if code is not None else {}))
         if s.job_uid:
             self.record(s, "RunnerRemoved", TRUE, "Deleted", "the runner Job was removed")
-        current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
-        if current is not None:
-            self._write_status(s, tenant, current)
+        self._mirror_status(s, tenant)
         limits.wake_waiting(s)
         self._observed(s)
         return "stopped"
@@ -437,8 +433,7 @@ class SessionController(controller.Controller):
     @staticmethod
     def _waited_for(s: AgenticSession) -> bool:
         """Was the runner asked to stop PIER_SESSION_STOP_SECONDS ago or more?"""
-        asked = condition(s.conditions, "Stopping")
-        since = parse_time(asked.get("lastTransitionTime")) if asked and asked["status"] == TRUE else None
+        since = _asked_to_stop_at(s)
         return since is not None and timezone.now() - since >= timedelta(seconds=settings.PIER_SESSION_STOP_SECONDS)
 
     def _ask_to_stop(self, s: AgenticSession, tenant: Tenant, pod: dict | None) -> bool:
@@ -449,8 +444,7 @@ class SessionController(controller.Controller):
         PIER_SESSION_STOP_SECONDS); False: nothing runs, or waiting is over."""
         if pod is None or (pod.get("status") or {}).get("phase") != "Running":
             return False  # not started (nothing to say), or ended (its log is complete)
-        asked = condition(s.conditions, "Stopping")
-        if asked and asked["status"] == TRUE:
+        if _asked_to_stop_at(s) is not None:
             if self._waited_for(s):
                 return False  # the runner did not end (its node may be gone): delete it anyway
             self._capture_if_answered(s, pod)
@@ -465,9 +459,7 @@ class SessionController(controller.Controller):
         self.record(s, "Stopping", TRUE, "Stopping",
                     f"{self._stop_message(s)}: the runner was sent SIGTERM and has "
                     f"{settings.PIER_SESSION_STOP_SECONDS} s to end")
-        current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
-        if current is not None:
-            self._write_status(s, tenant, current)
+        self._mirror_status(s, tenant)
         self._capture_if_answered(s, pod)
         return True
 
@@ -493,6 +485,12 @@ class SessionController(controller.Controller):
         AgenticSession.objects.filter(pk=s.pk).delete()
         limits.wake_waiting(s)
         return "deleted"
+
+    def _mirror_status(self, s: AgenticSession, tenant: Tenant) -> None:
+        """Write the row's status on the custom resource, if it (still) exists."""
+        current = kube.get(cluster.SESSION_KIND, s.name, s.project.namespace)
+        if current is not None:
+            self._write_status(s, tenant, current)
 
     def _write_status(self, s: AgenticSession, tenant: Tenant, current: dict) -> None:
         status = {"phase": s.phase, "reason": s.reason, "message": s.message, "observedGeneration":
@@ -605,6 +603,14 @@ def remove_cluster_objects(project) -> None:
         return  # the CRD is not installed: there are none
     for obj in found:
         kube.delete(cluster.SESSION_KIND, obj["metadata"]["name"], project.namespace)
+
+
+def _asked_to_stop_at(s: AgenticSession) -> datetime | None:
+    """When Pier sent the runner SIGTERM (condition Stopping), or None if it has not."""
+    asked = condition(s.conditions, "Stopping")
+    if not (asked and asked["status"] == TRUE):
+        return None
+    return parse_time(asked.get("lastTransitionTime")) or timezone.now()
 
 
 def _runner_state(pod: dict | None) -> dict:

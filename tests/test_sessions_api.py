@@ -8,7 +8,6 @@ from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
 from portal.models import AuditEvent
-from sessions.controller import SESSIONS
 from sessions.models import AgenticSession
 from tenants.projects import reconcile
 from tenants.projects.models import Project
@@ -213,18 +212,13 @@ def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, 
     import time
 
     import kubehelp
+    from test_sessions import drive
 
     bob = api(users["bob"])
     name = bob.post(url(project), {"prompt": "say hello pier:sleep=30"}, format="json").json()["name"]
     with tenant_context(alpha):
         s = AgenticSession.objects.get(name=name)
-        for _ in range(40):
-            SESSIONS.run(s.pk)
-            s.refresh_from_db()
-            if s.phase == "Running":
-                break
-            kubehelp.advance_clock(1)
-            time.sleep(0.2)
+    s = drive(alpha, s, until=("Running",), seconds=15, step=1)
     assert s.phase == "Running"
     live = bob.get(url(project, f"/{name}/logs")).json()
     assert live["source"] == "live" and "prompt of" in live["text"]
@@ -243,13 +237,7 @@ def test_logs_while_running_come_from_the_cluster_and_afterwards_from_pier(api, 
 
     assert kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}")
     assert bob.post(url(project, f"/{name}/stop")).status_code == 202
-    with tenant_context(alpha):  # the runner is asked to end; once it has, its Job is deleted
-        for _ in range(50):
-            SESSIONS.run(s.pk)
-            s.refresh_from_db()
-            if s.phase == "Stopped":
-                break
-            time.sleep(0.1)
+    s = drive(alpha, s, until=("Stopped",), seconds=15, step=1)  # asked to end; once it has, its Job is deleted
     for _ in range(50):  # its pod (and the cluster's copy of the log) goes with the Job
         if not kube.list_objects("Pod", f"alpha-{project}", label_selector=f"pier.dev/session={name}"):
             break

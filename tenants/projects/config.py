@@ -102,15 +102,22 @@ def parse_quantity(value: Any) -> Decimal:
     return parse(text)
 
 
-def clean_quantity(value: Any, name: str, *, whole: bool = False, minimum: int | None = None) -> str:
-    """`minimum`: a count of Pier's own, plain digits and at least that."""
+def clean_setting(key: str, value: Any, name: str) -> str:
+    """A quantity key's value: a count of Pier's own (MINIMUMS) as plain digits and at least its
+    minimum, any other as a Kubernetes quantity."""
+    minimum = MINIMUMS.get(key)
+    if minimum is None:
+        return clean_quantity(value, name, whole=key in WHOLE_KEYS)
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) < minimum:
+        raise _refuse(name, f"give a whole number, at least {minimum}.")
+    return str(int(text))
+
+
+def clean_quantity(value: Any, name: str, *, whole: bool = False) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _refuse(name, 'give a quantity such as "2", "500m" or "4Gi".')
     text = str(value)
-    if minimum is not None:
-        if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) < minimum:
-            raise _refuse(name, f"give a whole number, at least {minimum}.")
-        return str(int(text))
     if text.startswith("-"):
         raise _refuse(name, "must not be negative.")
     try:
@@ -154,7 +161,7 @@ def egress_allowed(value: str) -> bool:
 def _clean_value(key: str, value: Any, field: str) -> Any:
     name = f"{field}.{key}"
     if KEYS[key].kind == "quantity":
-        return clean_quantity(value, name, whole=key in WHOLE_KEYS, minimum=MINIMUMS.get(key))
+        return clean_setting(key, value, name)
     if KEYS[key].kind == "destinations":
         if not isinstance(value, list) or len(value) > 50 or not all(isinstance(v, str) and len(v) <= 60 for v in value):
             raise _refuse(name, "give a list of destinations (CIDR or CIDR:port).")
@@ -234,7 +241,7 @@ def clean_ceilings(ceilings: Any, *, field: str, keys: Iterable[str] = QUANTITY_
             raise InvalidInput(f"{field}.{shown}: not one of {', '.join(allowed)}.",
                                details={f"{field}.{shown}": ["Unknown setting."]})
         if value is not None:
-            cleaned[key] = clean_quantity(value, f"{field}.{key}", whole=key in WHOLE_KEYS, minimum=MINIMUMS.get(key))
+            cleaned[key] = clean_setting(key, value, f"{field}.{key}")
     return cleaned
 
 
